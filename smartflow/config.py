@@ -1,0 +1,393 @@
+"""Typed configuration, decoded from TOML into frozen msgspec Structs.
+
+Every struct forbids unknown keys, so a typo fails at start with the key and the file named rather
+than silently falling back to a default. Secrets never live in the TOML file: they are read from
+``$CREDENTIALS_DIRECTORY`` (systemd ``LoadCredential=``) or the environment, and are wrapped in
+``Secret`` so they cannot leak through ``repr``, logs or tracebacks.
+
+Keys that users' scripts rely on (design.md §3.1) keep their names: ``mode``,
+``market.underlyings``,
+``market.strikes_each_side``, ``model.*``, ``detectors.profile``, ``detectors.bar_seconds``,
+``strategy.enabled``, ``orders.broker``, ``api.listen``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import hashlib
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import Meta
+
+from smartflow.core.errors import ConfigError
+
+
+PositiveFloat = Annotated[float, Meta(gt=0)]
+NonNegFloat = Annotated[float, Meta(ge=0)]
+Fraction = Annotated[float, Meta(ge=0, le=1)]
+PositiveInt = Annotated[int, Meta(gt=0)]
+NonNegInt = Annotated[int, Meta(ge=0)]
+Port = Annotated[int, Meta(ge=0, le=65535)]
+HHMM = Annotated[str, Meta(pattern=r"^([01]\d|2[0-3]):[0-5]\d(:[0-5]\d)?$")]
+
+
+class Base(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    """Base of every config section: unknown keys are errors, values are immutable."""
+
+
+class MarketConfig(Base):
+    """Which chains to follow."""
+
+    underlyings: list[str] = msgspec.field(default_factory=lambda: ["NIFTY"])
+    """Roots exactly as in the scrip master's ``name`` (NIFTY on NFO, SENSEX on BFO)."""
+    strikes_each_side: Annotated[int, Meta(ge=1, le=200)] = 20
+    """Subscribe ATM ± N strikes."""
+    expiry: str = ""
+    """Expiry to trade as YYYY-MM-DD; empty means the nearest expiry in the scrip master."""
+    recenter_strikes: Annotated[int, Meta(ge=1)] = 3
+    """Re-centre the subscribed window once spot has moved this many strikes from its centre."""
+    spot_fallback_s: PositiveFloat = 10.0
+    """Subscribe the bare NSE index code (26000) if no tick arrives for the 999… token by then."""
+    scrip_master_url: str = (
+        "https://margincalculator.angelone.in/OpenAPI_File/files/OpenAPIScripMaster.json"
+    )
+    """Live mode downloads Angel's scrip master once a day from here and caches it."""
+
+
+class ModelConfig(Base):
+    """Option model (design.md §3)."""
+
+    forward: Literal["synthetic", "future", "spot"] = "synthetic"
+    rate: Annotated[float, Meta(ge=-0.05, le=0.5)] = 0.065
+    """Continuous compounding; discounts premiums (and carries spot in ``spot`` mode)."""
+    dividend_yield: Annotated[float, Meta(ge=0, le=0.5)] = 0.0
+    """Used by ``spot`` mode only."""
+    iv_price: Literal["mid", "ltp"] = "mid"
+    """``mid`` falls back to LTP when a side is missing or the spread is wider than allowed."""
+    max_spread_pct: PositiveFloat = 25.0
+    """A mid is 'sane' when (ask − bid) / mid ≤ this percentage."""
+
+
+class DetectorConfig(Base):
+    """Smart-money detectors (seeds/phase4-integration-guide.md)."""
+
+    profile: Literal["default", "volatile", "calm", "scalping"] = "default"
+    bar_seconds: Annotated[int, Meta(ge=1, le=3600)] = 5
+    overrides: dict[str, float] = msgspec.field(default_factory=dict)
+    """Any ``SmartMoneyConfig`` threshold by name, applied on top of the profile."""
+    oi_stale_s: PositiveFloat = 180.0
+    """OI unchanged this long while volume trades is reported as stale, not as 'OI flat'."""
+
+
+class StrategyConfig(Base):
+    """Seed Phase 5: entry, exit and sizing."""
+
+    enabled: bool = True
+    aggressive_lots: PositiveInt = 2
+    normal_lots: PositiveInt = 1
+    normal_entry_conviction: Fraction = 0.7
+    target_pct: PositiveFloat = 10.0
+    """Base profit target in % of entry premium; scaled up by a fresh position's strength."""
+    stop_pct: PositiveFloat = 8.0
+    """Base stop in % of entry premium; tightened as trap probability rises."""
+    exit_cutoff_ist: HHMM = "15:10"
+    """Flatten everything from this time on."""
+    expiry_day_cutoff_ist: HHMM = "14:30"
+    """On expiry day (DTE 0) theta crush starts earlier: no entries and exits from this time."""
+    min_dte_for_entry: NonNegInt = 0
+    kelly_fraction: Fraction = 0.25
+    max_lots_per_signal: PositiveInt = 4
+    cooldown_s: NonNegFloat = 30.0
+    """No new entry on the same contract this soon after an exit."""
+
+
+class RiskConfig(Base):
+    """Pre-trade checks applied to every intent before it can be sent."""
+
+    max_open_positions: PositiveInt = 3
+    max_lots_per_contract: PositiveInt = 4
+    max_lots_per_underlying: PositiveInt = 8
+    max_daily_loss: PositiveFloat = 5000.0
+    """Rupees, realised plus marked-to-market; crossing it trips the kill switch."""
+    price_band_pct: PositiveFloat = 5.0
+    """A limit price further than this from the current LTP is refused."""
+    orders_per_second: Annotated[int, Meta(ge=1, le=9)] = 9
+    orders_per_minute: Annotated[int, Meta(ge=1, le=500)] = 500
+    orders_per_hour: Annotated[int, Meta(ge=1, le=1000)] = 1000
+    market_open_ist: HHMM = "09:15"
+    market_close_ist: HHMM = "15:30"
+    enforce_market_hours: bool = True
+    """Sim mode may turn this off to trade a simulated session at any wall time."""
+    flatten_on_kill: bool = True
+
+
+class OrdersConfig(Base):
+    """Order router and brokers."""
+
+    broker: Literal["paper", "angel"] = "paper"
+    product: Literal["INTRADAY", "CARRYFORWARD"] = "INTRADAY"
+    protection_ticks: NonNegInt = 4
+    """Marketable limit = best opposite price ± this many ticks (capped by the price band)."""
+    chase_after_s: PositiveFloat = 3.0
+    """An unfilled order is re-priced (modified) after this long..."""
+    max_chases: NonNegInt = 3
+    """...at most this many times, then cancelled."""
+    on_shutdown: Literal["cancel_open", "leave"] = "cancel_open"
+    paper_latency_ms: NonNegFloat = 50.0
+    paper_partial_fill_pct: Annotated[float, Meta(ge=0, le=100)] = 0.0
+    """Percent chance that a paper fill is split into two partial fills (deterministic seed)."""
+    request_timeout_s: PositiveFloat = 5.0
+    reconcile_interval_s: PositiveFloat = 2.0
+    rest_url: str = "https://apiconnect.angelone.in"
+    order_update_url: str = "wss://tns.angelone.in/smart-order-update"
+
+
+class ApiConfig(Base):
+    """Local HTTP API."""
+
+    enabled: bool = True
+    listen: str = "127.0.0.1:8321"
+    signals_kept: PositiveInt = 1000
+
+
+class FeedConfig(Base):
+    """SmartStream client."""
+
+    url: str = "wss://smartapisocket.angelone.in/smart-stream"
+    """Live endpoint; sim mode points the client at the embedded simulator instead."""
+    mode: Literal["ltp", "quote", "snap_quote"] = "snap_quote"
+    ping_interval_s: PositiveFloat = 10.0
+    stall_timeout_s: PositiveFloat = 30.0
+    """No frame of any kind for this long → reconnect."""
+    backoff_initial_s: PositiveFloat = 0.5
+    backoff_max_s: PositiveFloat = 30.0
+    healthy_after_s: PositiveFloat = 30.0
+    """A connection that lived this long resets the backoff."""
+    max_sockets: Annotated[int, Meta(ge=1, le=3)] = 3
+    max_tokens_per_socket: Annotated[int, Meta(ge=1, le=1000)] = 1000
+    subscribe_batch: Annotated[int, Meta(ge=1, le=1000)] = 500
+    open_timeout_s: PositiveFloat = 10.0
+
+
+ScenarioKind = Literal[
+    "long_build_up",
+    "short_build_up",
+    "short_covering",
+    "long_unwinding",
+    "fresh_position",
+    "scalper_trap",
+    "theta_crush",
+    "whale",
+    "iceberg",
+]
+
+
+class ScenarioConfig(Base):
+    """One injected market behaviour, logged by the simulator as ground truth."""
+
+    kind: ScenarioKind
+    start_s: NonNegFloat
+    """Seconds after the simulated session starts."""
+    underlying: str = ""
+    """Root it applies to; empty means the first of ``market.underlyings``."""
+    duration_s: PositiveFloat = 30.0
+    strike_offset: int = 0
+    """Strikes from ATM at session start (0 = ATM, +2 = two strikes above)."""
+    side: Literal["CE", "PE"] = "CE"
+    strength: Annotated[float, Meta(gt=0, le=10)] = 1.0
+
+
+class SimConfig(Base):
+    """Embedded simulator (mode = "sim")."""
+
+    host: str = "127.0.0.1"
+    port: Port = 0
+    """0 picks a free port."""
+    seed: int = 7
+    iv_atm: Annotated[float, Meta(gt=0, le=3)] = 0.13
+    """At-the-money implied volatility of the simulated chain (a smile is applied around it)."""
+    spot_vol: Annotated[float, Meta(ge=0, le=3)] = 0.13
+    """Realised volatility of the index random walk; 0 keeps spot fixed."""
+    rate: Annotated[float, Meta(ge=0, le=0.5)] = 0.065
+    strikes_each_side: Annotated[int, Meta(ge=1, le=200)] = 40
+    """Strikes listed each side of ATM in the simulated scrip master."""
+    days_to_expiry: Annotated[float, Meta(ge=0, le=60)] = 2.0
+    """Calendar days from the session date to the nearest weekly expiry (0 = expiry day)."""
+    session_start_ist: HHMM = "09:20"
+    """The simulated session begins at this IST time on the current (or next) weekday."""
+    speed: Annotated[float, Meta(gt=0, le=100)] = 1.0
+    """Simulated seconds per wall second."""
+    ticks_per_second: PositiveFloat = 200.0
+    """Option and future packets per simulated second across each chain (busier near ATM)."""
+    index_interval_s: PositiveFloat = 1.0
+    index_token_form: Literal["prefixed", "bare", "both"] = "prefixed"  # noqa: S105
+    """Stream the index as 99926000 (prefixed), as 26000 (bare) or under both tokens."""
+    scenarios: list[ScenarioConfig] = msgspec.field(default_factory=list)
+
+
+class LogConfig(Base):
+    """Structured logging."""
+
+    format: Literal["auto", "json", "console"] = "auto"
+    """``auto``: console renderer on a TTY, JSON lines otherwise."""
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    stats_interval_s: PositiveFloat = 10.0
+
+
+class Config(Base):
+    """The whole daemon configuration."""
+
+    mode: Literal["sim", "live"] = "sim"
+    state_dir: str = "state"
+    """Journal, tapes and scrip-master cache; relative paths are relative to the working dir."""
+    market: MarketConfig = msgspec.field(default_factory=MarketConfig)
+    model: ModelConfig = msgspec.field(default_factory=ModelConfig)
+    detectors: DetectorConfig = msgspec.field(default_factory=DetectorConfig)
+    strategy: StrategyConfig = msgspec.field(default_factory=StrategyConfig)
+    risk: RiskConfig = msgspec.field(default_factory=RiskConfig)
+    orders: OrdersConfig = msgspec.field(default_factory=OrdersConfig)
+    api: ApiConfig = msgspec.field(default_factory=ApiConfig)
+    feed: FeedConfig = msgspec.field(default_factory=FeedConfig)
+    sim: SimConfig = msgspec.field(default_factory=SimConfig)
+    log: LogConfig = msgspec.field(default_factory=LogConfig)
+
+    def __post_init__(self) -> None:
+        if self.mode == "sim" and self.orders.broker != "paper":
+            raise ValueError("orders.broker must be 'paper' when mode = 'sim'")
+        if self.market.expiry:
+            try:
+                dt.date.fromisoformat(self.market.expiry)
+            except ValueError:
+                raise ValueError("market.expiry must be YYYY-MM-DD or empty") from None
+        for name in self.market.underlyings:
+            if not re.fullmatch(r"[A-Z0-9&-]{1,20}", name):
+                raise ValueError(f"market.underlyings: {name!r} is not a scrip-master root")
+        host, _, port = self.api.listen.rpartition(":")
+        if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ValueError("api.listen must be HOST:PORT")
+
+
+_UNKNOWN = re.compile(
+    r"Object contains unknown field `(?P<field>[^`]+)`(?: - at `\$(?P<path>[^`]*)`)?"
+)
+_AT = re.compile(r"^(?P<msg>.*?)(?: - at `\$(?P<path>[^`]*)`)?$")
+
+
+def _dotted(path: str) -> str:
+    # msgspec paths look like ".market.underlyings[0]"
+    return path.lstrip(".")
+
+
+def _explain(e: msgspec.ValidationError | msgspec.DecodeError) -> str:
+    text = str(e)
+    m = _UNKNOWN.match(text)
+    if m:
+        where = _dotted(m["path"] or "")
+        key = f"{where}.{m['field']}" if where else m["field"]
+        return f"unknown key `{key}`"
+    m = _AT.match(text)
+    if m and m["path"]:
+        return f"key `{_dotted(m['path'])}`: {m['msg']}"
+    return text
+
+
+def decode(data: bytes | str, source: str = "<config>") -> Config:
+    """Decode TOML text into a ``Config``; errors name ``source`` and the offending key."""
+    try:
+        return msgspec.toml.decode(data, type=Config)
+    except (msgspec.ValidationError, msgspec.DecodeError) as e:
+        raise ConfigError(f"{source}: {_explain(e)}") from None
+
+
+def load(path: str | os.PathLike[str] | None) -> Config:
+    """Load the config file at ``path`` (``None`` means all defaults: sim mode, paper orders)."""
+    if path is None:
+        return Config()
+    p = Path(path)
+    try:
+        data = p.read_bytes()
+    except OSError as e:
+        raise ConfigError(f"{p}: cannot read config ({e.strerror})") from None
+    return decode(data, str(p))
+
+
+def fingerprint(config: Config) -> str:
+    """Return a short sha256 of the effective config, logged at start to tie runs to configs."""
+    return hashlib.sha256(msgspec.json.encode(config)).hexdigest()[:16]
+
+
+def to_builtins(config: Config) -> dict[str, Any]:
+    """Return the effective config as plain data (for ``check-config``)."""
+    out: dict[str, Any] = msgspec.to_builtins(config)
+    return out
+
+
+class Secret:
+    """A credential value that never shows itself in ``repr``, ``str``, logs or tracebacks."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        """Return the real value; call only where it is sent to the broker."""
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('********')"
+
+    __str__ = __repr__
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+
+SECRET_NAMES = ("api_key", "client_code", "pin", "totp_secret", "kill_token")
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class Credentials:
+    """Broker credentials and the kill-switch token, each possibly missing."""
+
+    api_key: Secret | None = None
+    client_code: Secret | None = None
+    pin: Secret | None = None
+    totp_secret: Secret | None = None
+    kill_token: Secret | None = None
+
+    def missing(self, names: tuple[str, ...] = SECRET_NAMES[:4]) -> list[str]:
+        """Return the names (of ``names``) that have no value."""
+        return [n for n in names if not getattr(self, n)]
+
+    def redacted(self) -> dict[str, str]:
+        """Return which secrets are set, never their values."""
+        return {n: ("set" if getattr(self, n) else "missing") for n in SECRET_NAMES}
+
+
+def load_credentials(environ: Mapping[str, str] | None = None) -> Credentials:
+    """Read secrets from ``$CREDENTIALS_DIRECTORY/<name>`` first, then ``SMARTFLOW_<NAME>``.
+
+    The credential files are the ones systemd's ``LoadCredential=`` places (see deploy/); the
+    environment is for development shells.
+    """
+    env = os.environ if environ is None else environ
+    cred_dir = env.get("CREDENTIALS_DIRECTORY")
+    values: dict[str, Secret] = {}
+    for name in SECRET_NAMES:
+        value = ""
+        if cred_dir:
+            f = Path(cred_dir) / name
+            if f.is_file():
+                value = f.read_text(encoding="utf-8").strip()
+        if not value:
+            value = env.get(f"SMARTFLOW_{name.upper()}", "").strip()
+        if value:
+            values[name] = Secret(value)
+    return Credentials(**values)

@@ -1,0 +1,1 @@
+"""Leaf package: types and policies every stage shares. Imports nothing of smartflow."""
