@@ -1,0 +1,1 @@
+"""Stage ①: SmartStream WebSocket frames → validated packets (protocol, client session)."""

@@ -1,0 +1,1 @@
+"""Pure numba kernels over numpy arrays. This package imports nothing of smartflow."""
