@@ -1,0 +1,1 @@
+"""Angel-protocol-exact simulator: SmartStream, REST, order updates, a synthetic market."""
