@@ -1,0 +1,1 @@
+"""Angel's scrip master → the chain universe of each underlying."""
