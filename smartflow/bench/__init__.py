@@ -1,0 +1,1 @@
+"""``smartflow bench``: speed yardsticks measured side by side with peers in one run."""
