@@ -1,0 +1,348 @@
+"""Chain state: one set of tables per underlying, one writer, bars on a shared clock.
+
+``ChainBook`` owns every underlying's ``ChainState`` and is the single writer of their tables.
+``process(frames)`` applies packets in receive order; whenever a packet's receive time crosses the
+current bar's end, every chain first closes its bar *at the bar's end instant* (greeks recomputed
+at that instant, then the bar rolled into the ring) and the bar-close hooks run. A bar therefore
+holds exactly the packets received inside it and its analytics depend only on those packets —
+not on how they were batched, conflated into the mailbox or timed by the scheduler — which is
+what makes live and replay agree. Bars are aligned to multiples of ``bar_seconds`` since the
+epoch. ``advance_to(now)`` closes bars by the clock when the market is quiet.
+
+Per-tick greeks (for the API and dashboards) are recomputed for the rows a batch touched, at each
+row's own receive time, and for every row when the forward moved.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from smartflow.config import DetectorConfig, ModelConfig
+from smartflow.instruments.master import Instrument
+from smartflow.instruments.universe import ChainUniverse
+from smartflow.kernels import chain as kc, layout as L, wire
+
+
+FORWARD_MODES = {"synthetic": 0, "future": 1, "spot": 2}
+NS = 1_000_000_000
+
+
+def row_key(exchange_type: int, token: str) -> bytes:
+    """The 26 bytes (exchange type + NUL-padded token) that identify a packet's instrument."""
+    return bytes([exchange_type]) + token.encode("ascii").ljust(25, b"\0")
+
+
+@dataclass
+class FlowParams:
+    """Per-tick order-flow thresholds (whale detection)."""
+
+    whale_value: float = 5_000_000.0
+    whale_multiple: float = 3.0
+    ewma_alpha: float = 0.1
+
+
+class ChainState:
+    """Tables and bookkeeping of one underlying's chain."""
+
+    def __init__(
+        self, universe: ChainUniverse, model: ModelConfig, flow: FlowParams | None = None
+    ) -> None:
+        self.universe = universe
+        self.model = model
+        self.root = universe.root
+        options = universe.options
+        self.instruments: list[Instrument | None] = [universe.index, universe.future, *options]
+        n = len(self.instruments)
+        self.n = n
+        self.q = np.zeros((n, L.NQ), np.int64)
+        self.f = np.full((n, L.NF), np.nan)
+        self.bars = np.full((n, L.NB, L.RING), np.nan)
+        self.dirty = np.zeros(n, np.bool_)
+        self.rows_by_key: dict[bytes, int] = {}
+        self.row_by_token: dict[str, int] = {}
+        for col in (
+            L.F_CVD,
+            L.F_CVD_CONF_VOL,
+            L.F_CVD_VOL,
+            L.F_OFI,
+            L.F_VWAP_PV,
+            L.F_VWAP_V,
+            L.F_HIDDEN,
+            L.F_HIDDEN_BID,
+            L.F_HIDDEN_ASK,
+            L.F_WHALE_VALUE,
+            L.F_OBV,
+            L.F_BAR_CVD0,
+            L.F_BAR_OFI0,
+            L.F_BAR_HIDDEN0,
+            L.F_EWMA_DVOL,
+            L.F_LAST_SIGN,
+            L.F_OFI_EWMA,
+        ):
+            self.f[:, col] = 0.0
+        self.q[:, L.Q_PAIR_ROW] = -1
+        by_strike: dict[tuple[int, str], int] = {}
+        for row, inst in enumerate(self.instruments):
+            if inst is None:
+                continue
+            kind = {
+                "INDEX": L.KIND_INDEX,
+                "FUT": L.KIND_FUTURE,
+                "CE": L.KIND_CALL,
+                "PE": L.KIND_PUT,
+            }[inst.kind]
+            self.q[row, L.Q_KIND] = kind
+            self.q[row, L.Q_STRIKE] = inst.strike_paise
+            self.q[row, L.Q_LOT] = inst.lot_size
+            self.q[row, L.Q_TICK] = max(1, inst.tick_paise) if kind != L.KIND_INDEX else 1
+            self.rows_by_key[row_key(inst.exchange_type, inst.token)] = row
+            self.row_by_token[inst.token] = row
+            if inst.kind in ("CE", "PE"):
+                by_strike[(inst.strike_paise, inst.kind)] = row
+        for (strike, side), row in by_strike.items():
+            other = by_strike.get((strike, "PE" if side == "CE" else "CE"))
+            if other is not None:
+                self.q[row, L.Q_PAIR_ROW] = other
+        if universe.index_fallback_token:
+            # Ticks under the bare NSE code (26000) land on the same index row.
+            key = row_key(universe.index.exchange_type, universe.index_fallback_token)
+            self.rows_by_key[key] = L.ROW_INDEX
+            self.row_by_token[universe.index_fallback_token] = L.ROW_INDEX
+        self.option_rows = np.arange(L.ROW_FIRST_OPTION, n, dtype=np.int64)
+        self.forward_mode = FORWARD_MODES[model.forward]
+        self.use_mid = model.iv_price == "mid"
+        self.max_spread_frac = model.max_spread_pct / 100.0
+        self.future_expiry_ns = universe.future.expiry_ns if universe.future else 0
+        self.forward = math.nan
+        self.spot = math.nan
+        flow = flow or FlowParams()
+        self.fp = np.array([flow.whale_value, flow.whale_multiple, flow.ewma_alpha])
+        self.w = np.zeros(wire.W_SIZE, np.int64)
+        self.wf = np.zeros(wire.F_SIZE, np.float64)
+
+    # ---- pricing ------------------------------------------------------------------------
+
+    def update_forward(self, t_ns: int) -> bool:
+        """Recompute the forward and spot at ``t_ns``; True when the forward moved."""
+        fwd, spot = kc.forward_and_spot(
+            self.q,
+            L.ROW_FIRST_OPTION,
+            self.forward_mode,
+            t_ns,
+            self.universe.expiry_ns,
+            self.future_expiry_ns,
+            self.model.rate,
+            self.model.dividend_yield,
+            self.max_spread_frac,
+        )
+        moved = not (fwd == self.forward or (math.isnan(fwd) and math.isnan(self.forward)))
+        self.forward = fwd
+        self.spot = spot
+        return moved
+
+    def price_rows(self, rows: np.ndarray, t_ns: int, use_row_time: bool) -> int:
+        """IV and greeks of ``rows`` at ``t_ns`` (or each row's own last tick time)."""
+        return int(
+            kc.compute_greeks(
+                rows,
+                use_row_time,
+                t_ns,
+                self.q,
+                self.f,
+                self.universe.expiry_ns,
+                self.forward,
+                self.spot,
+                self.model.rate,
+                self.use_mid,
+                self.max_spread_frac,
+            )
+        )
+
+    def price_all(self, t_ns: int) -> int:
+        """Re-price every option at one instant (bar closes, snapshots)."""
+        self.update_forward(t_ns)
+        return self.price_rows(self.option_rows, t_ns, use_row_time=False)
+
+    def price_dirty(self, t_ns: int) -> None:
+        """Per-tick update after a batch: the touched rows, or all when the forward moved."""
+        if not self.dirty.any():
+            return
+        moved = self.update_forward(t_ns)
+        rows = self.option_rows if moved else np.flatnonzero(self.dirty).astype(np.int64)
+        self.price_rows(rows, t_ns, use_row_time=True)
+        self.dirty[:] = False
+
+    # ---- views --------------------------------------------------------------------------
+
+    def ltp(self, row: int) -> float:
+        """Last traded price of ``row`` in rupees (NaN before the first tick)."""
+        v = int(self.q[row, L.Q_LTP])
+        return v / 100 if v > 0 else math.nan
+
+    def spot_paise(self) -> int:
+        """Index LTP in paise, 0 before the first index tick."""
+        return int(self.q[L.ROW_INDEX, L.Q_LTP])
+
+
+@dataclass
+class Segment:
+    """Packets of one chain between two bar boundaries, ready for the apply kernel."""
+
+    offsets: list[int] = field(default_factory=list)
+    lengths: list[int] = field(default_factory=list)
+    rows: list[int] = field(default_factory=list)
+    recv: list[int] = field(default_factory=list)
+    frames: list[bytes] = field(default_factory=list)
+
+
+BarHook = Callable[[int, int], None]  # (bar_end_ns, bar_seq)
+EventHook = Callable[["ChainState", int, int, int], None]  # (chain, row, event bits, recv_ns)
+
+
+@dataclass
+class ApplyStats:
+    """Counters of what ``ChainBook`` applied or refused."""
+
+    applied: int = 0
+    rejected: dict[str, int] = field(default_factory=dict)
+    unknown_token: int = 0
+    anomalies: int = 0
+    bars_closed: int = 0
+
+
+class ChainBook:
+    """Every underlying's chain, the routing of packets to rows, and the bar clock."""
+
+    def __init__(self, chains: Sequence[ChainState], detectors: DetectorConfig) -> None:
+        self.chains = list(chains)
+        self.by_root = {c.root: c for c in self.chains}
+        self.route: dict[bytes, tuple[int, int]] = {}
+        for ci, c in enumerate(self.chains):
+            for key, row in c.rows_by_key.items():
+                self.route[key] = (ci, row)
+        self.bar_ns = detectors.bar_seconds * NS
+        self.bar_end_ns = 0
+        self.bar_seq = 0
+        self.on_bar: list[BarHook] = []
+        self.on_event: list[EventHook] = []
+        self.stats = ApplyStats()
+        self.last_ns = 0
+
+    def _bar_end_for(self, t_ns: int) -> int:
+        return (t_ns // self.bar_ns + 1) * self.bar_ns
+
+    def process(self, frames: Sequence[tuple[int, bytes]]) -> None:
+        """Apply ``(recv_ns, packet)`` pairs in order, closing bars as time crosses them."""
+        if not frames:
+            return
+        if self.bar_end_ns == 0:
+            self.bar_end_ns = self._bar_end_for(frames[0][0])
+        start = 0
+        for i, (recv_ns, _) in enumerate(frames):
+            if recv_ns >= self.bar_end_ns:
+                self._apply(frames[start:i])
+                start = i
+                self.advance_to(recv_ns)
+        self._apply(frames[start:])
+        self.last_ns = max(self.last_ns, frames[-1][0])
+        for c in self.chains:
+            c.price_dirty(self.last_ns)
+
+    def advance_to(self, now_ns: int) -> None:
+        """Close every bar that ended at or before ``now_ns``."""
+        if self.bar_end_ns == 0:
+            self.bar_end_ns = self._bar_end_for(now_ns)
+            return
+        while now_ns >= self.bar_end_ns:
+            self._close_bar(self.bar_end_ns)
+            self.bar_end_ns += self.bar_ns
+
+    def _close_bar(self, bar_end_ns: int) -> None:
+        slot = self.bar_seq % L.RING
+        for c in self.chains:
+            c.price_all(bar_end_ns)
+            c.dirty[:] = False
+            kc.close_bar(c.q, c.f, c.bars, slot, bar_end_ns)
+        self.stats.bars_closed += 1
+        seq = self.bar_seq
+        self.bar_seq += 1
+        for hook in self.on_bar:
+            hook(bar_end_ns, seq)
+
+    def _apply(self, frames: Sequence[tuple[int, bytes]]) -> None:
+        if not frames:
+            return
+        per_chain: dict[int, Segment] = {}
+        route = self.route
+        unknown = 0
+        for recv_ns, frame in frames:
+            hit = route.get(frame[1:27])
+            if hit is None:
+                unknown += 1
+                continue
+            seg = per_chain.get(hit[0])
+            if seg is None:
+                seg = per_chain[hit[0]] = Segment()
+            seg.frames.append(frame)
+            seg.rows.append(hit[1])
+            seg.recv.append(recv_ns)
+        self.stats.unknown_token += unknown
+        for ci, seg in per_chain.items():
+            self._apply_segment(self.chains[ci], seg)
+
+    def _apply_segment(self, c: ChainState, seg: Segment) -> None:
+        m = len(seg.frames)
+        lengths = np.fromiter((len(fr) for fr in seg.frames), np.int64, m)
+        offsets = np.zeros(m, np.int64)
+        if m > 1:
+            np.cumsum(lengths[:-1], out=offsets[1:])
+        buf = np.frombuffer(b"".join(seg.frames), np.uint8)
+        status = np.zeros(m, np.int8)
+        events = np.zeros(m, np.int8)
+        applied = kc.apply_frames(
+            buf,
+            offsets,
+            lengths,
+            np.array(seg.rows, np.int64),
+            np.array(seg.recv, np.int64),
+            c.q,
+            c.f,
+            c.fp,
+            c.w,
+            c.wf,
+            status,
+            events,
+            c.dirty,
+        )
+        self.stats.applied += int(applied)
+        if applied != m:
+            for s in status[status != 0]:
+                name = wire.STATUS_NAMES[s] if s < len(wire.STATUS_NAMES) else "unknown_token"
+                self.stats.rejected[name] = self.stats.rejected.get(name, 0) + 1
+        if events.any():
+            for i in np.flatnonzero(events):
+                bits = int(events[i])
+                if bits & kc.EV_ANOMALY:
+                    self.stats.anomalies += 1
+                for hook in self.on_event:
+                    hook(c, seg.rows[i], bits, seg.recv[i])
+
+
+def describe_row(c: ChainState, row: int) -> dict[str, Any]:
+    """The Phase 2B fields of one contract (rupees), for views and replay output."""
+    q = c.q[row]
+    ltp = int(q[L.Q_LTP])
+    bid = int(q[L.Q_BID_PX])
+    ask = int(q[L.Q_ASK_PX])
+    return {
+        "ltp": ltp / 100 if ltp > 0 else None,
+        "bid": bid / 100 if bid > 0 else None,
+        "ask": ask / 100 if ask > 0 else None,
+        "volume": int(q[L.Q_VOLUME]),
+        "oi": int(q[L.Q_OI]),
+    }
