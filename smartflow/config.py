@@ -74,6 +74,70 @@ class ModelConfig(Base):
     """A mid is 'sane' when (ask − bid) / mid ≤ this percentage."""
 
 
+class SmartMoneyConfig(Base):
+    """Detector thresholds: the seed's ``SmartMoneyConfig`` defaults plus implicit knobs.
+
+    Units are stated per field; kernels/detect.py documents every rule.
+    """
+
+    volume_spike_threshold: PositiveFloat = 1.5
+    volume_burst_threshold: PositiveFloat = 2.5
+    volume_aggressive_threshold: PositiveFloat = 3.5
+    trap_low_oi_threshold: PositiveFloat = 50.0
+    """Lots (contracts)."""
+    trap_noise_gamma_threshold: PositiveFloat = 0.02
+    """Change of delta for a 1 % move of the underlying."""
+    trap_theta_aggressive_threshold: PositiveFloat = 0.5
+    """|theta per calendar day| / premium."""
+    fresh_position_oi_jump: PositiveFloat = 0.1
+    fresh_position_volume_surge: PositiveFloat = 2.0
+    fresh_position_max_age_seconds: PositiveFloat = 300.0
+    ce_pe_atm_range: PositiveFloat = 5.0
+    ce_pe_control_threshold: Annotated[float, Meta(gt=0.5, lt=1)] = 0.55
+    oi_stale_s: PositiveFloat = 180.0
+    """OI unchanged this long while the contract trades is reported as stale, not 'OI flat'."""
+    buildup_min_oi_change_pct: PositiveFloat = 0.5
+    """Smallest OI change (% of OI) between two OI updates that counts as a build-up."""
+    buildup_min_price_change_pct: PositiveFloat = 0.5
+    """Smallest premium change (%) over the same interval."""
+    baseline_bars: Annotated[int, Meta(ge=2, le=30)] = 10
+    min_baseline_bars: Annotated[int, Meta(ge=1, le=30)] = 3
+    battle_window_bars: Annotated[int, Meta(ge=1, le=30)] = 12
+    theta_crush_dte_days: PositiveFloat = 2.0
+    liquidity_max_delta: Fraction = 0.1
+    liquidity_max_spread_pct: PositiveFloat = 20.0
+    reversal_retrace: Fraction = 0.5
+    reversal_lookback_bars: Annotated[int, Meta(ge=1, le=30)] = 6
+    explosive_gamma_rise_pct: PositiveFloat = 5.0
+    trap_block_probability: Fraction = 0.75
+    min_signal_probability: Fraction = 0.5
+    """can_trade needs at least this smart-money probability."""
+    min_net_vote: Fraction = 0.2
+    """Net directional vote (−1…1) below which the recommendation is NEUTRAL."""
+
+
+# The seed's three tuning presets, applied on top of the defaults.
+PROFILES: dict[str, dict[str, float]] = {
+    "default": {},
+    "volatile": {
+        "volume_spike_threshold": 1.3,
+        "fresh_position_oi_jump": 0.05,
+        "trap_low_oi_threshold": 100.0,
+    },
+    "calm": {
+        "volume_spike_threshold": 2.0,
+        "fresh_position_oi_jump": 0.15,
+        "trap_low_oi_threshold": 30.0,
+    },
+    "scalping": {
+        "volume_spike_threshold": 1.2,
+        "fresh_position_oi_jump": 0.03,
+        "trap_low_oi_threshold": 200.0,
+        "fresh_position_max_age_seconds": 60.0,
+    },
+}
+
+
 class DetectorConfig(Base):
     """Smart-money detectors (seeds/phase4-integration-guide.md)."""
 
@@ -81,8 +145,24 @@ class DetectorConfig(Base):
     bar_seconds: Annotated[int, Meta(ge=1, le=3600)] = 5
     overrides: dict[str, float] = msgspec.field(default_factory=dict)
     """Any ``SmartMoneyConfig`` threshold by name, applied on top of the profile."""
-    oi_stale_s: PositiveFloat = 180.0
-    """OI unchanged this long while volume trades is reported as stale, not as 'OI flat'."""
+    whale_value_rupees: PositiveFloat = 5_000_000.0
+    """A single interval (between two packets) trading at least this value is a whale print."""
+    whale_volume_multiple: PositiveFloat = 3.0
+    """...or at least this multiple of the contract's average interval quantity."""
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.overrides) - set(SmartMoneyConfig.__struct_fields__))
+        if unknown:
+            raise ValueError(f"detectors.overrides: unknown threshold `{unknown[0]}`")
+        self.thresholds()
+
+    def thresholds(self) -> SmartMoneyConfig:
+        """The effective thresholds: defaults, then the profile, then the overrides."""
+        values = {**PROFILES[self.profile], **self.overrides}
+        try:
+            return msgspec.convert(values, SmartMoneyConfig)
+        except msgspec.ValidationError as e:
+            raise ValueError(f"detectors.overrides: {e}") from None
 
 
 class StrategyConfig(Base):

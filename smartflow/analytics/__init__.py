@@ -1,0 +1,1 @@
+"""Stage ③: detectors and order-flow metrics over the chain → SmartMoneySignal."""
