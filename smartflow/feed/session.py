@@ -282,6 +282,7 @@ class _Connection:
         self.ready = asyncio.Event()
         self.changed = asyncio.Event()
         self.ws: ClientConnection | None = None
+        self.last_frame_ns = 0
         self._corr = 0
         self._closing = False
 
@@ -367,10 +368,12 @@ class _Connection:
         on_binary = s.on_binary
         try:
             async for msg in ws:
+                # Per socket: frames on another socket must not hide this one's stall.
+                self.last_frame_ns = now = clock.now_ns()
                 if isinstance(msg, bytes):
-                    on_binary(clock.now_ns(), msg)
+                    on_binary(now, msg)
                 else:
-                    s.on_text(clock.now_ns(), msg, self)
+                    s.on_text(now, msg, self)
         finally:
             for t in helpers:
                 t.cancel()
@@ -385,12 +388,12 @@ class _Connection:
         s = self.session
         timeout_ns = int(s.cfg.stall_timeout_s * _NS)
         since = s.clock.now_ns()
-        last_seen = s.stats.last_frame_ns
+        last_seen = self.last_frame_ns
         while True:
             await asyncio.sleep(min(1.0, s.cfg.stall_timeout_s / 4))
             now = s.clock.now_ns()
-            if s.stats.last_frame_ns != last_seen:
-                last_seen = s.stats.last_frame_ns
+            if self.last_frame_ns != last_seen:
+                last_seen = self.last_frame_ns
                 since = now
             elif now - since > timeout_ns:
                 s.stats.stalls += 1
