@@ -1,0 +1,138 @@
+"""Command implementations behind ``smartflow <command>``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import structlog
+
+from smartflow.app import logging as applog
+from smartflow.config import Config, ConfigError, load, load_credentials, to_builtins
+from smartflow.core.errors import FatalError
+
+
+def _load(args: argparse.Namespace) -> Config:
+    return load(getattr(args, "config", None))
+
+
+def _fail(e: Exception) -> int:
+    print(f"smartflow: {e}", file=sys.stderr)
+    return 2 if isinstance(e, ConfigError) else 1
+
+
+def _run_async(coro: Any) -> Any:
+    """Run on uvloop where available (the daemon's loop), else asyncio's default."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coro)
+    return uvloop.run(coro)
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    """Print the effective config and which credentials are set (never their values)."""
+    try:
+        cfg = _load(args)
+    except ConfigError as e:
+        return _fail(e)
+    out = {"config": to_builtins(cfg), "credentials": load_credentials().redacted()}
+    sys.stdout.write(msgspec.json.format(msgspec.json.encode(out).decode(), indent=2) + "\n")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Run the daemon."""
+    from smartflow.app.daemon import Daemon, RunOptions
+
+    try:
+        cfg = _load(args)
+    except ConfigError as e:
+        return _fail(e)
+    creds = load_credentials()
+    secrets = [
+        s.reveal()
+        for s in (creds.api_key, creds.client_code, creds.pin, creds.totp_secret, creds.kill_token)
+        if s
+    ]
+    applog.configure(args.log_format or cfg.log.format, cfg.log.level, secrets)
+    log = structlog.get_logger()
+    opts = RunOptions(
+        live=args.live, record=Path(args.record) if args.record else None, duration=args.duration
+    )
+
+    async def main() -> int:
+        daemon = Daemon(cfg, creds, opts, log)
+        daemon.install_signal_handlers()
+        return await daemon.run()
+
+    try:
+        code: int = _run_async(main())
+    except FatalError as e:
+        return _fail(e)
+    return code
+
+
+def cmd_sim(args: argparse.Namespace) -> int:
+    """Run the simulator alone until interrupted (or ``--duration``)."""
+    from smartflow.app.simulator import run_simulator
+
+    try:
+        cfg = _load(args)
+    except ConfigError as e:
+        return _fail(e)
+    applog.configure(args.log_format or cfg.log.format, cfg.log.level)
+    code: int = _run_async(run_simulator(cfg, args.host, args.port, args.duration))
+    return code
+
+
+def cmd_tape(args: argparse.Namespace) -> int:
+    """``tape info`` and ``tape dump``."""
+    from smartflow.app import tapetools
+    from smartflow.tape.format import TapeError
+
+    try:
+        if args.tape_command == "info":
+            return tapetools.info(Path(args.tape), sys.stdout)
+        return tapetools.dump(Path(args.tape), sys.stdout, args.limit)
+    except (TapeError, OSError) as e:
+        return _fail(e)
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    """Replay a tape through the analytics; JSON Lines to ``--out`` or stdout."""
+    from smartflow.app.replay import Replayer
+    from smartflow.instruments.master import load_file
+    from smartflow.tape.format import TapeError, open_tape
+
+    try:
+        cfg = _load(args)
+        master = load_file(args.instruments, set(cfg.market.underlyings))
+        tape = open_tape(args.tape)
+    except (ConfigError, TapeError, OSError, msgspec.DecodeError) as e:
+        return _fail(e)
+    if not len(tape):
+        return _fail(ValueError(f"{args.tape}: the tape holds no frames"))
+    out = open(args.out, "wb") if args.out else sys.stdout.buffer  # noqa: SIM115
+    try:
+        replayer = Replayer(cfg, master, out, args.chain_every, int(tape.recv_ns[0]))
+        t0 = time.perf_counter()
+        summary = replayer.run(tape, timing=args.timing)
+        elapsed = time.perf_counter() - t0
+    except FatalError as e:
+        return _fail(e)
+    finally:
+        if args.out:
+            out.close()
+        tape.close()
+    rate = summary.frames / elapsed if elapsed > 0 else 0.0
+    print(
+        f"replayed {summary.frames} frames in {elapsed:.3f} s ({rate:,.0f} frames/s)",
+        file=sys.stderr,
+    )
+    return 0

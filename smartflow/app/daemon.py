@@ -1,0 +1,292 @@
+"""The daemon: start-up, the stage tasks, and a graceful or forced shutdown.
+
+Start-up order (style.md rule 10): config and logging (done by the caller) → live gating and
+login → the simulator in sim mode → scrip master and chains → kernel warm-up → stage tasks →
+feed connected and subscribed → ready. Shutdown: stop intake (unsubscribe, close sockets) →
+stop the engine → flush the tape → stop the simulator. The first SIGINT/SIGTERM asks for that;
+a second one exits at once. A stage task that ends on its own is a fault: the daemon exits
+non-zero so systemd restarts it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import os
+import signal
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from smartflow.app.engine import Engine
+from smartflow.app.stats import StatsReporter
+from smartflow.app.subscriptions import SubscriptionManager
+from smartflow.app.warmup import warm_up
+from smartflow.chain.state import ChainBook, ChainState, FlowParams
+from smartflow.config import Config, Credentials, fingerprint
+from smartflow.core.clock import Clock, LiveClock, ScaledClock
+from smartflow.core.errors import FatalError
+from smartflow.core.mailbox import Conflator
+from smartflow.feed.session import FeedSession, HeadersProvider, headers_for, static_headers
+from smartflow.instruments.fetch import load_scrip_master
+from smartflow.instruments.master import ScripMaster
+from smartflow.instruments.universe import select
+from smartflow.sim.market import Market
+from smartflow.sim.server import SCRIP_MASTER_PATH, SimServer, session_start
+from smartflow.tape.format import TapeWriter
+
+
+@dataclass
+class RunOptions:
+    """Command-line switches of ``smartflow run``."""
+
+    live: bool = False
+    record: Path | None = None
+    duration: float | None = None
+
+
+class Daemon:
+    """One smartflow process."""
+
+    def __init__(self, cfg: Config, creds: Credentials, opts: RunOptions, log: Any = None) -> None:
+        self.cfg = cfg
+        self.creds = creds
+        self.opts = opts
+        self.log = log or structlog.get_logger()
+        self.clock: Clock = LiveClock()
+        self.speed = 1.0
+        self.sim: SimServer | None = None
+        self.feed: FeedSession | None = None
+        self.book: ChainBook | None = None
+        self.engine: Engine | None = None
+        self.subs: SubscriptionManager | None = None
+        self.recorder: TapeWriter | None = None
+        self.mailbox: Conflator[bytes, tuple[int, bytes]] | None = None
+        self.tasks: dict[str, asyncio.Task[Any]] = {}
+        self.stop_event = asyncio.Event()
+        self.ready = asyncio.Event()
+        self.stats_sources: dict[str, Callable[[], dict[str, Any]]] = {}
+        self._signals = 0
+
+    # ---- signals ------------------------------------------------------------------------
+
+    def install_signal_handlers(self) -> None:
+        """First SIGINT/SIGTERM: graceful stop. Second: exit at once."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self._on_signal, sig)
+
+    def _on_signal(self, sig: signal.Signals) -> None:
+        self._signals += 1
+        if self._signals == 1:
+            self.log.info("daemon.stopping", signal=sig.name)
+            self.stop_event.set()
+        else:
+            self.log.warning("daemon.forced_exit", signal=sig.name)
+            os._exit(130)
+
+    # ---- start-up -----------------------------------------------------------------------
+
+    async def _start_sim(self) -> tuple[str, HeadersProvider, ScripMaster]:
+        cfg = self.cfg
+        start_ns, day = session_start(cfg.sim.session_start_ist)
+        clock = ScaledClock(start_ns, cfg.sim.speed)
+        self.clock = clock
+        self.speed = cfg.sim.speed
+        market = Market(cfg.sim, cfg.market.underlyings, start_ns, day)
+        self.sim = SimServer(
+            market, clock, cfg.sim.host, cfg.sim.port, log=self.log.bind(stage="sim")
+        )
+        await self.sim.start()
+        creds = self.sim.creds
+        headers = static_headers(
+            headers_for(creds.jwt, creds.api_key, creds.client_code, creds.feed_token)
+        )
+        master = await load_scrip_master(
+            self.sim.http_url + SCRIP_MASTER_PATH, set(cfg.market.underlyings), None, day, self.log
+        )
+        return self.sim.url, headers, master
+
+    async def _start_live(self) -> tuple[str, HeadersProvider, ScripMaster]:
+        missing = []
+        if not self.opts.live:
+            missing.append("the --live flag")
+        missing += [f"credential {n}" for n in self.creds.missing()]
+        if missing:
+            raise FatalError(
+                "live mode refused: missing "
+                + ", ".join(missing)
+                + " (credentials come from $CREDENTIALS_DIRECTORY or "
+                "SMARTFLOW_<NAME> environment variables)"
+            )
+        raise FatalError("live mode needs the Angel gateway, which this build does not include")
+
+    async def start(self) -> None:
+        """Bring every stage up; returns once the feed is connected and subscribed."""
+        cfg = self.cfg
+        self.log.info(
+            "daemon.starting", mode=cfg.mode, config_sha=fingerprint(cfg), pid=os.getpid()
+        )
+        if cfg.mode == "sim":
+            url, headers, master = await self._start_sim()
+        else:
+            url, headers, master = await self._start_live()
+        now = self.clock.now_ns()
+        chains = []
+        expiry = dt.date.fromisoformat(cfg.market.expiry) if cfg.market.expiry else None
+        for root in cfg.market.underlyings:
+            universe = select(master, root, now, expiry)
+            chains.append(ChainState(universe, cfg.model, FlowParams()))
+            self.log.info(
+                "chain.universe",
+                underlying=root,
+                expiry=universe.expiry.isoformat(),
+                strikes=len(universe.strikes_paise),
+                lot_size=universe.lot_size,
+                index=universe.index.token,
+                future=universe.future.token if universe.future else None,
+            )
+        self.book = ChainBook(chains, cfg.detectors)
+        seconds = await asyncio.to_thread(warm_up, cfg.model, cfg.detectors)
+        self.log.info(
+            "kernels.warm", seconds=round(seconds, 3), numba_cache=os.environ.get("NUMBA_CACHE_DIR")
+        )
+        self.mailbox = Conflator(max_keys=4096)
+        mailbox = self.mailbox
+        if self.opts.record:
+            self.recorder = TapeWriter(
+                self.opts.record,
+                {
+                    "mode": cfg.mode,
+                    "underlyings": cfg.market.underlyings,
+                    "config_sha": fingerprint(cfg),
+                    "started_ns": now,
+                },
+            )
+        self.feed = FeedSession(
+            cfg.feed,
+            url,
+            headers,
+            lambda t, key, frame: mailbox.put(key, (t, frame)),
+            self.clock,
+            self.log.bind(stage="feed"),
+            self.recorder,
+            seed=cfg.sim.seed if cfg.mode == "sim" else None,
+        )
+        self.subs = SubscriptionManager(
+            self.book, self.feed, cfg.market, cfg.model.rate, self.log.bind(stage="subscriptions")
+        )
+        self.engine = Engine(
+            self.book,
+            mailbox,
+            self.clock,
+            self.log.bind(stage="engine"),
+            after_batch=[self.subs.on_tick],
+            speed=self.speed,
+        )
+        self.subs.start(self.clock.now_ns())
+        self.stats_sources = {"feed": self._feed_stats, "engine": self.engine.stats}
+        self._spawn("feed", self.feed.run())
+        self._spawn("engine", self.engine.run())
+        self._spawn(
+            "stats", StatsReporter(self.stats_sources, cfg.log.stats_interval_s, self.log).run()
+        )
+        if self.recorder is not None:
+            self._spawn("tape-flush", self._flush_tape())
+        await self._until_ready()
+        self.ready.set()
+        self.log.info("daemon.ready", sockets=self.feed.connected, tokens=len(self.feed.subscribed))
+
+    async def _until_ready(self) -> None:
+        assert self.feed is not None  # noqa: S101 — set by start()
+        ready = asyncio.create_task(self.feed.wait_ready())
+        failed = asyncio.create_task(self._first_failure())
+        done, _ = await asyncio.wait({ready, failed}, return_when=asyncio.FIRST_COMPLETED)
+        ready.cancel()
+        failed.cancel()
+        if failed in done and not failed.cancelled():
+            failed.result()
+
+    async def _first_failure(self) -> None:
+        done, _ = await asyncio.wait(self.tasks.values(), return_when=asyncio.FIRST_COMPLETED)
+        for t in done:
+            t.result()
+        raise FatalError(f"stage {next(iter(done)).get_name()} ended during start-up")
+
+    def _spawn(self, name: str, coro: Awaitable[Any]) -> None:
+        self.tasks[name] = asyncio.ensure_future(coro)
+        self.tasks[name].set_name(name)
+
+    def _feed_stats(self) -> dict[str, Any]:
+        assert self.feed is not None  # noqa: S101
+        snap = self.feed.stats.snapshot()
+        snap["sockets"] = self.feed.connected
+        snap["tokens"] = len(self.feed.subscribed)
+        return snap
+
+    async def _flush_tape(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            if self.recorder is not None:
+                self.recorder.flush()
+
+    async def _quietly(self, what: str, aw: Awaitable[Any]) -> None:
+        """Await ``aw`` during shutdown; a failure is logged, never allowed to stop the rest."""
+        try:
+            await aw
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            self.log.warning("daemon.shutdown_error", stage=what, error=repr(e))
+
+    # ---- run ----------------------------------------------------------------------------
+
+    async def run(self) -> int:
+        """Start, run until asked to stop (or ``--duration``), shut down; return the exit code."""
+        code = 0
+        try:
+            await self.start()
+            stop = asyncio.create_task(self.stop_event.wait(), name="stop")
+            waits: set[asyncio.Task[Any]] = {stop, *self.tasks.values()}
+            timer = None
+            if self.opts.duration is not None:
+                timer = asyncio.create_task(asyncio.sleep(self.opts.duration), name="duration")
+                waits.add(timer)
+            done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            for t in done:
+                if t is stop or t is timer:
+                    continue
+                exc = None if t.cancelled() else t.exception()
+                self.log.error(
+                    "daemon.stage_failed", stage=t.get_name(), error=repr(exc) if exc else "ended"
+                )
+                code = 1
+            stop.cancel()
+            if timer is not None:
+                timer.cancel()
+        except FatalError as e:
+            self.log.error("daemon.fatal", error=str(e))
+            code = 1
+        finally:
+            await self.shutdown()
+        self.log.info("daemon.stopped", exit_code=code)
+        return code
+
+    async def shutdown(self) -> None:
+        """Stop intake, then the stages, then flush and close what they wrote."""
+        if self.feed is not None:
+            await self._quietly("feed.stop", asyncio.wait_for(self.feed.stop(), 5))
+        for name, task in self.tasks.items():
+            task.cancel(msg=f"shutdown: {name}")
+        for name, task in self.tasks.items():
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._quietly(name, task)
+        if self.recorder is not None:
+            self.recorder.close()
+            self.log.info("tape.closed", path=str(self.recorder.path), frames=self.recorder.records)
+        if self.sim is not None:
+            await self.sim.stop()

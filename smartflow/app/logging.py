@@ -1,0 +1,132 @@
+"""structlog setup: JSON lines for services, a console renderer on a TTY, and redaction.
+
+Redaction runs after exceptions are formatted, so tracebacks are scrubbed too. It removes:
+
+* values of keys that name credentials (jwt, feed/refresh/access/auth/kill token, totp*, pin,
+  password, authorization, api key, secret). The bare key ``token`` is the instrument token all
+  over this code base (design.md §6 binds it as context), so it is kept when it is a plain
+  number and redacted otherwise;
+* ``Bearer …`` credentials and JWT-shaped strings anywhere in any string value;
+* the exact values of the credentials loaded at start (``secrets``), wherever they appear.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import Iterable, MutableMapping
+from typing import IO, Any
+
+import msgspec
+import structlog
+
+
+REDACTED = "[REDACTED]"
+_SECRET_KEY = re.compile(
+    r"(jwt|totp|password|passwd|secret|authorization|api[_-]?key|bearer|"
+    r"(feed|refresh|access|auth|kill|session|bearer|id)[_-]?token|^pin$|_pin$|^mpin$)",
+    re.IGNORECASE,
+)
+_BEARER = re.compile(r"(Bearer\s+)[^\s'\",]+", re.IGNORECASE)
+_JWT = re.compile(r"eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*")
+_NUMERIC = re.compile(r"^\d{1,25}$")
+
+LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+}
+
+
+class Redactor:
+    """structlog processor that removes credentials from every event."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        # Longest first so a secret that contains another is masked whole.
+        self.secrets = sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True)
+
+    def scrub(self, text: str) -> str:
+        """Mask credentials inside a free-form string."""
+        for s in self.secrets:
+            if s in text:
+                text = text.replace(s, REDACTED)
+        text = _BEARER.sub(r"\1" + REDACTED, text)
+        return _JWT.sub(REDACTED, text)
+
+    def _value(self, key: str, value: Any) -> Any:
+        if key == "token":
+            if isinstance(value, int) or (isinstance(value, str) and _NUMERIC.match(value)):
+                return value
+            return REDACTED
+        if _SECRET_KEY.search(key):
+            return REDACTED
+        if isinstance(value, str):
+            return self.scrub(value)
+        if isinstance(value, dict):
+            return {k: self._value(str(k), v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [self._value("", v) for v in value]
+        return value
+
+    def __call__(
+        self, _logger: Any, _method: str, event: MutableMapping[str, Any]
+    ) -> MutableMapping[str, Any]:
+        """Redact the event in place."""
+        for key in list(event):
+            event[key] = self._value(key, event[key])
+        return event
+
+
+def _json_renderer() -> Any:
+    encoder = msgspec.json.Encoder(enc_hook=repr)
+
+    def render(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> bytes:
+        return encoder.encode(event)
+
+    return render
+
+
+def configure(
+    fmt: str = "auto",
+    level: str = "info",
+    secrets: Iterable[str] = (),
+    stream: IO[str] | None = None,
+) -> Redactor:
+    """Configure structlog once for the process.
+
+    Args:
+        fmt: ``json``, ``console`` or ``auto`` (console on a TTY, JSON otherwise).
+        level: minimum level.
+        secrets: credential values to mask wherever they appear.
+        stream: text stream for output (stdout by default).
+
+    Returns:
+        The redactor, so credentials loaded later can be added to it.
+    """
+    out = stream or sys.stdout
+    if fmt == "auto":
+        fmt = "console" if out.isatty() else "json"
+    redactor = Redactor(secrets)
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True, key="ts"),
+        structlog.processors.StackInfoRenderer(),
+        structlog.processors.format_exc_info,
+        redactor,
+    ]
+    if fmt == "json":
+        processors = [*shared, _json_renderer()]
+        factory: Any = structlog.BytesLoggerFactory(out.buffer if hasattr(out, "buffer") else None)
+    else:
+        processors = [*shared, structlog.dev.ConsoleRenderer(colors=out.isatty())]
+        factory = structlog.PrintLoggerFactory(out)
+    structlog.configure(
+        processors=processors,
+        wrapper_class=structlog.make_filtering_bound_logger(LEVELS[level]),
+        logger_factory=factory,
+        cache_logger_on_first_use=True,
+    )
+    return redactor

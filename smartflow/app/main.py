@@ -1,0 +1,118 @@
+"""Command-line interface: ``smartflow <command>``.
+
+The numba cache location must be set before numba is imported anywhere, so this module imports
+nothing heavy at the top; each command imports what it needs when it runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from smartflow import __version__
+from smartflow.app.jit import configure_numba_cache
+
+
+def _add_config(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--config",
+        metavar="P",
+        default=None,
+        help="config file (default: built-in defaults = sim mode, paper orders)",
+    )
+
+
+def _add_log(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--log-format",
+        choices=["auto", "json", "console"],
+        default=None,
+        help="override [log] format",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every command."""
+    parser = argparse.ArgumentParser(prog="smartflow", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"smartflow {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run the daemon (sim mode starts the embedded simulator)")
+    _add_config(run)
+    _add_log(run)
+    run.add_argument("--duration", type=float, metavar="S", help="exit 0 after S seconds")
+    run.add_argument("--record", metavar="TAPE", help="record every binary frame to TAPE")
+    run.add_argument(
+        "--live",
+        action="store_true",
+        help="allow live trading (also needs mode = 'live' and credentials)",
+    )
+
+    sim = sub.add_parser("sim", help="run the Angel-protocol simulator on its own")
+    _add_config(sim)
+    _add_log(sim)
+    sim.add_argument("--host", default=None)
+    sim.add_argument("--port", type=int, default=None)
+    sim.add_argument("--duration", type=float, metavar="S")
+
+    check = sub.add_parser("check-config", help="print the effective config, secrets redacted")
+    _add_config(check)
+
+    tape = sub.add_parser("tape", help="inspect a recorded tape")
+    tape_sub = tape.add_subparsers(dest="tape_command", required=True, metavar="ACTION")
+    info = tape_sub.add_parser("info", help="frames, time span, tokens, modes")
+    info.add_argument("tape")
+    dump = tape_sub.add_parser("dump", help="one JSON object per frame, keyed like the SDK")
+    dump.add_argument("tape")
+    dump.add_argument("--limit", type=int, metavar="N")
+
+    replay = sub.add_parser("replay", help="replay a tape through the analytics, JSON lines out")
+    replay.add_argument("tape")
+    replay.add_argument(
+        "--instruments",
+        required=True,
+        metavar="FILE",
+        help="scrip master (JSON array) that goes with the tape",
+    )
+    _add_config(replay)
+    replay.add_argument("--out", metavar="FILE", help="output file (default stdout)")
+    replay.add_argument(
+        "--chain-every",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="chain snapshot interval in tape seconds (default 60)",
+    )
+    replay.add_argument(
+        "--timing",
+        action="store_true",
+        help="add processing_s to the summary (the output is then not reproducible)",
+    )
+
+    bench = sub.add_parser("bench", help="measure speed against peers, in one run")
+    bench_sub = bench.add_subparsers(dest="bench_command", required=True, metavar="YARDSTICK")
+    dec = bench_sub.add_parser("decode", help="our decoder vs the official SDK's parser")
+    dec.add_argument("--frames", type=int, default=30_000, metavar="N")
+    gr = bench_sub.add_parser("greeks", help="IV + greeks for a chain vs py_vollib, QuantLib…")
+    gr.add_argument("--contracts", type=int, default=400)
+    gr.add_argument("--no-peers", action="store_true", help="skip peer libraries")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run a command; return the process exit code."""
+    configure_numba_cache()
+    args = build_parser().parse_args(argv)
+    from smartflow.app import commands
+
+    handler = getattr(commands, f"cmd_{args.command.replace('-', '_')}")
+    try:
+        code: int = handler(args)
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
