@@ -79,11 +79,12 @@ class Redactor:
         return event
 
 
-def _json_renderer() -> Any:
+def _json_renderer(as_text: bool) -> Any:
     encoder = msgspec.json.Encoder(enc_hook=repr)
 
-    def render(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> bytes:
-        return encoder.encode(event)
+    def render(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> bytes | str:
+        line = encoder.encode(event)
+        return line.decode() if as_text else line
 
     return render
 
@@ -118,8 +119,15 @@ def configure(
         redactor,
     ]
     if fmt == "json":
-        processors = [*shared, _json_renderer()]
-        factory: Any = structlog.BytesLoggerFactory(out.buffer if hasattr(out, "buffer") else None)
+        # Bytes straight to the binary buffer when there is one (stdout, journald); a text-only
+        # stream (tests, wrappers) gets the same line as text.
+        binary = getattr(out, "buffer", None)
+        processors = [*shared, _json_renderer(as_text=binary is None)]
+        factory: Any = (
+            structlog.BytesLoggerFactory(binary)
+            if binary is not None
+            else structlog.PrintLoggerFactory(out)
+        )
     else:
         processors = [*shared, structlog.dev.ConsoleRenderer(colors=out.isatty())]
         factory = structlog.PrintLoggerFactory(out)
