@@ -47,3 +47,47 @@ class SmartMoneySignal(msgspec.Struct, frozen=True, kw_only=True):
     evidence: list[Evidence]
     bar_seq: int = 0
     spot: float | None = None
+
+
+Purpose = Literal["ENTRY", "EXIT"]
+
+
+class OrderIntent(msgspec.Struct, frozen=True, kw_only=True):
+    """What the strategy wants; the router turns it into a LIMIT order or refuses it.
+
+    ``limit_price`` is optional: the router prices a marketable limit from the book. ``ttl_ns``
+    bounds how long an intent may wait for the rate budget before it is dropped.
+    """
+
+    intent_id: str
+    ts: int
+    underlying: str
+    token: str
+    symbol: str
+    exchange: str
+    side: Literal["BUY", "SELL"]
+    lots: int
+    lot_size: int
+    purpose: Purpose
+    reason: str
+    ttl_ns: int
+    limit_price: float | None = None
+    signal_ts: int | None = None
+
+    @property
+    def quantity(self) -> int:
+        """Units (lots × lot size), as Angel wants them."""
+        return self.lots * self.lot_size
+
+
+class Quote(msgspec.Struct, frozen=True, kw_only=True):
+    """Best prices of one contract in rupees, with the visible depth (best first)."""
+
+    bid: float
+    ask: float
+    ltp: float
+    tick: float
+    bids: tuple[tuple[float, int], ...] = ()
+    asks: tuple[tuple[float, int], ...] = ()
+    seq: int = 0
+    """Packets applied so far: changes whenever the book may have changed."""

@@ -1,0 +1,1 @@
+"""Durable record (SQLite, WAL) of orders, fills, positions, signals and risk events."""

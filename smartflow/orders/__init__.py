@@ -1,0 +1,1 @@
+"""Stage ⑤: order router, paper broker, live Angel gateway, rate limits, reconciliation."""

@@ -1,0 +1,714 @@
+"""The order router: intents → risk-checked marketable LIMIT orders, tracked to the end.
+
+Lifecycle of one order (every state change is journalled):
+
+``NEW``       risk-approved and committed, waiting for the rate budget (exits go first);
+``SENT``      committed immediately *before* the request leaves;
+``OPEN`` → ``PARTIAL`` → ``FILLED`` | ``CANCELLED`` | ``REJECTED`` as the broker reports;
+``UNKNOWN``   the reply was lost (timeout, empty or non-JSON body, 5xx, dropped connection).
+
+An UNKNOWN order is never re-sent: it is reconciled by its tag (our order id, sent as Angel's
+``ordertag``) through order details, the order book and the order-update stream; only when the
+broker demonstrably never saw it (absent from the book for ``UNKNOWN_GRACE_S``) is it closed as
+REJECTED. A REJECTED or RATE_LIMITED reply had no effect. Fills are derived from the broker's
+cumulative filled quantity with a deterministic fill id, so the stream and the polls can report
+the same fill any number of times and it is booked once.
+
+Unfilled orders are re-priced to the current marketable level after ``chase_after_s`` (modify),
+up to ``max_chases`` for entries (then cancelled) and without limit for exits, which must
+complete. Limit prices are the opposite best ± ``protection_ticks``, clamped into the risk price
+band around the LTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections import deque
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from smartflow.config import OrdersConfig, RiskConfig
+from smartflow.core.clock import Clock
+from smartflow.core.messages import OrderIntent, Quote
+from smartflow.core.timeutil import ist_date
+from smartflow.journal.store import FillRow, Journal, OrderRow, PositionRow
+from smartflow.orders.guard import Exposure, RiskGuard
+from smartflow.orders.port import BrokerOrder, BrokerPort, PlaceRequest, Reply
+from smartflow.orders.ratelimit import RateLimiter
+
+
+NS = 1_000_000_000
+UNKNOWN_GRACE_S = 60.0
+INTENT_CAPACITY = 64
+TERMINAL = ("FILLED", "CANCELLED", "REJECTED")
+
+
+class MarketView(Protocol):
+    """Read access to the chain for pricing and marking."""
+
+    def quote(self, token: str) -> Quote | None:
+        """Current quote of ``token`` (None when unknown or never ticked)."""
+        ...
+
+
+EventHook = Callable[[str, OrderRow, FillRow | None], None]
+
+
+def round_to_tick(price: float, tick: float, up: bool) -> float:
+    """Round a price onto the tick grid, up or down."""
+    steps = price / tick
+    n = math.ceil(steps - 1e-9) if up else math.floor(steps + 1e-9)
+    return round(n * tick, 2)
+
+
+class OrderRouter:
+    """One task that owns every order from intent to terminal state."""
+
+    def __init__(
+        self,
+        cfg: OrdersConfig,
+        risk: RiskConfig,
+        guard: RiskGuard,
+        broker: BrokerPort,
+        journal: Journal,
+        market: MarketView,
+        clock: Clock,
+        log: Any,
+        speed: float = 1.0,
+    ) -> None:
+        self.cfg = cfg
+        self.risk_cfg = risk
+        self.guard = guard
+        self.broker = broker
+        self.journal = journal
+        self.market = market
+        self.clock = clock
+        self.log = log
+        self.speed = speed
+        self.limiter = RateLimiter(
+            risk.orders_per_second, risk.orders_per_minute, risk.orders_per_hour
+        )
+        self.exits: deque[OrderIntent] = deque()
+        self.entries: deque[OrderIntent] = deque()
+        self.waiting: deque[OrderRow] = deque()  # NEW rows waiting for the rate budget
+        self.orders: dict[str, OrderRow] = {}  # every non-terminal order, by our id
+        self.by_broker: dict[str, str] = {}
+        self.positions: dict[str, PositionRow] = {}  # today's, by token
+        self.updates: deque[BrokerOrder] = deque()
+        self.on_event: list[EventHook] = []
+        self.kicked = asyncio.Event()
+        self.stopping = False
+        self.refused = 0
+        self.overflow = 0
+        self.fatal: str | None = None
+        self._unknown_since: dict[str, int] = {}
+        self._contracts: dict[str, tuple[int, str]] = {}  # token -> (lot size, exchange)
+        self._sent_ns: dict[str, int] = {}
+        self._day = ""
+        self._seq = 0
+        broker.subscribe_updates(self.on_update)
+
+    # ---- intake (synchronous, from the engine task) -------------------------------------
+
+    def submit(self, intent: OrderIntent) -> bool:
+        """Queue an intent; False (and an alarm) when the queue is full — fail closed."""
+        if len(self.exits) + len(self.entries) >= INTENT_CAPACITY:
+            self.overflow += 1
+            self.log.error(
+                "router.intent_overflow", intent=intent.intent_id, capacity=INTENT_CAPACITY
+            )
+            return False
+        (self.exits if intent.purpose == "EXIT" else self.entries).append(intent)
+        self.kicked.set()
+        return True
+
+    def on_update(self, order: BrokerOrder) -> None:
+        """Broker callback (stream or paper): queue the update for the router task."""
+        self.updates.append(order)
+        self.kicked.set()
+
+    # ---- views --------------------------------------------------------------------------
+
+    def open_orders(self, token: str | None = None) -> list[OrderRow]:
+        """Non-terminal orders (of ``token``)."""
+        return [o for o in self.orders.values() if token is None or o.token == token]
+
+    def in_flight(self, token: str) -> bool:
+        """True while an intent for ``token`` is queued or one of its orders is not final."""
+        return (
+            any(i.token == token for i in self.exits)
+            or any(i.token == token for i in self.entries)
+            or any(o.token == token for o in self.orders.values())
+        )
+
+    def pending_lots(self, token: str) -> int:
+        """Lots of unfilled BUY quantity in flight for ``token``."""
+        return sum(
+            (o.quantity - o.filled_quantity) // max(1, o.lot_size)
+            for o in self.orders.values()
+            if o.token == token and o.side == "BUY"
+        )
+
+    def net_lots(self, token: str) -> int:
+        """Open position of ``token`` in lots."""
+        pos = self.positions.get(token)
+        if pos is None or pos.net_quantity == 0:
+            return 0
+        return pos.net_quantity // self._contracts.get(token, (1, ""))[0]
+
+    def entry_price(self, token: str) -> float:
+        """Average price of the open position in ``token`` (0 when flat)."""
+        pos = self.positions.get(token)
+        return pos.average_price if pos is not None and pos.net_quantity else 0.0
+
+    def day_pnl(self) -> tuple[float, float]:
+        """(realised, marked-to-market unrealised) P&L of today's positions, rupees."""
+        realised = unrealised = 0.0
+        for pos in self.positions.values():
+            realised += pos.realised_pnl
+            if pos.net_quantity:
+                q = self.market.quote(pos.token)
+                mark = (q.bid if pos.net_quantity > 0 else q.ask) if q else 0.0
+                if not mark > 0:
+                    mark = q.ltp if q else pos.average_price
+                unrealised += (mark - pos.average_price) * pos.net_quantity
+        return realised, unrealised
+
+    def exposure(self, intent: OrderIntent) -> Exposure:
+        """Positions and in-flight orders relevant to ``intent``."""
+        open_tokens = {t for t, p in self.positions.items() if p.net_quantity != 0}
+        open_tokens |= {o.token for o in self.orders.values() if o.side == "BUY"}
+        lots_contract = self.net_lots(intent.token) + self.pending_lots(intent.token)
+        lots_under = 0
+        for token in open_tokens:
+            under = self._underlying_of(token)
+            if under == intent.underlying:
+                lots_under += self.net_lots(token) + self.pending_lots(token)
+        realised, unrealised = self.day_pnl()
+        return Exposure(
+            open_positions=len(open_tokens),
+            lots_in_contract=lots_contract,
+            lots_in_underlying=lots_under,
+            day_pnl=realised + unrealised,
+        )
+
+    def _underlying_of(self, token: str) -> str:
+        pos = self.positions.get(token)
+        if pos is not None:
+            return pos.underlying
+        for o in self.orders.values():
+            if o.token == token:
+                return o.underlying
+        return ""
+
+    # ---- ids ----------------------------------------------------------------------------
+
+    def _next_id(self, now_ns: int) -> tuple[str, str]:
+        day = ist_date(now_ns).isoformat()
+        if day != self._day:
+            self._day = day
+            self._seq = self.journal.next_order_seq(day) - 1
+        self._seq += 1
+        # "SF" + yymmdd + sequence: unique per day, < 20 characters (Angel's ordertag limit).
+        return f"SF{day[2:4]}{day[5:7]}{day[8:10]}{self._seq:06d}", day
+
+    # ---- pricing ------------------------------------------------------------------------
+
+    def marketable_price(self, side: str, q: Quote) -> float | None:
+        """Opposite best ± protection ticks, clamped into the price band around the LTP."""
+        tick = q.tick
+        band = self.risk_cfg.price_band_pct / 100
+        ref = q.ltp if q.ltp > 0 else (q.ask if side == "BUY" else q.bid)
+        if not ref > 0:
+            return None
+        if side == "BUY":
+            base = q.ask if q.ask > 0 else ref
+            price = base + self.cfg.protection_ticks * tick
+            price = min(price, ref * (1 + band))
+            return max(tick, round_to_tick(price, tick, up=False))
+        base = q.bid if q.bid > 0 else ref
+        price = base - self.cfg.protection_ticks * tick
+        price = max(price, ref * (1 - band), tick)
+        return round_to_tick(price, tick, up=True)
+
+    # ---- the loop -----------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Process intents, updates and timers until cancelled."""
+        while True:
+            self.kicked.clear()
+            await self.pump(self.clock.now_ns())
+            timeout = 0.25 / self.speed
+            wait = self._budget_wait_s()
+            if wait is not None:
+                timeout = min(timeout, wait)
+            try:
+                async with asyncio.timeout(timeout):
+                    await self.kicked.wait()
+            except TimeoutError:
+                pass
+
+    def _budget_wait_s(self) -> float | None:
+        if not (self.waiting or self.exits or self.entries):
+            return None
+        ns = self.limiter.wait_ns(self.clock.now_ns())
+        return max(0.0, ns / NS / self.speed)
+
+    async def pump(self, now_ns: int) -> None:
+        """Do everything that is due at ``now_ns`` (the live loop and replay both call this)."""
+        while self.updates:
+            await self._apply_update(self.updates.popleft(), now_ns)
+        await self._check_loss(now_ns)
+        while self.exits or self.entries:
+            intent = self.exits.popleft() if self.exits else self.entries.popleft()
+            await self._admit(intent, now_ns)
+        await self._send_waiting(now_ns)
+        await self._timers(now_ns)
+
+    async def _admit(self, intent: OrderIntent, now_ns: int) -> None:
+        if self.stopping:
+            return
+        if now_ns - intent.ts > intent.ttl_ns:
+            await self._refuse(intent, now_ns, "expired", "intent outlived its TTL in the queue")
+            return
+        q = self.market.quote(intent.token)
+        if intent.limit_price is not None:
+            price = intent.limit_price
+        else:
+            price = self.marketable_price(intent.side, q) if q else None
+        if price is None or q is None:
+            await self._refuse(intent, now_ns, "no_price", f"no quote for {intent.symbol}")
+            return
+        if intent.purpose == "EXIT":
+            held = self.positions.get(intent.token)
+            in_flight = sum(
+                o.quantity - o.filled_quantity
+                for o in self.orders.values()
+                if o.token == intent.token and o.side == intent.side
+            )
+            if held is None or held.net_quantity - in_flight <= 0:
+                return  # already flat or an exit is in flight: nothing to do
+        reason = self.guard.check(intent, price, q.ltp, self.exposure(intent), now_ns)
+        if reason is not None:
+            await self._refuse(intent, now_ns, "risk", reason)
+            return
+        order_id, day = self._next_id(now_ns)
+        self._contracts[intent.token] = (intent.lot_size, intent.exchange)
+        quantity = intent.quantity
+        if intent.purpose == "EXIT":
+            held = self.positions[intent.token]
+            quantity = min(quantity, abs(held.net_quantity))
+        row = OrderRow(
+            order_id=order_id,
+            day=day,
+            created_ns=now_ns,
+            broker=self.broker.name,
+            underlying=intent.underlying,
+            token=intent.token,
+            symbol=intent.symbol,
+            exchange=intent.exchange,
+            side=intent.side,
+            quantity=quantity,
+            lot_size=intent.lot_size,
+            limit_price=price,
+            purpose=intent.purpose,
+            reason=intent.reason,
+            state="NEW",
+            updated_ns=now_ns,
+        )
+        await self.journal.new_order(row, f"intent {intent.intent_id}")
+        self.orders[order_id] = row
+        self.waiting.append(row)
+        self._emit("order", row)
+
+    async def _refuse(self, intent: OrderIntent, now_ns: int, kind: str, reason: str) -> None:
+        self.refused += 1
+        self.log.warning(
+            "router.refused",
+            intent=intent.intent_id,
+            symbol=intent.symbol,
+            purpose=intent.purpose,
+            kind=kind,
+            reason=reason,
+        )
+        await self.journal.risk_event(now_ns, kind, reason, f"{intent.intent_id} {intent.symbol}")
+
+    async def _send_waiting(self, now_ns: int) -> None:
+        # Exits first: they reduce risk and must not queue behind entries for the budget.
+        ordered = sorted(self.waiting, key=lambda o: (o.purpose != "EXIT", o.created_ns))
+        self.waiting.clear()
+        for i, row in enumerate(ordered):
+            if row.state != "NEW":
+                continue
+            if self.stopping or not self.limiter.take(now_ns):
+                self.waiting.extend(ordered[i:])
+                return
+            await self._send(row, now_ns)
+
+    async def _send(self, row: OrderRow, now_ns: int) -> None:
+        row.state = "SENT"
+        row.updated_ns = now_ns
+        await self.journal.order_state(row, f"placing {row.side} {row.quantity}@{row.limit_price}")
+        self._emit("order", row)
+        self._sent_ns[row.order_id] = now_ns
+        reply = await self.broker.place(self._request(row))
+        await self._after_place(row, reply, self.clock.now_ns())
+
+    def _request(self, row: OrderRow, price: float | None = None) -> PlaceRequest:
+        return PlaceRequest(
+            tag=row.order_id,
+            symbol=row.symbol,
+            token=row.token,
+            exchange=row.exchange,
+            side=row.side,  # type: ignore[arg-type]
+            quantity=row.quantity,
+            price=row.limit_price if price is None else price,
+            product=self.cfg.product,
+            lot_size=row.lot_size,
+        )
+
+    async def _after_place(self, row: OrderRow, reply: Reply, now_ns: int) -> None:
+        row.updated_ns = now_ns
+        if reply.outcome == "ACCEPTED" and reply.broker_order_id:
+            if row.state == "SENT":
+                row.state = "OPEN"
+            row.broker_order_id = reply.broker_order_id
+            self.by_broker[reply.broker_order_id] = row.order_id
+            await self.journal.order_state(row, f"accepted {reply.broker_order_id}")
+        elif reply.outcome == "RATE_LIMITED":
+            # Refused before any effect: back to NEW, the budget will pace it.
+            row.state = "NEW"
+            await self.journal.order_state(row, f"broker rate limit: {reply.message}")
+            self.waiting.append(row)
+        elif reply.outcome == "REJECTED":
+            row.state = "REJECTED"
+            row.text = f"{reply.code} {reply.message}".strip()
+            await self.journal.order_state(row, row.text)
+            if reply.code == "AG7002":
+                self.fatal = (
+                    "Angel refused the order from an unregistered IP (AG7002): register "
+                    "this host's public static IP on the API key, or run from it"
+                )
+                self.guard.trip(self.fatal)
+        else:
+            row.state = "UNKNOWN"
+            row.text = f"{reply.code} {reply.message}".strip()
+            self._unknown_since[row.order_id] = now_ns
+            await self.journal.order_state(row, f"in doubt: {row.text}")
+            self.log.warning("router.order_unknown", order_id=row.order_id, detail=row.text)
+        self._emit("order", row)
+        if row.state in TERMINAL:
+            self._forget(row)
+
+    # ---- updates and fills ----------------------------------------------------------------
+
+    def _find(self, b: BrokerOrder) -> OrderRow | None:
+        oid = self.by_broker.get(b.broker_order_id) or (b.tag if b.tag in self.orders else None)
+        return self.orders.get(oid) if oid else None
+
+    async def _apply_update(self, b: BrokerOrder, now_ns: int) -> None:
+        row = self._find(b)
+        if row is None:
+            return
+        if row.broker_order_id is None:
+            row.broker_order_id = b.broker_order_id
+            self.by_broker[b.broker_order_id] = row.order_id
+        self._unknown_since.pop(row.order_id, None)
+        if b.filled_quantity > row.filled_quantity:
+            await self._book_fill(row, b, now_ns)
+        status = b.status
+        new_state = row.state
+        if status == "FILLED" or b.filled_quantity >= row.quantity:
+            new_state = "FILLED"
+        elif status in ("CANCELLED", "REJECTED"):
+            new_state = status
+            row.text = b.text or row.text
+        elif b.filled_quantity > 0:
+            new_state = "PARTIAL"
+        elif status in ("OPEN", "PENDING") and row.state in ("SENT", "UNKNOWN", "NEW"):
+            new_state = "OPEN"
+        if new_state != row.state:
+            row.state = new_state
+            row.updated_ns = now_ns
+            await self.journal.order_state(row, f"broker {status} {b.text}".strip())
+            self._emit("order", row)
+        if row.state in TERMINAL:
+            self._forget(row)
+
+    async def _book_fill(self, row: OrderRow, b: BrokerOrder, now_ns: int) -> None:
+        prev_qty, prev_avg = row.filled_quantity, row.average_price
+        qty = b.filled_quantity - prev_qty
+        value = b.average_price * b.filled_quantity - prev_avg * prev_qty
+        price = round(value / qty, 4) if qty else b.average_price
+        row.filled_quantity = b.filled_quantity
+        row.average_price = b.average_price
+        row.state = "FILLED" if b.filled_quantity >= row.quantity else "PARTIAL"
+        row.updated_ns = now_ns
+        fill = FillRow(
+            fill_id=f"{b.broker_order_id}:{b.filled_quantity}",
+            order_id=row.order_id,
+            broker_order_id=b.broker_order_id,
+            day=row.day,
+            ts_ns=now_ns,
+            token=row.token,
+            symbol=row.symbol,
+            side=row.side,
+            quantity=qty,
+            price=price,
+        )
+        new, _ = await self.journal.fill(fill, row.underlying, row)
+        if not new:
+            return
+        pos = self.positions.get(row.token)
+        if pos is None:
+            pos = self.positions[row.token] = PositionRow(
+                day=row.day, token=row.token, symbol=row.symbol, underlying=row.underlying
+            )
+        pos.apply_fill(row.side, qty, price)
+        pos.updated_ns = now_ns
+        self._emit("fill", row, fill)
+        self.log.info(
+            "router.fill",
+            order_id=row.order_id,
+            symbol=row.symbol,
+            side=row.side,
+            quantity=qty,
+            price=price,
+            position=pos.net_quantity,
+        )
+
+    def _forget(self, row: OrderRow) -> None:
+        self.orders.pop(row.order_id, None)
+        self._sent_ns.pop(row.order_id, None)
+        self._unknown_since.pop(row.order_id, None)
+
+    def _emit(self, kind: str, row: OrderRow, fill: FillRow | None = None) -> None:
+        for hook in self.on_event:
+            hook(kind, row, fill)
+
+    # ---- timers: chase, cancel, reconcile -------------------------------------------------
+
+    async def _timers(self, now_ns: int) -> None:
+        chase_ns = int(self.cfg.chase_after_s * NS)
+        for row in list(self.orders.values()):
+            if row.state in ("OPEN", "PARTIAL") and now_ns - row.updated_ns >= chase_ns:
+                await self._chase(row, now_ns)
+            elif row.state == "UNKNOWN":
+                await self._reconcile_unknown(row, now_ns)
+
+    async def _chase(self, row: OrderRow, now_ns: int) -> None:
+        if row.broker_order_id is None or not self.limiter.take(now_ns):
+            return
+        if row.purpose == "ENTRY" and row.chases >= self.cfg.max_chases:
+            reply = await self.broker.cancel(row.broker_order_id)
+            row.updated_ns = now_ns
+            await self.journal.order_state(
+                row, f"cancel after {row.chases} chases: {reply.outcome} {reply.message}".strip()
+            )
+            return
+        q = self.market.quote(row.token)
+        price = self.marketable_price(row.side, q) if q else None
+        if price is None:
+            return
+        reply = await self.broker.modify(row.broker_order_id, self._request(row, price))
+        row.chases += 1
+        row.updated_ns = now_ns
+        if reply.outcome == "ACCEPTED":
+            row.limit_price = price
+        await self.journal.order_state(row, f"chase {row.chases} to {price}: {reply.outcome}")
+
+    async def _reconcile_unknown(self, row: OrderRow, now_ns: int) -> None:
+        since = self._unknown_since.setdefault(row.order_id, now_ns)
+        if now_ns - since < int(self.cfg.reconcile_interval_s * NS) and row.broker_order_id is None:
+            return
+        found = await self.lookup(row)
+        if found is not None:
+            await self._apply_update(found, now_ns)
+            if row.state == "UNKNOWN":
+                row.state = "OPEN"
+                await self.journal.order_state(row, "reconciled: live at the broker")
+            return
+        if now_ns - since > int(UNKNOWN_GRACE_S * NS):
+            row.state = "REJECTED"
+            row.text = "never reached the broker (absent from its order book)"
+            row.updated_ns = now_ns
+            await self.journal.order_state(row, row.text)
+            self._emit("order", row)
+            self._forget(row)
+
+    async def lookup(self, row: OrderRow) -> BrokerOrder | None:
+        """Find ``row`` at the broker: by its broker id, else by its tag in the order book."""
+        if row.broker_order_id:
+            found = await self.broker.order_details(row.broker_order_id)
+            if found is not None:
+                return found
+        for b in await self.broker.order_book():
+            if b.tag == row.order_id:
+                return b
+        return None
+
+    # ---- risk: loss limit, kill switch ----------------------------------------------------
+
+    async def _check_loss(self, now_ns: int) -> None:
+        if self.guard.killed:
+            return
+        realised, unrealised = self.day_pnl()
+        if self.guard.loss_limit_hit(realised + unrealised):
+            await self.kill(
+                f"daily loss {realised + unrealised:.2f} reached the limit "
+                f"{self.risk_cfg.max_daily_loss:g}",
+                "loss_limit",
+                now_ns,
+            )
+
+    async def kill(self, reason: str, source: str, now_ns: int | None = None) -> dict[str, int]:
+        """Trip the kill switch: cancel every open order, flatten if configured."""
+        now_ns = self.clock.now_ns() if now_ns is None else now_ns
+        first = self.guard.trip(reason)
+        if first:
+            await self.journal.kill_event(now_ns, "trip", source, reason)
+            self.log.error("risk.kill_switch", source=source, reason=reason)
+        self.entries.clear()
+        cancelled = 0
+        for row in list(self.orders.values()):
+            if row.state == "NEW":
+                row.state = "CANCELLED"
+                row.updated_ns = now_ns
+                await self.journal.order_state(row, "kill switch: never sent")
+                self._emit("order", row)
+                self._forget(row)
+                cancelled += 1
+            elif row.broker_order_id and row.state in ("OPEN", "PARTIAL"):
+                await self.broker.cancel(row.broker_order_id)
+                cancelled += 1
+        flattened = 0
+        if self.risk_cfg.flatten_on_kill:
+            for pos in self.positions.values():
+                if pos.net_quantity > 0:
+                    self.exits.append(self._flatten_intent(pos, now_ns, reason))
+                    flattened += 1
+        self.kicked.set()
+        return {"cancelled": cancelled, "flattening": flattened}
+
+    def _flatten_intent(self, pos: PositionRow, now_ns: int, reason: str) -> OrderIntent:
+        lot, exchange = self._contracts[pos.token]
+        return OrderIntent(
+            intent_id=f"kill-{pos.token}-{now_ns}",
+            ts=now_ns,
+            underlying=pos.underlying,
+            token=pos.token,
+            symbol=pos.symbol,
+            exchange=exchange,
+            side="SELL",
+            lots=max(1, pos.net_quantity // lot),
+            lot_size=lot,
+            purpose="EXIT",
+            reason=f"kill switch: {reason}",
+            ttl_ns=3600 * NS,
+        )
+
+    async def reset_kill(self, source: str) -> None:
+        """Re-arm trading after a kill."""
+        if self.guard.killed:
+            self.guard.reset()
+            await self.journal.kill_event(self.clock.now_ns(), "reset", source, "reset")
+            self.log.warning("risk.kill_switch_reset", source=source)
+
+    # ---- start-up and shutdown ------------------------------------------------------------
+
+    async def restore(self) -> dict[str, int]:
+        """Load today's open orders and positions from the journal; reconcile with the broker.
+
+        Runs before any new order: NEW rows (never sent) are cancelled, never sent later;
+        SENT/UNKNOWN rows are looked up by tag and adopted or kept UNKNOWN; OPEN/PARTIAL rows
+        are refreshed from the broker. A tripped kill switch stays tripped.
+        """
+        now_ns = self.clock.now_ns()
+        day = ist_date(now_ns).isoformat()
+        for pos in self.journal.positions(day):
+            self.positions[pos.token] = pos
+        killed, why = self.journal.kill_active()
+        if killed:
+            self.guard.trip(why)
+        counts = {"restored": 0, "cancelled_unsent": 0, "adopted": 0, "unknown": 0}
+        for row in self.journal.orders(day):
+            self._contracts[row.token] = (row.lot_size, row.exchange)
+        for row in self.journal.orders(day, open_only=True):
+            if row.state == "NEW":
+                row.state = "CANCELLED"
+                row.updated_ns = now_ns
+                await self.journal.order_state(row, "restart: never sent, not re-sent")
+                counts["cancelled_unsent"] += 1
+                continue
+            self.orders[row.order_id] = row
+            if row.broker_order_id:
+                self.by_broker[row.broker_order_id] = row.order_id
+            counts["restored"] += 1
+            found = await self.lookup(row)
+            if found is not None:
+                await self._apply_update(found, now_ns)
+                counts["adopted"] += 1
+            elif row.state != "UNKNOWN":
+                row.state = "UNKNOWN"
+                row.updated_ns = now_ns
+                self._unknown_since[row.order_id] = now_ns
+                await self.journal.order_state(row, "restart: not found at the broker yet")
+                counts["unknown"] += 1
+        await self._compare_positions(day, now_ns)
+        self.log.info(
+            "router.restored",
+            day=day,
+            positions=len(self.positions),
+            **counts,
+            kill_switch=self.guard.killed,
+        )
+        return counts
+
+    async def _compare_positions(self, day: str, now_ns: int) -> None:
+        theirs = {p.token: p.net_quantity for p in await self.broker.positions()}
+        ours = {t: p.net_quantity for t, p in self.positions.items() if p.net_quantity}
+        for token in sorted(set(theirs) | set(ours)):
+            if theirs.get(token, 0) != ours.get(token, 0):
+                detail = f"journal {ours.get(token, 0)} vs broker {theirs.get(token, 0)}"
+                self.log.error("router.position_mismatch", token=token, detail=detail)
+                await self.journal.risk_event(now_ns, "position_mismatch", detail, token)
+
+    async def shutdown(self, policy: str) -> int:
+        """Stop sending; ``cancel_open`` cancels every open order. Returns orders cancelled."""
+        self.stopping = True
+        now_ns = self.clock.now_ns()
+        cancelled = 0
+        for row in list(self.orders.values()):
+            if row.state == "NEW":
+                row.state = "CANCELLED"
+                row.updated_ns = now_ns
+                await self.journal.order_state(row, "shutdown: never sent")
+                self._forget(row)
+                cancelled += 1
+            elif (
+                policy == "cancel_open" and row.broker_order_id and row.state in ("OPEN", "PARTIAL")
+            ):
+                reply = await self.broker.cancel(row.broker_order_id)
+                await self.journal.order_state(row, f"shutdown cancel: {reply.outcome}")
+                cancelled += 1
+        return cancelled
+
+    def stats(self) -> dict[str, Any]:
+        """Counters for the stats line."""
+        by_state: dict[str, int] = {}
+        for o in self.orders.values():
+            by_state[o.state] = by_state.get(o.state, 0) + 1
+        realised, unrealised = self.day_pnl()
+        return {
+            "open_orders": by_state,
+            "queued": len(self.exits) + len(self.entries),
+            "waiting_budget": len(self.waiting),
+            "refused": self.refused,
+            "overflow": self.overflow,
+            "requests": self.limiter.granted,
+            "positions": sum(1 for p in self.positions.values() if p.net_quantity),
+            "realised": round(realised, 2),
+            "unrealised": round(unrealised, 2),
+            "kill_switch": self.guard.killed,
+        }
