@@ -182,9 +182,16 @@ class StrategyConfig(Base):
     """On expiry day (DTE 0) theta crush starts earlier: no entries and exits from this time."""
     min_dte_for_entry: NonNegInt = 0
     kelly_fraction: Fraction = 0.25
+    """Fraction of the Kelly stake to risk (capped Kelly: never more than this share)."""
+    capital_rupees: PositiveFloat = 500_000.0
+    """Capital the Kelly stake is a fraction of."""
     max_lots_per_signal: PositiveInt = 4
     cooldown_s: NonNegFloat = 30.0
     """No new entry on the same contract this soon after an exit."""
+    contrary_min_probability: Fraction = 0.5
+    """An opposite recommendation at least this probable exits the position."""
+    intent_ttl_s: PositiveFloat = 5.0
+    """An intent that cannot be sent within this long is dropped (the market has moved)."""
 
 
 class RiskConfig(Base):

@@ -1,0 +1,112 @@
+"""Trading composition: strategy → risk → router → broker → journal, hooked onto the chain.
+
+Both the daemon and replay build their trading side here, so paper trading behaves the same in
+both: signals reach the strategy at each bar close, exits and paper matching run after every
+batch of packets, and the router does the I/O (in its own task live, inline in replay).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from smartflow.analytics.detectors import SmartMoneyDetector
+from smartflow.chain.state import ChainBook
+from smartflow.chain.view import ChainMarketView
+from smartflow.config import Config
+from smartflow.core.clock import Clock
+from smartflow.journal.store import Journal
+from smartflow.orders.guard import RiskGuard
+from smartflow.orders.paper import PaperBroker
+from smartflow.orders.port import BrokerPort
+from smartflow.orders.router import OrderRouter
+from smartflow.strategy.engine import Contract, Strategy
+
+
+class Trading:
+    """The order side of one process."""
+
+    def __init__(
+        self,
+        cfg: Config,
+        book: ChainBook,
+        detectors: dict[str, SmartMoneyDetector],
+        clock: Clock,
+        journal: Journal,
+        log: Any,
+        broker: BrokerPort | None = None,
+        speed: float = 1.0,
+    ) -> None:
+        self.cfg = cfg
+        self.book = book
+        self.detectors = detectors
+        self.clock = clock
+        self.journal = journal
+        self.market = ChainMarketView(book)
+        self.guard = RiskGuard(cfg.risk, cfg.market.underlyings)
+        self.paper: PaperBroker | None = None
+        if broker is None:
+            self.paper = PaperBroker(
+                cfg.orders, self.market, clock, log.bind(stage="paper"), seed=cfg.sim.seed
+            )
+            broker = self.paper
+        self.broker = broker
+        self.router = OrderRouter(
+            cfg.orders,
+            cfg.risk,
+            self.guard,
+            broker,
+            journal,
+            self.market,
+            clock,
+            log.bind(stage="orders"),
+            speed=speed,
+        )
+        self._contracts = self._contract_table()
+        self.strategy = Strategy(
+            cfg.strategy,
+            self._contracts.get,
+            self.router,
+            self.market,
+            self.router.submit,
+            log.bind(stage="strategy"),
+        )
+        # After the detectors (registered first): every bar's signal reaches the strategy.
+        book.on_bar.append(self._on_bar)
+
+    def _contract_table(self) -> dict[str, Contract]:
+        out = {}
+        for c in self.book.chains:
+            for inst in c.universe.options:
+                out[inst.token] = Contract(
+                    token=inst.token,
+                    symbol=inst.symbol,
+                    exchange=inst.segment,
+                    lot_size=inst.lot_size,
+                    underlying=c.root,
+                    option_type=inst.kind,
+                    expiry=c.universe.expiry,
+                )
+        return out
+
+    def _on_bar(self, bar_end_ns: int, _seq: int) -> None:
+        for det in self.detectors.values():
+            if det.latest is not None and det.latest.ts == bar_end_ns:
+                self.strategy.on_signal(det.latest, bar_end_ns)
+
+    def after_batch(self, now_ns: int) -> None:
+        """After each batch of packets: paper matching, then exit checks."""
+        if self.paper is not None:
+            self.paper.on_market(now_ns)
+        self.strategy.on_market(now_ns)
+
+    async def restore(self) -> dict[str, int]:
+        """Before any new order: journal → paper book → router reconciliation → strategy."""
+        if self.paper is not None:
+            self.paper.restore(self.journal.orders(open_only=True))
+        counts = await self.router.restore()
+        for token, pos in self.router.positions.items():
+            if pos.net_quantity > 0:
+                contract = self._contracts.get(token)
+                if contract is not None:
+                    self.strategy.adopt(token, 1 if contract.option_type == "CE" else -1)
+        return counts

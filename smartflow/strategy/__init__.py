@@ -1,0 +1,1 @@
+"""Stage ④: signals → order intents (entries, exits, sizing) under risk limits."""
