@@ -10,7 +10,11 @@ what makes live and replay agree. Bars are aligned to multiples of ``bar_seconds
 epoch. ``advance_to(now)`` closes bars by the clock when the market is quiet.
 
 Per-tick greeks (for the API and dashboards) are recomputed for the rows a batch touched, at each
-row's own receive time, and for every row when the forward moved.
+row's own receive time and the current forward. When the forward moves (it does on most quotes
+near the money) every row is re-priced too, but at most every ``FULL_REPRICE_NS`` of the
+analytics clock: the parity forward moves by fractions of a point per quote, and re-pricing 160
+rows on every one of them would cost ~50 µs a packet for a change nobody can see. Detectors never
+read per-tick greeks: bars re-price every row exactly at the bar's end.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from smartflow.kernels import chain as kc, layout as L, wire
 
 FORWARD_MODES = {"synthetic": 0, "future": 1, "spot": 2}
 NS = 1_000_000_000
+FULL_REPRICE_NS = 100_000_000
 
 
 def row_key(exchange_type: int, token: str) -> bytes:
@@ -118,8 +123,18 @@ class ChainState:
         self.use_mid = model.iv_price == "mid"
         self.max_spread_frac = model.max_spread_pct / 100.0
         self.future_expiry_ns = universe.future.expiry_ns if universe.future else 0
-        self.forward = math.nan
-        self.spot = math.nan
+        # Model parameters and pricing state for the per-tick kernel (one dispatch per batch).
+        self.mp = np.zeros(kc.NM)
+        self.mp[kc.M_MODE] = self.forward_mode
+        self.mp[kc.M_RATE] = model.rate
+        self.mp[kc.M_DIV] = model.dividend_yield
+        self.mp[kc.M_MAX_SPREAD] = self.max_spread_frac
+        self.mp[kc.M_USE_MID] = 1.0 if self.use_mid else 0.0
+        self.mp[kc.M_EXPIRY_NS] = universe.expiry_ns
+        self.mp[kc.M_FUT_EXPIRY_NS] = self.future_expiry_ns
+        self.mp[kc.M_FULL_REPRICE_NS] = FULL_REPRICE_NS
+        self.st = np.array([math.nan, math.nan, 0.0])
+        self.scratch_rows = np.zeros(n, np.int64)
         flow = flow or FlowParams()
         self.fp = np.array([flow.whale_value, flow.whale_multiple, flow.ewma_alpha])
         self.w = np.zeros(wire.W_SIZE, np.int64)
@@ -127,8 +142,18 @@ class ChainState:
 
     # ---- pricing ------------------------------------------------------------------------
 
-    def update_forward(self, t_ns: int) -> bool:
-        """Recompute the forward and spot at ``t_ns``; True when the forward moved."""
+    @property
+    def forward(self) -> float:
+        """The expiry's forward as last computed (NaN before any price)."""
+        return float(self.st[kc.S_FORWARD])
+
+    @property
+    def spot(self) -> float:
+        """The index as last seen (NaN before the first index tick)."""
+        return float(self.st[kc.S_SPOT])
+
+    def update_forward(self, t_ns: int) -> None:
+        """Recompute the forward and spot at ``t_ns``."""
         fwd, spot = kc.forward_and_spot(
             self.q,
             L.ROW_FIRST_OPTION,
@@ -140,10 +165,8 @@ class ChainState:
             self.model.dividend_yield,
             self.max_spread_frac,
         )
-        moved = not (fwd == self.forward or (math.isnan(fwd) and math.isnan(self.forward)))
-        self.forward = fwd
-        self.spot = spot
-        return moved
+        self.st[kc.S_FORWARD] = fwd
+        self.st[kc.S_SPOT] = spot
 
     def price_rows(self, rows: np.ndarray, t_ns: int, use_row_time: bool) -> int:
         """IV and greeks of ``rows`` at ``t_ns`` (or each row's own last tick time)."""
@@ -166,16 +189,14 @@ class ChainState:
     def price_all(self, t_ns: int) -> int:
         """Re-price every option at one instant (bar closes, snapshots)."""
         self.update_forward(t_ns)
+        self.st[kc.S_LAST_FULL_NS] = t_ns
         return self.price_rows(self.option_rows, t_ns, use_row_time=False)
 
     def price_dirty(self, t_ns: int) -> None:
-        """Per-tick update after a batch: the touched rows, or all when the forward moved."""
-        if not self.dirty.any():
-            return
-        moved = self.update_forward(t_ns)
-        rows = self.option_rows if moved else np.flatnonzero(self.dirty).astype(np.int64)
-        self.price_rows(rows, t_ns, use_row_time=True)
-        self.dirty[:] = False
+        """Per-tick update after a batch (one kernel call; policy in the module docs)."""
+        kc.price_dirty_rows(
+            self.q, self.f, self.dirty, self.option_rows, self.scratch_rows, t_ns, self.mp, self.st
+        )
 
     # ---- views --------------------------------------------------------------------------
 

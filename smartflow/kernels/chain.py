@@ -499,3 +499,78 @@ def close_bar(q, f, bars, slot, bar_end_ns):
         f[row, L.F_BAR_CVD0] = f[row, L.F_CVD]
         f[row, L.F_BAR_OFI0] = f[row, L.F_OFI]
         f[row, L.F_BAR_HIDDEN0] = f[row, L.F_HIDDEN]
+
+
+# mp: model parameters of price_dirty_rows / price_all_rows
+M_MODE = 0  # forward mode: 0 synthetic, 1 future, 2 spot
+M_RATE = 1
+M_DIV = 2
+M_MAX_SPREAD = 3
+M_USE_MID = 4
+M_EXPIRY_NS = 5
+M_FUT_EXPIRY_NS = 6
+M_FULL_REPRICE_NS = 7
+NM = 8
+
+# st: pricing state of a chain (forward, spot, time of the last full re-price)
+S_FORWARD = 0
+S_SPOT = 1
+S_LAST_FULL_NS = 2
+NS_STATE = 3
+
+
+@njit(cache=True, nogil=True)
+def price_dirty_rows(q, f, dirty, option_rows, scratch_rows, t_ns, mp, st):
+    """Per-tick pricing after a batch, in one call (see chain/state.py for the policy).
+
+    Recomputes the forward at ``t_ns``; prices the dirty option rows at their own receive
+    times, or every option row when the forward moved and the last full re-price is older
+    than ``mp[M_FULL_REPRICE_NS]``; clears ``dirty``.
+
+    Args:
+        q: int64[n, NQ] chain wire table.
+        f: float64[n, NF] chain analytics table (greeks written).
+        dirty: bool_[n] rows touched since the last call (cleared).
+        option_rows: int64[k] every option row.
+        scratch_rows: int64[n] scratch for the dirty row list.
+        t_ns: the batch's last receive time.
+        mp: float64[NM] model parameters (``M_*``).
+        st: float64[NS_STATE] pricing state (``S_*``), updated.
+
+    Returns:
+        Number of rows priced.
+    """
+    n = q.shape[0]
+    m = 0
+    for row in range(n):
+        if dirty[row]:
+            scratch_rows[m] = row
+            m += 1
+            dirty[row] = False
+    if m == 0:
+        return 0
+    expiry = np.int64(mp[M_EXPIRY_NS])
+    fwd, spot = forward_and_spot(
+        q,
+        L.ROW_FIRST_OPTION,
+        int(mp[M_MODE]),
+        t_ns,
+        expiry,
+        np.int64(mp[M_FUT_EXPIRY_NS]),
+        mp[M_RATE],
+        mp[M_DIV],
+        mp[M_MAX_SPREAD],
+    )
+    old = st[S_FORWARD]
+    moved = not (fwd == old or (fwd != fwd and old != old))
+    st[S_FORWARD] = fwd
+    st[S_SPOT] = spot
+    use_mid = mp[M_USE_MID] > 0
+    if moved and t_ns - st[S_LAST_FULL_NS] >= mp[M_FULL_REPRICE_NS]:
+        st[S_LAST_FULL_NS] = t_ns
+        return compute_greeks(
+            option_rows, True, t_ns, q, f, expiry, fwd, spot, mp[M_RATE], use_mid, mp[M_MAX_SPREAD]
+        )
+    return compute_greeks(
+        scratch_rows[:m], True, t_ns, q, f, expiry, fwd, spot, mp[M_RATE], use_mid, mp[M_MAX_SPREAD]
+    )
