@@ -20,21 +20,27 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import structlog
 
+from smartflow.analytics.detectors import SmartMoneyDetector
 from smartflow.app.engine import Engine
 from smartflow.app.stats import StatsReporter
 from smartflow.app.subscriptions import SubscriptionManager
+from smartflow.app.trading import Trading
 from smartflow.app.warmup import warm_up
 from smartflow.chain.state import ChainBook, ChainState, FlowParams
 from smartflow.config import Config, Credentials, fingerprint
 from smartflow.core.clock import Clock, LiveClock, ScaledClock
 from smartflow.core.errors import FatalError
 from smartflow.core.mailbox import Conflator
+from smartflow.core.messages import SmartMoneySignal
 from smartflow.feed.session import FeedSession, HeadersProvider, headers_for, static_headers
 from smartflow.instruments.fetch import load_scrip_master
 from smartflow.instruments.master import ScripMaster
 from smartflow.instruments.universe import select
+from smartflow.journal.store import Journal
+from smartflow.orders.port import BrokerPort
 from smartflow.sim.market import Market
 from smartflow.sim.server import SCRIP_MASTER_PATH, SimServer, session_start
 from smartflow.tape.format import TapeWriter
@@ -71,6 +77,12 @@ class Daemon:
         self.ready = asyncio.Event()
         self.stats_sources: dict[str, Callable[[], dict[str, Any]]] = {}
         self._signals = 0
+        self.detectors: dict[str, SmartMoneyDetector] = {}
+        self.journal: Journal | None = None
+        self.trading: Trading | None = None
+        self.broker: BrokerPort | None = None
+        self.signals_emitted = 0
+        self.signal_hooks: list[Callable[[SmartMoneySignal], None]] = []
 
     # ---- signals ------------------------------------------------------------------------
 
@@ -78,9 +90,9 @@ class Daemon:
         """First SIGINT/SIGTERM: graceful stop. Second: exit at once."""
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, self._on_signal, sig)
+            loop.add_signal_handler(sig, self._on_os_signal, sig)
 
-    def _on_signal(self, sig: signal.Signals) -> None:
+    def _on_os_signal(self, sig: signal.Signals) -> None:
         self._signals += 1
         if self._signals == 1:
             self.log.info("daemon.stopping", signal=sig.name)
@@ -151,10 +163,31 @@ class Daemon:
                 future=universe.future.token if universe.future else None,
             )
         self.book = ChainBook(chains, cfg.detectors)
+        thresholds = cfg.detectors.thresholds()
+        self.detectors = {
+            c.root: SmartMoneyDetector(c, thresholds, cfg.detectors.bar_seconds) for c in chains
+        }
+        for det in self.detectors.values():
+            self.book.on_bar.append(det.on_bar)
+            det.on_signal.append(self._on_signal)
         seconds = await asyncio.to_thread(warm_up, cfg.model, cfg.detectors)
         self.log.info(
             "kernels.warm", seconds=round(seconds, 3), numba_cache=os.environ.get("NUMBA_CACHE_DIR")
         )
+        self.journal = Journal(Path(cfg.state_dir) / "journal.sqlite3")
+        self.trading = Trading(
+            cfg,
+            self.book,
+            self.detectors,
+            self.clock,
+            self.journal,
+            self.log,
+            broker=self.broker,
+            speed=self.speed,
+        )
+        await self.trading.broker.start()
+        # Before any new order can exist: what the journal and the broker know.
+        await self.trading.restore()
         self.mailbox = Conflator(max_keys=4096)
         mailbox = self.mailbox
         if self.opts.record:
@@ -185,13 +218,19 @@ class Daemon:
             mailbox,
             self.clock,
             self.log.bind(stage="engine"),
-            after_batch=[self.subs.on_tick],
+            after_batch=[self.subs.on_tick, self.trading.after_batch],
             speed=self.speed,
         )
         self.subs.start(self.clock.now_ns())
-        self.stats_sources = {"feed": self._feed_stats, "engine": self.engine.stats}
+        self.stats_sources = {
+            "feed": self._feed_stats,
+            "engine": self.engine.stats,
+            "signals": self._signal_stats,
+            "orders": self.trading.router.stats,
+        }
         self._spawn("feed", self.feed.run())
         self._spawn("engine", self.engine.run())
+        self._spawn("orders", self.trading.router.run())
         self._spawn(
             "stats", StatsReporter(self.stats_sources, cfg.log.stats_interval_s, self.log).run()
         )
@@ -233,6 +272,46 @@ class Daemon:
             await asyncio.sleep(1.0)
             if self.recorder is not None:
                 self.recorder.flush()
+
+    async def _stop_orders(self, policy: str) -> None:
+        assert self.trading is not None  # noqa: S101 — checked by the caller
+        cancelled = await asyncio.wait_for(self.trading.router.shutdown(policy), 10)
+        self.log.info("orders.stopped", policy=policy, cancelled=cancelled)
+
+    def _on_signal(self, signal: SmartMoneySignal) -> None:
+        """One log line (and one journal row) per emitted signal — never per tick."""
+        self.signals_emitted += 1
+        self.log.info(
+            "signal",
+            underlying=signal.underlying,
+            recommendation=signal.recommendation,
+            can_trade=signal.can_trade,
+            strike=signal.strike,
+            option_type=signal.option_type,
+            token=signal.token,
+            probability=signal.smart_money_probability,
+            oi_conviction=signal.oi_conviction_score,
+            trap_probability=signal.trap_probability,
+            market_control=signal.market_control,
+            fresh_position=signal.fresh_position_detected,
+            reason=signal.reason,
+        )
+        if self.journal is not None:
+            self.journal.signal(
+                signal.ts,
+                signal.underlying,
+                signal.recommendation,
+                signal.can_trade,
+                msgspec.json.encode(signal),
+            )
+        for hook in self.signal_hooks:
+            hook(signal)
+
+    def _signal_stats(self) -> dict[str, Any]:
+        return {
+            "signals": self.signals_emitted,
+            "bars": self.book.stats.bars_closed if self.book else 0,
+        }
 
     async def _quietly(self, what: str, aw: Awaitable[Any]) -> None:
         """Await ``aw`` during shutdown; a failure is logged, never allowed to stop the rest."""
@@ -280,6 +359,9 @@ class Daemon:
         """Stop intake, then the stages, then flush and close what they wrote."""
         if self.feed is not None:
             await self._quietly("feed.stop", asyncio.wait_for(self.feed.stop(), 5))
+        if self.trading is not None:
+            policy = self.cfg.orders.on_shutdown
+            await self._quietly("orders.shutdown", self._stop_orders(policy))
         for name, task in self.tasks.items():
             task.cancel(msg=f"shutdown: {name}")
         for name, task in self.tasks.items():
@@ -288,5 +370,10 @@ class Daemon:
         if self.recorder is not None:
             self.recorder.close()
             self.log.info("tape.closed", path=str(self.recorder.path), frames=self.recorder.records)
+        if self.trading is not None:
+            await self._quietly("broker.close", self.trading.broker.close())
+        if self.journal is not None:
+            self.journal.close()
+            self.log.info("journal.closed", path=self.journal.path, writes=self.journal.writes)
         if self.sim is not None:
             await self.sim.stop()

@@ -11,6 +11,7 @@ logged to stderr, and added to the summary only with ``--timing``.)
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import math
 import time
@@ -23,18 +24,24 @@ import msgspec
 import numpy as np
 
 from smartflow.analytics.detectors import SmartMoneyDetector
+from smartflow.app.trading import Trading
 from smartflow.chain.state import ChainBook, ChainState, FlowParams
 from smartflow.config import Config
+from smartflow.core.clock import ReplayClock
 from smartflow.core.messages import SmartMoneySignal
 from smartflow.core.timeutil import iso_ist
 from smartflow.instruments.master import ScripMaster
 from smartflow.instruments.universe import select
+from smartflow.journal.store import FillRow, Journal, OrderRow
 from smartflow.kernels import layout as L, wire
 from smartflow.tape.format import Tape
 
 
 NS = 1_000_000_000
 CHUNK = 4096
+# With trading on, batches are also cut every 50 ms of tape time so that paper matching and exit
+# checks see the book about as often as they do live.
+TRADING_BATCH_NS = 50_000_000
 RowEnricher = Callable[[ChainState, int, dict[str, Any]], None]
 
 
@@ -116,9 +123,16 @@ class Replayer:
     """Drives a ``ChainBook`` (and the analytics hooked to it) from a tape."""
 
     def __init__(
-        self, cfg: Config, master: ScripMaster, out: IO[bytes], chain_every_s: float, start_ns: int
+        self,
+        cfg: Config,
+        master: ScripMaster,
+        out: IO[bytes],
+        chain_every_s: float,
+        start_ns: int,
+        log: Any = None,
     ) -> None:
         self.cfg = cfg
+        self.clock = ReplayClock(start_ns)
         self.writer = ReplayWriter(out)
         self.summary = ReplaySummary()
         expiry = dt.date.fromisoformat(cfg.market.expiry) if cfg.market.expiry else None
@@ -138,6 +152,51 @@ class Replayer:
         self.next_snapshot_ns = (start_ns // self.every_ns + 1) * self.every_ns
         self.enrich: list[RowEnricher] = [self._detector_columns]
         self.last_ns = start_ns
+        self.trading: Trading | None = None
+        self.journal: Journal | None = None
+        if cfg.strategy.enabled:
+            self.journal = Journal(":memory:", synchronous="OFF")
+            self.trading = Trading(
+                cfg, self.book, self.detectors, self.clock, self.journal, log or _NullLog()
+            )
+            self.trading.router.on_event.append(self._order_event)
+
+    def _order_event(self, kind: str, row: OrderRow, fill: FillRow | None) -> None:
+        if kind == "fill" and fill is not None:
+            self.summary.fills += 1
+            self.writer.line(
+                "fill",
+                fill.ts_ns,
+                {
+                    "order_id": fill.order_id,
+                    "token": fill.token,
+                    "symbol": fill.symbol,
+                    "side": fill.side,
+                    "quantity": fill.quantity,
+                    "price": fill.price,
+                },
+            )
+            return
+        if row.state == "NEW":
+            self.summary.orders += 1
+        self.writer.line(
+            "order",
+            row.updated_ns,
+            {
+                "order_id": row.order_id,
+                "state": row.state,
+                "token": row.token,
+                "symbol": row.symbol,
+                "side": row.side,
+                "quantity": row.quantity,
+                "limit_price": row.limit_price,
+                "purpose": row.purpose,
+                "reason": row.reason,
+                "filled_quantity": row.filled_quantity,
+                "average_price": row.average_price,
+                "text": row.text,
+            },
+        )
 
     def _detector_columns(self, c: ChainState, row: int, out: dict[str, Any]) -> None:
         det = self.detectors[c.root]
@@ -167,8 +226,27 @@ class Replayer:
             )
         self.summary.chain_snapshots += 1
 
+    async def _apply(self, frames: list[tuple[int, bytes]]) -> None:
+        self.book.process(frames)
+        if self.trading is not None and frames:
+            now = frames[-1][0]
+            self.clock.set(now)
+            self.trading.after_batch(now)
+            await self.trading.router.pump(now)
+
     def run(self, tape: Tape, timing: bool = False) -> ReplaySummary:
         """Replay every record; return the summary (also written as the last line)."""
+        return asyncio.run(self.arun(tape, timing))
+
+    async def arun(self, tape: Tape, timing: bool = False) -> ReplaySummary:
+        """``run`` for callers that already have an event loop."""
+        try:
+            return await self._run(tape, timing)
+        finally:
+            if self.journal is not None:
+                self.journal.close()
+
+    async def _run(self, tape: Tape, timing: bool) -> ReplaySummary:
         t0 = time.perf_counter()
         s = self.summary
         s.frames = len(tape)
@@ -179,18 +257,21 @@ class Replayer:
             s.rejected[wire.STATUS_NAMES[status[code]]] += 1
         valid = np.flatnonzero(status == wire.OK)
         pending: list[tuple[int, bytes]] = []
+        batch_ns = TRADING_BATCH_NS if self.trading is not None else 1 << 62
+        batch_end = 0
         for i in valid:
             recv_ns = int(tape.recv_ns[i])
-            if recv_ns >= self.next_snapshot_ns or len(pending) >= CHUNK:
-                self.book.process(pending)
+            if recv_ns >= self.next_snapshot_ns or len(pending) >= CHUNK or recv_ns >= batch_end:
+                await self._apply(pending)
                 pending = []
+                batch_end = recv_ns + batch_ns
                 while recv_ns >= self.next_snapshot_ns:
                     self.book.advance_to(self.next_snapshot_ns)
                     self.snapshot(self.next_snapshot_ns)
                     self.next_snapshot_ns += self.every_ns
             pending.append((recv_ns, tape.payload(int(i))))
             self.last_ns = recv_ns
-        self.book.process(pending)
+        await self._apply(pending)
         self.snapshot(self.last_ns)
         s.applied = self.book.stats.applied
         s.unknown_token = self.book.stats.unknown_token
@@ -212,3 +293,13 @@ class Replayer:
             body["processing_s"] = round(time.perf_counter() - t0, 3)
         self.writer.line("summary", self.last_ns, body)
         return s
+
+
+class _NullLog:
+    """Replay has no log stream of its own: its output is the JSON Lines."""
+
+    def bind(self, **_: Any) -> _NullLog:
+        return self
+
+    def __getattr__(self, _name: str) -> Any:
+        return lambda *_a, **_k: None

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 
+from smartflow.analytics.detectors import SmartMoneyDetector
 from smartflow.chain.state import ChainBook, ChainState
 from smartflow.config import DetectorConfig, ModelConfig
 from smartflow.core.timeutil import expiry_ns
@@ -47,6 +48,8 @@ def warm_up(model: ModelConfig, detectors: DetectorConfig) -> float:
     iv.warm_up()
     chain = ChainState(_universe(), model)
     book = ChainBook([chain], detectors)
+    det = SmartMoneyDetector(chain, detectors.thresholds(), detectors.bar_seconds)
+    book.on_bar.append(det.on_bar)
     now = time.time_ns()
     frames = []
     for i, (exch, token, ltp) in enumerate(

@@ -117,7 +117,7 @@ async def test_replay_recovers_true_vol_and_greeks(tmp_path: Path, forward: str)
     tape = open_tape(tape_path)
     out = io.BytesIO()
     replayer = Replayer(cfg, parse(master_json, {"NIFTY"}), out, 3600.0, int(tape.recv_ns[0]))
-    replayer.run(tape)
+    await replayer.arun(tape)
     lines = [msgspec.json.decode(line) for line in out.getvalue().splitlines()]
     final = [ln for ln in lines if ln["kind"] == "chain"][-1]
     t_snap = int(tape.recv_ns[-1])

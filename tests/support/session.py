@@ -80,3 +80,27 @@ def run_session(
         book.process([(int.from_bytes(f[35:43], "little") * 1_000_000, f) for _, f in packets])
     book.advance_to(end)
     return s
+
+
+def write_tape(
+    sim: SimConfig,
+    seconds: float,
+    path: str,
+    roots: tuple[str, ...] = ("NIFTY",),
+    start_ist: str = "10:00",
+) -> tuple[Market, bytes]:
+    """Record ``seconds`` of the simulated market (every instrument) to a tape; return the
+    market and its scrip master JSON."""
+    from smartflow.tape.format import TapeWriter
+
+    start_ns, day = session_start(start_ist)
+    market = Market(sim, list(roots), start_ns, day)
+    master = msgspec.json.encode(market.scrip_master())
+    end = start_ns + int(seconds * 1e9)
+    t_ns = start_ns
+    with TapeWriter(path, {"sim_seed": sim.seed}) as tape:
+        while t_ns < end:
+            t_ns = min(end, t_ns + 1_000_000_000)
+            for _, frame in market.advance(t_ns):
+                tape.write(int.from_bytes(frame[35:43], "little") * 1_000_000, frame)
+    return market, master
