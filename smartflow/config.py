@@ -165,6 +165,28 @@ class DetectorConfig(Base):
             raise ValueError(f"detectors.overrides: {e}") from None
 
 
+class FlowConfig(Base):
+    """Order-flow analytics (seeds/smart-money-framework.md)."""
+
+    window_bars: Annotated[int, Meta(ge=1, le=30)] = 12
+    """CVD, OFI and hidden-liquidity windows, in bars."""
+    vwap_deviation_pct: PositiveFloat = 2.0
+    """The seed's VWAP deviation threshold."""
+    absorption_hidden_share: Fraction = 0.25
+    """Hidden (iceberg) share of recent volume above which a contract is flagged as absorbing."""
+    hold_below: Annotated[float, Meta(ge=-1, le=1)] = -0.2
+    """Confluence below this (the future's flow contradicts the signal) → HOLD, size × 0."""
+    execute_at: Annotated[float, Meta(ge=-1, le=1)] = 0.2
+    strong_at: Annotated[float, Meta(ge=-1, le=1)] = 0.5
+    size_from_flow: bool = True
+    """Scale entries by the flow recommendation's size multiplier."""
+    alerts_kept: PositiveInt = 500
+
+    def __post_init__(self) -> None:
+        if not self.hold_below < self.execute_at < self.strong_at:
+            raise ValueError("flow: need hold_below < execute_at < strong_at")
+
+
 class StrategyConfig(Base):
     """Seed Phase 5: entry, exit and sizing."""
 
@@ -336,6 +358,7 @@ class Config(Base):
     market: MarketConfig = msgspec.field(default_factory=MarketConfig)
     model: ModelConfig = msgspec.field(default_factory=ModelConfig)
     detectors: DetectorConfig = msgspec.field(default_factory=DetectorConfig)
+    flow: FlowConfig = msgspec.field(default_factory=FlowConfig)
     strategy: StrategyConfig = msgspec.field(default_factory=StrategyConfig)
     risk: RiskConfig = msgspec.field(default_factory=RiskConfig)
     orders: OrdersConfig = msgspec.field(default_factory=OrdersConfig)

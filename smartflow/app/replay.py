@@ -24,6 +24,7 @@ import msgspec
 import numpy as np
 
 from smartflow.analytics.detectors import SmartMoneyDetector
+from smartflow.analytics.flow import FlowAnalyzer
 from smartflow.app.trading import Trading
 from smartflow.chain.state import ChainBook, ChainState, FlowParams
 from smartflow.config import Config
@@ -148,16 +149,24 @@ class Replayer:
         for det in self.detectors.values():
             self.book.on_bar.append(det.on_bar)
             det.on_signal.append(self.write_signal)
+        self.flow = FlowAnalyzer(self.book, self.detectors, cfg.flow, cfg.detectors)
+        self.book.on_bar.append(self.flow.on_bar)
         self.every_ns = int(chain_every_s * NS)
         self.next_snapshot_ns = (start_ns // self.every_ns + 1) * self.every_ns
-        self.enrich: list[RowEnricher] = [self._detector_columns]
+        self.enrich: list[RowEnricher] = [self._detector_columns, self._flow_columns]
         self.last_ns = start_ns
         self.trading: Trading | None = None
         self.journal: Journal | None = None
         if cfg.strategy.enabled:
             self.journal = Journal(":memory:", synchronous="OFF")
             self.trading = Trading(
-                cfg, self.book, self.detectors, self.clock, self.journal, log or _NullLog()
+                cfg,
+                self.book,
+                self.detectors,
+                self.clock,
+                self.journal,
+                log or _NullLog(),
+                flow=self.flow,
             )
             self.trading.router.on_event.append(self._order_event)
 
@@ -198,6 +207,9 @@ class Replayer:
             },
         )
 
+    def _flow_columns(self, c: ChainState, row: int, out: dict[str, Any]) -> None:
+        out.update(self.flow.contract_metrics(c, row))
+
     def _detector_columns(self, c: ChainState, row: int, out: dict[str, Any]) -> None:
         det = self.detectors[c.root]
         if det.latest is not None:
@@ -224,6 +236,9 @@ class Replayer:
                     "rows": chain_rows(c, self.enrich),
                 },
             )
+            fut = self.flow.future_flow(c)
+            if fut is not None:
+                self.writer.line("flow", t_ns, fut)
         self.summary.chain_snapshots += 1
 
     async def _apply(self, frames: list[tuple[int, bytes]]) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from smartflow.analytics.detectors import SmartMoneyDetector
+from smartflow.analytics.flow import Confluence, FlowAnalyzer
 from smartflow.chain.state import ChainBook
 from smartflow.chain.view import ChainMarketView
 from smartflow.config import Config
@@ -35,6 +36,7 @@ class Trading:
         log: Any,
         broker: BrokerPort | None = None,
         speed: float = 1.0,
+        flow: FlowAnalyzer | None = None,
     ) -> None:
         self.cfg = cfg
         self.book = book
@@ -69,9 +71,16 @@ class Trading:
             self.market,
             self.router.submit,
             log.bind(stage="strategy"),
+            tick_ns=lambda: book.trigger_ns,
         )
-        # After the detectors (registered first): every bar's signal reaches the strategy.
+        if flow is not None and cfg.flow.size_from_flow:
+            flow.on_confluence.append(self._on_confluence)
+        # After the detectors and the flow (registered first): every bar's signal reaches the
+        # strategy with that bar's size multiplier.
         book.on_bar.append(self._on_bar)
+
+    def _on_confluence(self, underlying: str, conf: Confluence) -> None:
+        self.strategy.set_size_multiplier(underlying, conf.size_multiplier)
 
     def _contract_table(self) -> dict[str, Contract]:
         out = {}

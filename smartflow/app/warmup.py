@@ -11,8 +11,9 @@ import datetime as dt
 import time
 
 from smartflow.analytics.detectors import SmartMoneyDetector
+from smartflow.analytics.flow import FlowAnalyzer
 from smartflow.chain.state import ChainBook, ChainState
-from smartflow.config import DetectorConfig, ModelConfig
+from smartflow.config import DetectorConfig, FlowConfig, ModelConfig
 from smartflow.core.timeutil import expiry_ns
 from smartflow.feed import protocol as p
 from smartflow.instruments.master import Instrument
@@ -50,6 +51,8 @@ def warm_up(model: ModelConfig, detectors: DetectorConfig) -> float:
     book = ChainBook([chain], detectors)
     det = SmartMoneyDetector(chain, detectors.thresholds(), detectors.bar_seconds)
     book.on_bar.append(det.on_bar)
+    flow = FlowAnalyzer(book, {chain.root: det}, FlowConfig(), detectors)
+    book.on_bar.append(flow.on_bar)
     now = time.time_ns()
     frames = []
     for i, (exch, token, ltp) in enumerate(
@@ -70,4 +73,6 @@ def warm_up(model: ModelConfig, detectors: DetectorConfig) -> float:
     # A second packet for a contract exercises the per-tick order-flow path.
     book.process([(now + 10, frames[2][1])])
     book.advance_to(now + book.bar_ns * 2)
+    for row in range(chain.n):
+        flow.contract_metrics(chain, row)
     return time.perf_counter() - t0

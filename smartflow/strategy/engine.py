@@ -11,7 +11,9 @@ Sizing:
     capped by a fractional Kelly stake: with p = smart-money probability and b = target ÷ stop
     (reward to risk), f* = p − (1 − p) ÷ b; no trade when f* ≤ 0; otherwise at most
     ``kelly_fraction`` × f* × ``capital_rupees`` of premium, and at most ``max_lots_per_signal``.
-    A flow size multiplier (``set_size_multiplier``; 0 = HOLD) scales the result.
+    The flow recommendation's size multiplier (``set_size_multiplier``) scales the conviction
+    lots first: 0 (HOLD, the flow contradicts the signal) skips the trade, anything else keeps
+    at least one lot; the Kelly and per-signal caps still apply after it.
 
 Exits (checked on every batch of ticks for each held contract, marked at the best bid):
     target = entry × (1 + target % × (1 + fresh-position strength)); stop = entry × (1 − stop % ×
@@ -23,7 +25,6 @@ Exits (checked on every batch of ticks for each held contract, marked at the bes
 from __future__ import annotations
 
 import datetime as dt
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -102,8 +103,10 @@ class Strategy:
         quotes: Quotes,
         submit: Callable[[OrderIntent], bool],
         log: Any,
+        tick_ns: Callable[[], int] = lambda: 0,
     ) -> None:
         self.cfg = cfg
+        self.tick_ns = tick_ns
         self.contracts = contracts
         self.book = book
         self.quotes = quotes
@@ -146,15 +149,17 @@ class Strategy:
         cfg = self.cfg
         base = cfg.aggressive_lots if aggressive else cfg.normal_lots
         lots = round(base * (0.5 + signal.oi_conviction_score))
+        mult = self.size_multiplier.get(signal.underlying, 1.0)
+        if mult <= 0:
+            return 0
+        lots = max(1, round(lots * mult))
         p = signal.smart_money_probability
         b = cfg.target_pct / cfg.stop_pct
         kelly = p - (1 - p) / b
         if kelly <= 0 or premium <= 0:
             return 0
         stake = cfg.kelly_fraction * kelly * cfg.capital_rupees
-        lots = min(lots, int(stake // (premium * lot_size)), cfg.max_lots_per_signal)
-        mult = self.size_multiplier.get(signal.underlying, 1.0)
-        return max(0, math.floor(lots * mult)) if mult < 1 else lots
+        return min(lots, int(stake // (premium * lot_size)), cfg.max_lots_per_signal)
 
     # ---- signals ------------------------------------------------------------------------
 
@@ -203,6 +208,7 @@ class Strategy:
             purpose="ENTRY",
             reason=f"{kind} {signal.recommendation} p={signal.smart_money_probability:.2f}",
             ttl_ns=int(self.cfg.intent_ttl_s * NS),
+            tick_ns=self.tick_ns(),
             signal_ts=signal.ts,
         )
         if self.submit(intent):
@@ -281,6 +287,7 @@ class Strategy:
             purpose="EXIT",
             reason=reason,
             ttl_ns=int(self.cfg.intent_ttl_s * NS),
+            tick_ns=self.tick_ns(),
         )
         if self.submit(intent):
             self._exit_queued_ns[token] = now_ns
