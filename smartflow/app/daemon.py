@@ -24,7 +24,11 @@ import msgspec
 import structlog
 
 from smartflow.analytics.detectors import SmartMoneyDetector
+from smartflow.analytics.flow import FlowAnalyzer
+from smartflow.api.server import ApiServer
+from smartflow.app.apisource import DaemonApiSource
 from smartflow.app.engine import Engine
+from smartflow.app.metrics import Metrics
 from smartflow.app.stats import StatsReporter
 from smartflow.app.subscriptions import SubscriptionManager
 from smartflow.app.trading import Trading
@@ -34,7 +38,7 @@ from smartflow.config import Config, Credentials, fingerprint
 from smartflow.core.clock import Clock, LiveClock, ScaledClock
 from smartflow.core.errors import FatalError
 from smartflow.core.mailbox import Conflator
-from smartflow.core.messages import SmartMoneySignal
+from smartflow.core.messages import OrderIntent, SmartMoneySignal
 from smartflow.feed.session import FeedSession, HeadersProvider, headers_for, static_headers
 from smartflow.instruments.fetch import load_scrip_master
 from smartflow.instruments.master import ScripMaster
@@ -83,6 +87,10 @@ class Daemon:
         self.broker: BrokerPort | None = None
         self.signals_emitted = 0
         self.signal_hooks: list[Callable[[SmartMoneySignal], None]] = []
+        self.flow: FlowAnalyzer | None = None
+        self.metrics: Metrics | None = None
+        self.api: ApiServer | None = None
+        self.kernels_warm = False
 
     # ---- signals ------------------------------------------------------------------------
 
@@ -170,7 +178,10 @@ class Daemon:
         for det in self.detectors.values():
             self.book.on_bar.append(det.on_bar)
             det.on_signal.append(self._on_signal)
+        self.flow = FlowAnalyzer(self.book, self.detectors, cfg.flow, cfg.detectors)
+        self.book.on_bar.append(self.flow.on_bar)
         seconds = await asyncio.to_thread(warm_up, cfg.model, cfg.detectors)
+        self.kernels_warm = True
         self.log.info(
             "kernels.warm", seconds=round(seconds, 3), numba_cache=os.environ.get("NUMBA_CACHE_DIR")
         )
@@ -184,7 +195,11 @@ class Daemon:
             self.log,
             broker=self.broker,
             speed=self.speed,
+            flow=self.flow,
         )
+        self.metrics = Metrics(self._metrics_snapshot)
+        self.trading.router.on_intent.append(self._observe_intent)
+        self.trading.router.on_sent.append(self._observe_sent)
         await self.trading.broker.start()
         # Before any new order can exist: what the journal and the broker know.
         await self.trading.restore()
@@ -220,6 +235,7 @@ class Daemon:
             self.log.bind(stage="engine"),
             after_batch=[self.subs.on_tick, self.trading.after_batch],
             speed=self.speed,
+            observe_batch=self.metrics.batch.observe,
         )
         self.subs.start(self.clock.now_ns())
         self.stats_sources = {
@@ -231,6 +247,12 @@ class Daemon:
         self._spawn("feed", self.feed.run())
         self._spawn("engine", self.engine.run())
         self._spawn("orders", self.trading.router.run())
+        self._spawn("loop-lag", self.metrics.watch_loop_lag())
+        if cfg.api.enabled:
+            self.api = ApiServer(
+                cfg.api, DaemonApiSource(self), self.creds.kill_token, self.log.bind(stage="api")
+            )
+            await self.api.start()
         self._spawn(
             "stats", StatsReporter(self.stats_sources, cfg.log.stats_interval_s, self.log).run()
         )
@@ -281,6 +303,8 @@ class Daemon:
     def _on_signal(self, signal: SmartMoneySignal) -> None:
         """One log line (and one journal row) per emitted signal — never per tick."""
         self.signals_emitted += 1
+        if self.metrics is not None and self.book is not None:
+            self.metrics.tick_to_signal.observe(self._latency_s(self.book.trigger_ns))
         self.log.info(
             "signal",
             underlying=signal.underlying,
@@ -306,6 +330,51 @@ class Daemon:
             )
         for hook in self.signal_hooks:
             hook(signal)
+
+    def _latency_s(self, since_ns: int, now_ns: int | None = None) -> float:
+        now = self.clock.now_ns() if now_ns is None else now_ns
+        return max(0.0, (now - since_ns) / 1e9 / self.speed)
+
+    def _observe_intent(self, intent: OrderIntent) -> None:
+        if self.metrics is not None and intent.tick_ns:
+            self.metrics.tick_to_intent.observe(self._latency_s(intent.tick_ns))
+
+    def _observe_sent(self, _order_id: str, tick_ns: int, sent_ns: int) -> None:
+        if self.metrics is not None:
+            self.metrics.tick_to_sent.observe(self._latency_s(tick_ns, sent_ns))
+
+    def _metrics_snapshot(self) -> dict[str, Any]:
+        feed = self.feed.stats if self.feed else None
+        router = self.trading.router if self.trading else None
+        realised, unrealised = router.day_pnl() if router else (0.0, 0.0)
+        by_state: dict[str, int] = {}
+        for o in router.orders.values() if router else ():
+            by_state[o.state] = by_state.get(o.state, 0) + 1
+        return {
+            "frames_by_mode": dict(feed.frames) if feed else {},
+            "rejected": dict(feed.rejected) if feed else {},
+            "anomalies": self.book.stats.anomalies if self.book else 0,
+            "coalesced": self.mailbox.conflated if self.mailbox else 0,
+            "reconnects": feed.reconnects if feed else 0,
+            "stalls": feed.stalls if feed else 0,
+            "bars": self.book.stats.bars_closed if self.book else 0,
+            "signals": self.signals_emitted,
+            "order_requests": router.limiter.granted if router else 0,
+            "fills": router.fills if router else 0,
+            "risk_rejections": dict(router.refused_by_kind) if router else {},
+            "queues": {
+                "feed_mailbox": len(self.mailbox) if self.mailbox else 0,
+                "intents": len(router.exits) + len(router.entries) if router else 0,
+                "rate_budget": len(router.waiting) if router else 0,
+            },
+            "orders_by_state": by_state,
+            "realised": realised,
+            "unrealised": unrealised,
+            "sockets": self.feed.connected if self.feed else 0,
+            "kill_switch": 1 if self.trading and self.trading.guard.killed else 0,
+            "busy_s": self.engine.busy_ns / 1e9 if self.engine else 0.0,
+            "ready": 1 if self.ready.is_set() else 0,
+        }
 
     def _signal_stats(self) -> dict[str, Any]:
         return {
@@ -367,6 +436,8 @@ class Daemon:
         for name, task in self.tasks.items():
             with contextlib.suppress(asyncio.CancelledError):
                 await self._quietly(name, task)
+        if self.api is not None:
+            await self._quietly("api.stop", self.api.stop())
         if self.recorder is not None:
             self.recorder.close()
             self.log.info("tape.closed", path=str(self.recorder.path), frames=self.recorder.records)

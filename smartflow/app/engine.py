@@ -33,8 +33,10 @@ class Engine:
         log: Any,
         after_batch: list[Callable[[int], None]] | None = None,
         speed: float = 1.0,
+        observe_batch: Callable[[float], None] | None = None,
     ) -> None:
         self.book = book
+        self.observe_batch = observe_batch
         self.mailbox = mailbox
         self.clock = clock
         self.log = log
@@ -74,7 +76,10 @@ class Engine:
             now = self.clock.now_ns()
             for hook in self.after_batch:
                 hook(now)
-            self.busy_ns += time.perf_counter_ns() - t0
+            spent = time.perf_counter_ns() - t0
+            self.busy_ns += spent
+            if frames and self.observe_batch is not None:
+                self.observe_batch(spent / 1e9)
 
     def stats(self) -> dict[str, Any]:
         """Counters for the stats line."""

@@ -253,6 +253,9 @@ class ChainBook:
         self.on_event: list[EventHook] = []
         self.stats = ApplyStats()
         self.last_ns = 0
+        # Receive time of the packet behind the latest decision point (a bar close or the end
+        # of a batch): what tick → signal and tick → order latencies are measured from.
+        self.trigger_ns = 0
 
     def _bar_end_for(self, t_ns: int) -> int:
         return (t_ns // self.bar_ns + 1) * self.bar_ns
@@ -268,9 +271,11 @@ class ChainBook:
             if recv_ns >= self.bar_end_ns:
                 self._apply(frames[start:i])
                 start = i
+                self.trigger_ns = recv_ns
                 self.advance_to(recv_ns)
         self._apply(frames[start:])
         self.last_ns = max(self.last_ns, frames[-1][0])
+        self.trigger_ns = frames[-1][0]
         for c in self.chains:
             c.price_dirty(self.last_ns)
 
@@ -280,6 +285,9 @@ class ChainBook:
             self.bar_end_ns = self._bar_end_for(now_ns)
             return
         while now_ns >= self.bar_end_ns:
+            if self.trigger_ns < self.bar_end_ns:
+                # Closed by the clock, not by a packet: measure from the bar's end.
+                self.trigger_ns = self.bar_end_ns
             self._close_bar(self.bar_end_ns)
             self.bar_end_ns += self.bar_ns
 

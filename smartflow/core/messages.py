@@ -73,6 +73,8 @@ class OrderIntent(msgspec.Struct, frozen=True, kw_only=True):
     ttl_ns: int
     limit_price: float | None = None
     signal_ts: int | None = None
+    tick_ns: int = 0
+    """Receive time of the packet behind the decision (latency metrics)."""
 
     @property
     def quantity(self) -> int:

@@ -97,9 +97,15 @@ class OrderRouter:
         self.positions: dict[str, PositionRow] = {}  # today's, by token
         self.updates: deque[BrokerOrder] = deque()
         self.on_event: list[EventHook] = []
+        # (order id, tick_ns of its intent, send time): tick → order-sent latency metrics.
+        self.on_sent: list[Callable[[str, int, int], None]] = []
+        self._tick_ns: dict[str, int] = {}
         self.kicked = asyncio.Event()
         self.stopping = False
         self.refused = 0
+        self.refused_by_kind: dict[str, int] = {}
+        self.fills = 0
+        self.on_intent: list[Callable[[OrderIntent], None]] = []
         self.overflow = 0
         self.fatal: str | None = None
         self._unknown_since: dict[str, int] = {}
@@ -121,6 +127,8 @@ class OrderRouter:
             return False
         (self.exits if intent.purpose == "EXIT" else self.entries).append(intent)
         self.kicked.set()
+        for hook in self.on_intent:
+            hook(intent)
         return True
 
     def on_update(self, order: BrokerOrder) -> None:
@@ -319,11 +327,14 @@ class OrderRouter:
         )
         await self.journal.new_order(row, f"intent {intent.intent_id}")
         self.orders[order_id] = row
+        if intent.tick_ns:
+            self._tick_ns[order_id] = intent.tick_ns
         self.waiting.append(row)
         self._emit("order", row)
 
     async def _refuse(self, intent: OrderIntent, now_ns: int, kind: str, reason: str) -> None:
         self.refused += 1
+        self.refused_by_kind[kind] = self.refused_by_kind.get(kind, 0) + 1
         self.log.warning(
             "router.refused",
             intent=intent.intent_id,
@@ -352,6 +363,10 @@ class OrderRouter:
         await self.journal.order_state(row, f"placing {row.side} {row.quantity}@{row.limit_price}")
         self._emit("order", row)
         self._sent_ns[row.order_id] = now_ns
+        tick_ns = self._tick_ns.pop(row.order_id, 0)
+        if tick_ns:
+            for hook in self.on_sent:
+                hook(row.order_id, tick_ns, self.clock.now_ns())
         reply = await self.broker.place(self._request(row))
         await self._after_place(row, reply, self.clock.now_ns())
 
@@ -467,6 +482,7 @@ class OrderRouter:
             )
         pos.apply_fill(row.side, qty, price)
         pos.updated_ns = now_ns
+        self.fills += 1
         self._emit("fill", row, fill)
         self.log.info(
             "router.fill",

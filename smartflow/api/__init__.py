@@ -1,0 +1,1 @@
+"""Local HTTP API: chain, signals, order-flow views, health, Prometheus metrics, kill switch."""
