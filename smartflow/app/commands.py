@@ -136,3 +136,62 @@ def cmd_replay(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return 0
+
+
+def cmd_orders(args: argparse.Namespace) -> int:
+    """Orders from the journal."""
+    from smartflow.app import journaltools
+
+    try:
+        return journaltools.orders(_load(args), sys.stdout, args.json, args.day)
+    except (ConfigError, FileNotFoundError) as e:
+        return _fail(e)
+
+
+def cmd_positions(args: argparse.Namespace) -> int:
+    """Positions from the journal."""
+    from smartflow.app import journaltools
+
+    try:
+        return journaltools.positions(_load(args), sys.stdout, args.json, args.day)
+    except (ConfigError, FileNotFoundError) as e:
+        return _fail(e)
+
+
+def cmd_pnl(args: argparse.Namespace) -> int:
+    """Realised P&L per day from the journal."""
+    from smartflow.app import journaltools
+
+    try:
+        return journaltools.pnl(_load(args), sys.stdout, args.json)
+    except (ConfigError, FileNotFoundError) as e:
+        return _fail(e)
+
+
+def cmd_kill(args: argparse.Namespace) -> int:
+    """Trip or reset the kill switch."""
+    from smartflow.app import journaltools
+
+    try:
+        cfg = _load(args)
+    except ConfigError as e:
+        return _fail(e)
+    return journaltools.kill(cfg, load_credentials(), args.reset, args.reason, sys.stdout)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    """Run one yardstick and print its Markdown report."""
+    which = args.bench_command
+    if which == "decode":
+        from smartflow.bench.decode import run_decode_bench
+
+        print(run_decode_bench(args.frames))
+    elif which == "greeks":
+        from smartflow.bench.greeks import run_greeks_bench
+
+        print(run_greeks_bench(args.contracts, peers=not args.no_peers))
+    elif which == "detectors":
+        from smartflow.bench.detectors import run_detectors_bench
+
+        print(run_detectors_bench(args.seconds))
+    return 0

@@ -90,6 +90,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="add processing_s to the summary (the output is then not reproducible)",
     )
 
+    for name, helptext in (
+        ("orders", "orders from the journal"),
+        ("positions", "positions from the journal"),
+    ):
+        cmd = sub.add_parser(name, help=helptext)
+        _add_config(cmd)
+        cmd.add_argument("--json", action="store_true", help="one JSON object per line")
+        cmd.add_argument("--day", metavar="YYYY-MM-DD", help="a day, or 'all' (default today)")
+    pnl = sub.add_parser("pnl", help="realised P&L per day from the journal")
+    _add_config(pnl)
+    pnl.add_argument("--json", action="store_true", help="one JSON object per line")
+    kill = sub.add_parser("kill", help="trip the kill switch of the running daemon")
+    _add_config(kill)
+    kill.add_argument("--reset", action="store_true", help="re-arm trading instead")
+    kill.add_argument("--reason", default="operator", help="recorded with the event")
+
     bench = sub.add_parser("bench", help="measure speed against peers, in one run")
     bench_sub = bench.add_subparsers(dest="bench_command", required=True, metavar="YARDSTICK")
     dec = bench_sub.add_parser("decode", help="our decoder vs the official SDK's parser")
@@ -97,6 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
     gr = bench_sub.add_parser("greeks", help="IV + greeks for a chain vs py_vollib, QuantLib…")
     gr.add_argument("--contracts", type=int, default=400)
     gr.add_argument("--no-peers", action="store_true", help="skip peer libraries")
+    det = bench_sub.add_parser("detectors", help="full detector update of a 50-strike chain")
+    det.add_argument("--seconds", type=float, default=150.0, help="simulated session length")
     return parser
 
 

@@ -196,9 +196,12 @@ class Journal:
         synchronous: SQLite ``synchronous`` pragma (``FULL`` survives power loss).
     """
 
-    def __init__(self, path: str | Path, synchronous: str = "FULL") -> None:
+    def __init__(self, path: str | Path, synchronous: str = "FULL", readonly: bool = False) -> None:
         self.path = str(path)
-        if self.path != ":memory:":
+        self.readonly = readonly
+        if readonly and not Path(self.path).is_file():
+            raise FileNotFoundError(f"no journal at {self.path}")
+        if self.path != ":memory:" and not readonly:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal")
         self._lock = threading.Lock()
@@ -206,6 +209,11 @@ class Journal:
         self.writes = 0
 
     def _open(self, synchronous: str) -> sqlite3.Connection:
+        if self.readonly:
+            # A second process (the CLI) reading beside a running daemon: WAL allows it.
+            db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False)
+            db.row_factory = sqlite3.Row
+            return db
         db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         db.row_factory = sqlite3.Row
         if self.path != ":memory:":
@@ -255,7 +263,7 @@ class Journal:
 
         def c() -> None:
             with self._lock:
-                if self.path != ":memory:":
+                if self.path != ":memory:" and not self.readonly:
                     self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
                 self._db.close()
 
