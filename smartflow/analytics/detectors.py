@@ -127,6 +127,11 @@ class SmartMoneyDetector:
         self.di = np.zeros((n, L.NDI), np.int64)
         self.df = np.full((n, L.NDF), np.nan)
         self.rows = chain.option_rows
+        # Option rows are one contiguous range: per-bar column reads use slices (views), and the
+        # static columns are read once.
+        self._opts = slice(L.ROW_FIRST_OPTION, n)
+        self._strike = chain.q[self._opts, L.Q_STRIKE].copy()
+        self._zones: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
         self.battle = np.zeros(8)
         self.latest: SmartMoneySignal | None = None
         self.last_emitted: SmartMoneySignal | None = None
@@ -166,59 +171,68 @@ class SmartMoneyDetector:
         if not centre > 0:
             return np.zeros(0, np.int64), np.zeros(0, np.int64), -1
         atm = u.atm_index(round(centre * 100))
-        lo, hi = max(0, atm - each_side), min(len(u.strikes_paise), atm + each_side + 1)
-        calls, puts = [], []
-        for k in u.strikes_paise[lo:hi]:
-            ce, pe = u.calls.get(k), u.puts.get(k)
-            if ce is not None and pe is not None:
-                calls.append(c.row_by_token[ce.token])
-                puts.append(c.row_by_token[pe.token])
-        return np.array(calls, np.int64), np.array(puts, np.int64), atm
+        zone = self._zones.get((atm, each_side))
+        if zone is None:
+            lo, hi = max(0, atm - each_side), min(len(u.strikes_paise), atm + each_side + 1)
+            calls, puts = [], []
+            for k in u.strikes_paise[lo:hi]:
+                ce, pe = u.calls.get(k), u.puts.get(k)
+                if ce is not None and pe is not None:
+                    calls.append(c.row_by_token[ce.token])
+                    puts.append(c.row_by_token[pe.token])
+            zone = (np.array(calls, np.int64), np.array(puts, np.int64))
+            self._zones[(atm, each_side)] = zone
+        return zone[0], zone[1], atm
 
     # ---- assembly -----------------------------------------------------------------------
 
-    def _votes(self, atm: int) -> list[tuple[int, int, float, str]]:
+    def _votes(self, atm: int, head: int) -> list[tuple[int, int, float, str]]:
         """(row, direction, weight, source) for every voting contract near ATM."""
         c, di, df = self.chain, self.di, self.df
-        u = c.universe
+        if atm < 0:
+            return []
+        ks = c.universe.strikes_paise
         span = 2 * int(self.t.ce_pe_atm_range)
-        near = set(u.strikes_paise[max(0, atm - span) : atm + span + 1]) if atm >= 0 else set()
+        lo, hi = ks[max(0, atm - span)], ks[min(len(ks) - 1, atm + span)]
+        opts = self._opts
+        state = di[opts, L.DI_BUILDUP]
+        fresh = di[opts, L.DI_FRESH]
+        live = (fresh == K.FRESH_AGGRESSIVE) | (fresh == K.FRESH_FIRST)
+        # Vectorised pre-selection: Python only loops over the few contracts that vote.
+        mask = (
+            (c.q[opts, L.Q_TICKS] > 0)
+            & (self._strike >= lo)
+            & (self._strike <= hi)
+            & ((state != K.BUILDUP_NONE) | live)
+        )
         votes = []
-        for row in self.rows:
-            row = int(row)
-            if c.q[row, L.Q_TICKS] == 0 or int(c.q[row, L.Q_STRIKE]) not in near:
-                continue
-            is_call = c.q[row, L.Q_KIND] == L.KIND_CALL
-            side = 1 if is_call else -1
-            fresh = int(di[row, L.DI_FRESH])
-            live_fresh = fresh in (K.FRESH_AGGRESSIVE, K.FRESH_FIRST)
-            state = int(di[row, L.DI_BUILDUP])
-            if state != K.BUILDUP_NONE:
-                w = float(df[row, L.DF_BUILDUP_CONF]) * _TYPE_WEIGHT[state]
+        for row in (np.flatnonzero(mask) + L.ROW_FIRST_OPTION).tolist():
+            side = 1 if c.q[row, L.Q_KIND] == L.KIND_CALL else -1
+            live_fresh = int(di[row, L.DI_FRESH]) in (K.FRESH_AGGRESSIVE, K.FRESH_FIRST)
+            st = int(di[row, L.DI_BUILDUP])
+            if st != K.BUILDUP_NONE:
+                w = float(df[row, L.DF_BUILDUP_CONF]) * _TYPE_WEIGHT[st]
                 if live_fresh:
                     w *= 1.5
-                votes.append((row, _CALL_DIRECTION[state] * side, w, "OI_BUILDUP"))
-            elif live_fresh:
-                moved = float(df[row, L.DF_PX_CHG_PCT])
-                if not math.isfinite(moved) or moved == 0:
-                    moved = float(c.bars[row, L.B_CVD, (self.chain_head()) % L.RING])
-                if math.isfinite(moved) and moved != 0:
-                    direction = (1 if moved > 0 else -1) * side
-                    votes.append(
-                        (row, direction, float(df[row, L.DF_FRESH_STRENGTH]), "FRESH_POSITION")
-                    )
+                votes.append((row, _CALL_DIRECTION[st] * side, w, "OI_BUILDUP"))
+                continue
+            # A fresh entry without a classified build-up votes the way its premium moved
+            # (or, when it did not move, the way the bar's trades leaned).
+            moved = float(df[row, L.DF_PX_CHG_PCT])
+            if not math.isfinite(moved) or moved == 0:
+                moved = float(c.bars[row, L.B_CVD, head])
+            if math.isfinite(moved) and moved != 0:
+                direction = (1 if moved > 0 else -1) * side
+                votes.append(
+                    (row, direction, float(df[row, L.DF_FRESH_STRENGTH]), "FRESH_POSITION")
+                )
         return votes
 
-    def chain_head(self) -> int:
-        """Ring slot of the newest closed bar (used for per-bar fallbacks)."""
-        return max(0, self._seq)
-
     def _assemble(self, ts: int, seq: int, atm: int) -> SmartMoneySignal:
-        self._seq = seq % L.RING
         c, di, df, t = self.chain, self.di, self.df, self.t
         control = CONTROL_NAMES[int(self.battle[0])]
         oi_share, vol_share = float(self.battle[1]), float(self.battle[2])
-        votes = self._votes(atm)
+        votes = self._votes(atm, seq % L.RING)
         evidence: list[Evidence] = [self._battle_evidence()]
         total = sum(w for _, _, w, _ in votes)
         net = sum(d * w for _, d, w, _ in votes) / total if total > 0 else 0.0
@@ -501,14 +515,9 @@ class SmartMoneyDetector:
 
     def _material(self, s: SmartMoneySignal) -> bool:
         prev = self.last_emitted
-        fresh_ns = max(
-            (
-                int(self.di[r, L.DI_FRESH_NS])
-                for r in self.rows
-                if self.di[r, L.DI_FRESH] in (K.FRESH_AGGRESSIVE, K.FRESH_FIRST)
-            ),
-            default=0,
-        )
+        fresh = self.di[self._opts, L.DI_FRESH]
+        live = (fresh == K.FRESH_AGGRESSIVE) | (fresh == K.FRESH_FIRST)
+        fresh_ns = int(self.di[self._opts, L.DI_FRESH_NS][live].max(initial=0))
         new_fresh = fresh_ns > self._last_fresh_ns
         if new_fresh:
             self._last_fresh_ns = fresh_ns
