@@ -15,6 +15,7 @@ import contextlib
 import datetime as dt
 import os
 import signal
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,7 @@ from smartflow.api.server import ApiServer
 from smartflow.app.apisource import DaemonApiSource
 from smartflow.app.engine import Engine
 from smartflow.app.metrics import Metrics
+from smartflow.app.sdnotify import Notifier
 from smartflow.app.stats import StatsReporter
 from smartflow.app.subscriptions import SubscriptionManager
 from smartflow.app.trading import Trading
@@ -48,6 +50,9 @@ from smartflow.orders.port import BrokerPort
 from smartflow.sim.market import Market
 from smartflow.sim.server import SCRIP_MASTER_PATH, SimServer, session_start
 from smartflow.tape.format import TapeWriter
+
+
+HEARTBEAT_STALE_S = 5.0
 
 
 @dataclass
@@ -91,6 +96,8 @@ class Daemon:
         self.metrics: Metrics | None = None
         self.api: ApiServer | None = None
         self.kernels_warm = False
+        self.notifier = Notifier()
+        self._last_stale: list[str] = []
 
     # ---- signals ------------------------------------------------------------------------
 
@@ -228,6 +235,7 @@ class Daemon:
         self.subs = SubscriptionManager(
             self.book, self.feed, cfg.market, cfg.model.rate, self.log.bind(stage="subscriptions")
         )
+        hang = _fault_hang(os.environ.get("SMARTFLOW_FAULT_HANG", ""))
         self.engine = Engine(
             self.book,
             mailbox,
@@ -237,6 +245,9 @@ class Daemon:
             speed=self.speed,
             observe_batch=self.metrics.batch.observe,
         )
+        if hang is not None and hang[0] == "engine":
+            self.engine.hang_after(hang[1])
+            self.log.warning("fault.injected", stage="engine", hang_after_s=hang[1])
         self.subs.start(self.clock.now_ns())
         self.stats_sources = {
             "feed": self._feed_stats,
@@ -252,7 +263,10 @@ class Daemon:
             self.api = ApiServer(
                 cfg.api, DaemonApiSource(self), self.creds.kill_token, self.log.bind(stage="api")
             )
-            await self.api.start()
+            try:
+                await self.api.start()
+            except OSError as e:
+                raise FatalError(f"api.listen {cfg.api.listen}: {e.strerror or e}") from None
         self._spawn(
             "stats", StatsReporter(self.stats_sources, cfg.log.stats_interval_s, self.log).run()
         )
@@ -261,6 +275,10 @@ class Daemon:
         await self._until_ready()
         self.ready.set()
         self.log.info("daemon.ready", sockets=self.feed.connected, tokens=len(self.feed.subscribed))
+        # READY=1 once connected, subscribed and warm — not on the first tick: the daemon may
+        # start before the open.
+        self.notifier.notify("READY=1", f"STATUS={self.status_line()}")
+        self._spawn("health", self._health_loop())
 
     async def _until_ready(self) -> None:
         assert self.feed is not None  # noqa: S101 — set by start()
@@ -330,6 +348,63 @@ class Daemon:
             )
         for hook in self.signal_hooks:
             hook(signal)
+
+    # ---- health and the systemd watchdog ------------------------------------------------
+
+    def stale_stages(self) -> list[str]:
+        """Stages whose heartbeat is not fresh (empty when everything is alive)."""
+        now = time.monotonic_ns()
+        stale = []
+        if self.engine is None or (now - self.engine.heartbeat_ns) / 1e9 > HEARTBEAT_STALE_S:
+            stale.append("engine")
+        if self.trading is None or (now - self.trading.router.heartbeat_ns) / 1e9 > (
+            HEARTBEAT_STALE_S
+        ):
+            stale.append("orders")
+        for name in ("feed", "engine", "orders"):
+            task = self.tasks.get(name)
+            if task is None or task.done():
+                stale.append(f"{name} task")
+        if (
+            self.feed is not None
+            and self.trading is not None
+            and self.trading.guard.market_open(self.clock.now_ns())
+        ):
+            # In market hours the market itself is a heartbeat: no frame at all for twice the
+            # stall timeout means the feed is not doing its job, reconnects notwithstanding.
+            last = self.feed.stats.last_frame_ns
+            if last and (self.clock.now_ns() - last) / 1e9 / self.speed > (
+                2 * self.cfg.feed.stall_timeout_s
+            ):
+                stale.append("feed frames")
+        return stale
+
+    def status_line(self) -> str:
+        """One-line summary for systemd's STATUS=."""
+        feed = self.feed
+        router = self.trading.router if self.trading else None
+        realised, unrealised = router.day_pnl() if router else (0.0, 0.0)
+        return (
+            f"{self.cfg.mode} sockets={feed.connected if feed else 0} "
+            f"frames={sum(feed.stats.frames.values()) if feed else 0} "
+            f"signals={self.signals_emitted} "
+            f"orders={router.limiter.granted if router else 0} "
+            f"pnl={realised + unrealised:.2f}"
+            f"{' KILLED' if self.trading and self.trading.guard.killed else ''}"
+        )
+
+    async def _health_loop(self) -> None:
+        interval = (self.notifier.watchdog_s or 10.0) / 2
+        while True:
+            stale = self.stale_stages()
+            lines = [f"STATUS={self.status_line()}"]
+            if not stale:
+                lines.insert(0, "WATCHDOG=1")
+            elif stale != self._last_stale:
+                self.log.error("health.stale", stages=stale, note="watchdog pings withheld")
+            self._last_stale = stale
+            self.notifier.notify(*lines)
+            await asyncio.sleep(interval)
 
     def _latency_s(self, since_ns: int, now_ns: int | None = None) -> float:
         now = self.clock.now_ns() if now_ns is None else now_ns
@@ -419,6 +494,9 @@ class Daemon:
         except FatalError as e:
             self.log.error("daemon.fatal", error=str(e))
             code = 1
+        except Exception as e:  # the process boundary: a crash is logged, then exit 1
+            self.log.exception("daemon.crashed", error=repr(e))
+            code = 1
         finally:
             await self.shutdown()
         self.log.info("daemon.stopped", exit_code=code)
@@ -426,6 +504,7 @@ class Daemon:
 
     async def shutdown(self) -> None:
         """Stop intake, then the stages, then flush and close what they wrote."""
+        self.notifier.notify("STOPPING=1", "STATUS=stopping")
         if self.feed is not None:
             await self._quietly("feed.stop", asyncio.wait_for(self.feed.stop(), 5))
         if self.trading is not None:
@@ -448,3 +527,16 @@ class Daemon:
             self.log.info("journal.closed", path=self.journal.path, writes=self.journal.writes)
         if self.sim is not None:
             await self.sim.stop()
+
+
+def _fault_hang(spec: str) -> tuple[str, float] | None:
+    """Parse ``SMARTFLOW_FAULT_HANG=<stage>:<seconds>``, a test-only fault injection.
+
+    The stage stops making progress after that long, so the service tests can watch the
+    systemd watchdog react. Unset in production.
+    """
+    stage, _, after = spec.partition(":")
+    try:
+        return (stage, float(after)) if stage else None
+    except ValueError:
+        return None

@@ -46,6 +46,11 @@ class Engine:
         self.frames = 0
         self.busy_ns = 0
         self.heartbeat_ns = time.monotonic_ns()
+        self._hang_at_ns = 0
+
+    def hang_after(self, seconds: float) -> None:
+        """Fault injection for the service tests: stop making progress after ``seconds``."""
+        self._hang_at_ns = time.monotonic_ns() + int(seconds * 1e9)
 
     def _timeout(self) -> float | None:
         end = self.book.bar_end_ns
@@ -59,6 +64,8 @@ class Engine:
         book = self.book
         while True:
             self.heartbeat_ns = time.monotonic_ns()
+            if self._hang_at_ns and self.heartbeat_ns >= self._hang_at_ns:
+                await asyncio.Event().wait()  # a stage that is alive but stuck
             if not len(mailbox):
                 try:
                     async with asyncio.timeout(min(self._timeout() or 1.0, 1.0)):

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -102,6 +103,7 @@ class OrderRouter:
         self._tick_ns: dict[str, int] = {}
         self.kicked = asyncio.Event()
         self.stopping = False
+        self.heartbeat_ns = time.monotonic_ns()
         self.refused = 0
         self.refused_by_kind: dict[str, int] = {}
         self.fills = 0
@@ -245,6 +247,7 @@ class OrderRouter:
     async def run(self) -> None:
         """Process intents, updates and timers until cancelled."""
         while True:
+            self.heartbeat_ns = time.monotonic_ns()
             self.kicked.clear()
             await self.pump(self.clock.now_ns())
             timeout = 0.25 / self.speed
