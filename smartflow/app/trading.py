@@ -15,6 +15,7 @@ from smartflow.chain.state import ChainBook
 from smartflow.chain.view import ChainMarketView
 from smartflow.config import Config
 from smartflow.core.clock import Clock
+from smartflow.core.timeutil import ist_date
 from smartflow.journal.store import Journal
 from smartflow.orders.guard import RiskGuard
 from smartflow.orders.paper import PaperBroker
@@ -111,7 +112,7 @@ class Trading:
     async def restore(self) -> dict[str, int]:
         """Before any new order: journal → paper book → router reconciliation → strategy."""
         if self.paper is not None:
-            self.paper.restore(self.journal.orders(open_only=True))
+            self.paper.restore(self.journal.orders(ist_date(self.clock.now_ns()).isoformat()))
         counts = await self.router.restore()
         for token, pos in self.router.positions.items():
             if pos.net_quantity > 0:

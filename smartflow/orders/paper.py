@@ -209,9 +209,20 @@ class PaperBroker:
             h(view)
 
     def restore(self, rows: list[OrderRow]) -> None:
-        """Re-create resting orders from the journal after a restart (the exchange kept them)."""
+        """Re-create the day's orders from the journal after a restart, as the exchange kept
+        them: resting ones keep working, filled ones keep counting in ``positions``.
+        """
+        status = {
+            "OPEN": "OPEN",
+            "PARTIAL": "PARTIAL",
+            "UNKNOWN": "OPEN",
+            "SENT": "OPEN",
+            "FILLED": "FILLED",
+            "CANCELLED": "CANCELLED",
+            "REJECTED": "REJECTED",
+        }
         for row in rows:
-            if row.broker_order_id is None or row.state not in ("OPEN", "PARTIAL", "UNKNOWN"):
+            if row.broker_order_id is None or row.state not in status:
                 continue
             req = PlaceRequest(
                 tag=row.order_id,
@@ -223,14 +234,18 @@ class PaperBroker:
                 price=row.limit_price,
                 lot_size=row.lot_size,
             )
+            state = status[row.state]
+            if state == "OPEN" and row.filled_quantity:
+                state = "PARTIAL"
             o = _PaperOrder(
                 row.broker_order_id,
                 req,
-                status="PARTIAL" if row.filled_quantity else "OPEN",
+                status=state,
                 filled=row.filled_quantity,
                 avg=row.average_price,
                 updated_ns=row.updated_ns,
             )
             self._orders[row.broker_order_id] = o
-            num = int(row.broker_order_id[1:]) if row.broker_order_id[1:].isdigit() else 0
-            self._seq = max(self._seq, num)
+            num = row.broker_order_id[1:]
+            if num.isdigit():
+                self._seq = max(self._seq, int(num))
