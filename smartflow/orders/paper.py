@@ -209,8 +209,10 @@ class PaperBroker:
             h(view)
 
     def restore(self, rows: list[OrderRow]) -> None:
-        """Re-create the day's orders from the journal after a restart, as the exchange kept
-        them: resting ones keep working, filled ones keep counting in ``positions``.
+        """Re-create the day's orders from the journal after a restart.
+
+        As an exchange would have kept them: resting ones keep working, filled ones keep
+        counting in ``positions``.
         """
         status = {
             "OPEN": "OPEN",
