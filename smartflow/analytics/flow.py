@@ -40,6 +40,12 @@ from smartflow.core.timeutil import iso_ist
 from smartflow.kernels import chain as kc, flow, layout as L
 
 
+# Every argument is passed explicitly when calling these kernels from Python: a call that
+# relies on a numba function's defaults misses the dispatcher's fast path (~150 µs a call).
+URGENCY_ARGS = (2.0, 0.4, 0.3, 0.3, 0.25, 0.5, 0.75, 5.0)
+CONFLUENCE_WEIGHTS = (0.4, 0.4, 0.2)
+
+
 def _f(x: float, nd: int = 4) -> float | None:
     return round(float(x), nd) if math.isfinite(x) else None
 
@@ -176,7 +182,7 @@ class FlowAnalyzer:
         pressure = float(f[L.F_PRESSURE]) if math.isfinite(f[L.F_PRESSURE]) else 0.0
         urgency = int(
             flow.execution_urgency(
-                ofi_norm, pressure, dev if math.isfinite(dev) else 0.0, spread_ticks
+                ofi_norm, pressure, dev if math.isfinite(dev) else 0.0, spread_ticks, *URGENCY_ARGS
             )
         )
         hidden_share = recent_hidden / recent_vol if recent_vol > 0 else 0.0
@@ -245,7 +251,9 @@ class FlowAnalyzer:
             dev = m.get("vwap_deviation_pct") or 0.0
             vwap_side = 1.0 if dev > 0 else (-1.0 if dev < 0 else 0.0)
             score = float(
-                flow.confluence_score(cvd_share, ofi_norm, vwap_side, direction, strength)
+                flow.confluence_score(
+                    cvd_share, ofi_norm, vwap_side, direction, strength, *CONFLUENCE_WEIGHTS
+                )
             )
             code, mult = flow.execution_recommendation(
                 score, self.cfg.hold_below, self.cfg.execute_at, self.cfg.strong_at
