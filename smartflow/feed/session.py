@@ -44,6 +44,8 @@ HeadersProvider = Callable[[], Awaitable[dict[str, str]]]
 AuthFailureHook = Callable[[str], Awaitable[None]]
 
 _NS = 1_000_000_000
+YIELD_EVERY = 32
+FRAME_QUEUE = 256
 
 
 @dataclass
@@ -304,7 +306,9 @@ class _Connection:
                     ping_timeout=cfg.ping_interval_s * 2,
                     close_timeout=2,
                     max_size=1 << 20,
-                    max_queue=None,
+                    # Bounded: under a flood websockets stops reading the socket (TCP pushes back)
+                    # instead of parsing into an ever-growing queue that starves the engine.
+                    max_queue=FRAME_QUEUE,
                     user_agent_header="smartflow",
                 ) as ws:
                     connected_at = asyncio.get_running_loop().time()
@@ -366,6 +370,7 @@ class _Connection:
         s = self.session
         clock = s.clock
         on_binary = s.on_binary
+        n = 0
         try:
             async for msg in ws:
                 # Per socket: frames on another socket must not hide this one's stall.
@@ -374,6 +379,11 @@ class _Connection:
                     on_binary(now, msg)
                 else:
                     s.on_text(now, msg, self)
+                n += 1
+                if n % YIELD_EVERY == 0:
+                    # websockets hands over queued messages without suspending, so under a
+                    # flood this loop would never give the engine a turn: yield now and then.
+                    await asyncio.sleep(0)
         finally:
             for t in helpers:
                 t.cancel()
