@@ -318,6 +318,9 @@ class SimConfig(Base):
     host: str = "127.0.0.1"
     port: Port = 0
     """0 picks a free port."""
+    external_url: str = ""
+    """http://HOST:PORT of a simulator already running (``smartflow sim``); empty starts one
+    inside the daemon."""
     seed: int = 7
     iv_atm: Annotated[float, Meta(gt=0, le=3)] = 0.13
     """At-the-money implied volatility of the simulated chain (a smile is applied around it)."""

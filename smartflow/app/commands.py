@@ -87,7 +87,9 @@ def cmd_sim(args: argparse.Namespace) -> int:
     except ConfigError as e:
         return _fail(e)
     applog.configure(args.log_format or cfg.log.format, cfg.log.level)
-    code: int = _run_async(run_simulator(cfg, args.host, args.port, args.duration))
+    code: int = _run_async(
+        run_simulator(cfg, args.host, args.port, args.duration, args.tape, args.rate)
+    )
     return code
 
 
@@ -194,4 +196,17 @@ def cmd_bench(args: argparse.Namespace) -> int:
         from smartflow.bench.detectors import run_detectors_bench
 
         print(run_detectors_bench(args.seconds))
+    elif which == "replay":
+        from smartflow.bench.replay import run_replay_bench
+
+        print(run_replay_bench(args.tape, args.instruments))
+    elif which == "e2e":
+        from smartflow.bench.e2e import run_e2e_bench
+
+        rates = tuple(args.rate) if args.rate else (1000, 2000, 5000, 10000, 20000)
+        print(run_e2e_bench(rates, args.seconds))
+    elif which == "all":
+        from smartflow.bench.all import run_all
+
+        print(run_all())
     return 0

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import gc
 import os
 import signal
 import time
@@ -48,7 +49,13 @@ from smartflow.instruments.universe import select
 from smartflow.journal.store import Journal
 from smartflow.orders.port import BrokerPort
 from smartflow.sim.market import Market
-from smartflow.sim.server import SCRIP_MASTER_PATH, SimServer, session_start
+from smartflow.sim.server import (
+    SCRIP_MASTER_PATH,
+    STREAM_PATH,
+    SimCredentials,
+    SimServer,
+    session_start,
+)
 from smartflow.tape.format import TapeWriter
 
 
@@ -98,6 +105,7 @@ class Daemon:
         self.kernels_warm = False
         self.notifier = Notifier()
         self._last_stale: list[str] = []
+        self._unpublished: list[SmartMoneySignal] = []
 
     # ---- signals ------------------------------------------------------------------------
 
@@ -124,6 +132,19 @@ class Daemon:
         clock = ScaledClock(start_ns, cfg.sim.speed)
         self.clock = clock
         self.speed = cfg.sim.speed
+        if cfg.sim.external_url:
+            # A simulator in another process (bench e2e, or `smartflow sim` run by hand): the
+            # same demo account, instruments over HTTP exactly as in live mode.
+            base = cfg.sim.external_url.rstrip("/")
+            demo = SimCredentials()
+            headers = static_headers(
+                headers_for(demo.jwt, demo.api_key, demo.client_code, demo.feed_token)
+            )
+            master = await load_scrip_master(
+                base + SCRIP_MASTER_PATH, set(cfg.market.underlyings), None, day, self.log
+            )
+            url = "ws" + base.removeprefix("http") + STREAM_PATH
+            return url, headers, master
         market = Market(cfg.sim, cfg.market.underlyings, start_ns, day)
         self.sim = SimServer(
             market, clock, cfg.sim.host, cfg.sim.port, log=self.log.bind(stage="sim")
@@ -241,9 +262,10 @@ class Daemon:
             mailbox,
             self.clock,
             self.log.bind(stage="engine"),
-            after_batch=[self.subs.on_tick, self.trading.after_batch],
+            after_batch=[self.subs.on_tick, self.trading.after_batch, self._publish_signals],
             speed=self.speed,
             observe_batch=self.metrics.batch.observe,
+            observe_decision=self.metrics.tick_to_decision.observe,
         )
         if hang is not None and hang[0] == "engine":
             self.engine.hang_after(hang[1])
@@ -273,6 +295,12 @@ class Daemon:
         if self.recorder is not None:
             self._spawn("tape-flush", self._flush_tape())
         await self._until_ready()
+        # Everything built so far lives for the whole run: keep the cyclic collector off it,
+        # and collect young objects less often (almost all garbage here is freed by refcount),
+        # so collector pauses do not land between a packet and its decision.
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(20_000, 20, 100)
         self.ready.set()
         self.log.info("daemon.ready", sockets=self.feed.connected, tokens=len(self.feed.subscribed))
         # READY=1 once connected, subscribed and warm — not on the first tick: the daemon may
@@ -319,10 +347,23 @@ class Daemon:
         self.log.info("orders.stopped", policy=policy, cancelled=cancelled)
 
     def _on_signal(self, signal: SmartMoneySignal) -> None:
-        """One log line (and one journal row) per emitted signal — never per tick."""
+        """A signal was emitted: count it now, publish it once the batch is done.
+
+        Logging, journalling and the API hooks wait until the engine has finished the batch,
+        so they never stand between a bar close and the strategy's order intent.
+        """
         self.signals_emitted += 1
         if self.metrics is not None and self.book is not None:
             self.metrics.tick_to_signal.observe(self._latency_s(self.book.trigger_ns))
+        self._unpublished.append(signal)
+
+    def _publish_signals(self, _now_ns: int) -> None:
+        """One log line (and one journal row) per emitted signal — never per tick."""
+        pending, self._unpublished = self._unpublished, []
+        for sig in pending:
+            self._publish(sig)
+
+    def _publish(self, signal: SmartMoneySignal) -> None:
         self.log.info(
             "signal",
             underlying=signal.underlying,

@@ -34,9 +34,13 @@ class Engine:
         after_batch: list[Callable[[int], None]] | None = None,
         speed: float = 1.0,
         observe_batch: Callable[[float], None] | None = None,
+        observe_decision: Callable[[float], None] | None = None,
     ) -> None:
         self.book = book
         self.observe_batch = observe_batch
+        self.observe_decision = observe_decision
+        # Raw decision latencies (ns) when a benchmark asks for them; None in the daemon.
+        self.decision_samples: list[int] | None = None
         self.mailbox = mailbox
         self.clock = clock
         self.log = log
@@ -85,8 +89,16 @@ class Engine:
                 hook(now)
             spent = time.perf_counter_ns() - t0
             self.busy_ns += spent
-            if frames and self.observe_batch is not None:
-                self.observe_batch(spent / 1e9)
+            if frames:
+                if self.observe_batch is not None:
+                    self.observe_batch(spent / 1e9)
+                # Tick → decision: from the oldest packet of the batch being received to the
+                # strategy having evaluated it (an intent, if any, is queued by now).
+                waited = self.clock.now_ns() - frames[0][0]
+                if self.observe_decision is not None:
+                    self.observe_decision(waited / 1e9 / self.speed)
+                if self.decision_samples is not None:
+                    self.decision_samples.append(int(waited / self.speed))
 
     def stats(self) -> dict[str, Any]:
         """Counters for the stats line."""

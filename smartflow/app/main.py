@@ -55,6 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--host", default=None)
     sim.add_argument("--port", type=int, default=None)
     sim.add_argument("--duration", type=float, metavar="S")
+    sim.add_argument("--tape", metavar="TAPE", help="stream this recording instead of the model")
+    sim.add_argument("--rate", type=float, metavar="R", help="packets/s for --tape (1000)")
 
     check = sub.add_parser("check-config", help="print the effective config, secrets redacted")
     _add_config(check)
@@ -115,6 +117,19 @@ def build_parser() -> argparse.ArgumentParser:
     gr.add_argument("--no-peers", action="store_true", help="skip peer libraries")
     det = bench_sub.add_parser("detectors", help="full detector update of a 50-strike chain")
     det.add_argument("--seconds", type=float, default=150.0, help="simulated session length")
+    rep = bench_sub.add_parser("replay", help="whole-pipeline replay vs the SDK parsing only")
+    rep.add_argument("tape", nargs="?", help="a tape (default: record a simulator session)")
+    rep.add_argument("--instruments", metavar="FILE", help="scrip master for TAPE")
+    e2e = bench_sub.add_parser("e2e", help="simulator → loopback → daemon latency at a rate")
+    e2e.add_argument(
+        "--rate",
+        type=float,
+        action="append",
+        metavar="R",
+        help="packets/s (repeatable; default 1k 2k 5k 10k 20k)",
+    )
+    e2e.add_argument("--seconds", type=float, default=8.0, help="measured per rate")
+    bench_sub.add_parser("all", help="every yardstick, one Markdown report")
     return parser
 
 

@@ -58,6 +58,11 @@ class Metrics:
             "smartflow_tick_to_intent_seconds",
             "Receive of the packet behind a decision → order intent",
         )
+        self.tick_to_decision = h(
+            "smartflow_tick_to_decision_seconds",
+            "Receive of the oldest packet of a batch → strategy evaluated "
+            "it (every batch, whether or not it ordered)",
+        )
         self.tick_to_sent = h(
             "smartflow_tick_to_order_sent_seconds",
             "Receive of the packet behind a decision → order request sent",

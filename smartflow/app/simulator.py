@@ -11,12 +11,23 @@ from smartflow.config import Config
 from smartflow.core.clock import ScaledClock
 from smartflow.sim.market import Market
 from smartflow.sim.server import SimServer, session_start
+from smartflow.sim.tapefeed import TapeSource
+from smartflow.tape.format import open_tape
 
 
 async def run_simulator(
-    cfg: Config, host: str | None, port: int | None, duration: float | None
+    cfg: Config,
+    host: str | None,
+    port: int | None,
+    duration: float | None,
+    tape: str | None = None,
+    rate: float | None = None,
 ) -> int:
-    """Serve the simulated market until SIGINT/SIGTERM or ``duration`` seconds."""
+    """Serve the simulated market until SIGINT/SIGTERM or ``duration`` seconds.
+
+    With ``tape``, packets come from that recording at ``rate`` per second (default 1000)
+    instead of the market model, which still serves the instruments.
+    """
     log = structlog.get_logger().bind(stage="sim")
     start_ns, day = session_start(cfg.sim.session_start_ist)
     clock = ScaledClock(start_ns, cfg.sim.speed)
@@ -24,6 +35,8 @@ async def run_simulator(
     server = SimServer(
         market, clock, host or cfg.sim.host, cfg.sim.port if port is None else port, log=log
     )
+    if tape is not None:
+        server.tape_source = TapeSource(open_tape(tape), rate or 1000.0)
     await server.start()
     creds = server.creds
     # Public demo values of the simulator's account, printed so a client can be pointed at it.

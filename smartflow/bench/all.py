@@ -1,0 +1,32 @@
+"""``smartflow bench all``: every yardstick in one run, as one Markdown report."""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+
+from smartflow.bench.decode import run_decode_bench
+from smartflow.bench.detectors import run_detectors_bench
+from smartflow.bench.e2e import run_e2e_bench
+from smartflow.bench.greeks import run_greeks_bench
+from smartflow.bench.replay import run_replay_bench
+
+
+def run_all() -> str:
+    """Run decode, greeks, detectors, replay and e2e; return the combined report."""
+    t0 = time.perf_counter()
+    parts = [
+        ("Decode", run_decode_bench()),
+        ("IV and greeks", run_greeks_bench()),
+        ("Detectors", run_detectors_bench()),
+        ("Replay", run_replay_bench()),
+        ("End to end", run_e2e_bench()),
+    ]
+    cpu = platform.processor() or platform.machine()
+    head = (
+        f"# smartflow bench all\n\n{os.cpu_count()} CPUs ({cpu}), Python "
+        f"{platform.python_version()}, {time.strftime('%Y-%m-%d %H:%M %Z')}; every ratio "
+        f"is measured in this run. Total {time.perf_counter() - t0:.0f} s.\n"
+    )
+    return head + "\n".join(f"\n## {title}\n\n{body}" for title, body in parts)
