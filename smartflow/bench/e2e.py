@@ -273,7 +273,7 @@ def run_e2e_bench(
 
 def _run(main: Any) -> list[tuple[float, float, DaemonRun]]:
     try:
-        import uvloop  # noqa: PLC0415 — the daemon's loop, when installed
+        import uvloop
     except ImportError:
         return asyncio.run(main())  # type: ignore[no-any-return]
     return uvloop.run(main())  # type: ignore[no-any-return]
