@@ -35,7 +35,7 @@ import numpy as np
 
 from smartflow.analytics.detectors import SmartMoneyDetector
 from smartflow.chain.state import ChainBook, ChainState
-from smartflow.config import DetectorConfig, FlowConfig
+from smartflow.config import FlowConfig
 from smartflow.core.timeutil import iso_ist
 from smartflow.kernels import chain as kc, flow, layout as L
 
@@ -98,16 +98,11 @@ class FlowAnalyzer:
     """Reads the chain's per-tick flow state into views; confluence per bar."""
 
     def __init__(
-        self,
-        book: ChainBook,
-        detectors: dict[str, SmartMoneyDetector],
-        cfg: FlowConfig,
-        detector_cfg: DetectorConfig,
+        self, book: ChainBook, detectors: dict[str, SmartMoneyDetector], cfg: FlowConfig
     ) -> None:
         self.book = book
         self.detectors = detectors
         self.cfg = cfg
-        self.whale_value = detector_cfg.whale_value_rupees
         self.whales: deque[WhaleAlert] = deque(maxlen=cfg.alerts_kept)
         self.hidden_events = 0
         self.confluence: dict[str, Confluence] = {c.root: Confluence() for c in book.chains}
@@ -116,7 +111,7 @@ class FlowAnalyzer:
 
     # ---- events -------------------------------------------------------------------------
 
-    def _on_event(self, c: ChainState, row: int, bits: int, recv_ns: int) -> None:
+    def _on_event(self, c: ChainState, row: int, bits: int, recv_ns: int, ev: np.ndarray) -> None:
         if bits & kc.EV_HIDDEN:
             self.hidden_events += 1
         if not bits & kc.EV_WHALE:
@@ -124,17 +119,9 @@ class FlowAnalyzer:
         inst = c.instruments[row]
         if inst is None:
             return
-        q, f = c.q[row], c.f[row]
-        ltp = int(q[L.Q_LTP])
-        side = (
-            "BUY"
-            if ltp >= int(q[L.Q_PREV_ASK_PX]) > 0
-            else (
-                "SELL"
-                if 0 < ltp <= int(q[L.Q_PREV_BID_PX])
-                else ("BUY" if f[L.F_LAST_SIGN] > 0 else "SELL")
-            )
-        )
+        # Everything comes from the packet's own payload: a later packet of the same contract
+        # in the same batch has already moved the row on.
+        side = int(ev[kc.E_SIDE])
         self.whales.append(
             WhaleAlert(
                 ts=recv_ns,
@@ -143,12 +130,12 @@ class FlowAnalyzer:
                 symbol=inst.symbol,
                 strike=inst.strike if inst.kind in ("CE", "PE") else None,
                 option_type=inst.kind,
-                side=side,
-                quantity=int(f[L.F_LAST_DVOL]),
-                price=ltp / 100,
-                value=round(float(f[L.F_LAST_TRADE_VALUE]), 2),
-                avg_interval_quantity=round(float(f[L.F_EWMA_DVOL]), 1),
-                impact=_f(f[L.F_LAST_IMPACT], 2),
+                side="BUY" if side > 0 else ("SELL" if side < 0 else "UNKNOWN"),
+                quantity=int(ev[kc.E_QTY]),
+                price=round(float(ev[kc.E_PRICE]), 2),
+                value=round(float(ev[kc.E_VALUE]), 2),
+                avg_interval_quantity=round(float(np.nan_to_num(ev[kc.E_AVG_BEFORE])), 1),
+                impact=_f(ev[kc.E_IMPACT], 2),
             )
         )
 

@@ -294,6 +294,7 @@ class ApiServer:
         )
 
     async def _openapi(self, request: web.Request) -> web.Response:
+        self._only(request, set())
         return _json(openapi(self.source.underlyings()))
 
     def _authorized(self, request: web.Request) -> web.Response | None:

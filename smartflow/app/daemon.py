@@ -188,7 +188,7 @@ class Daemon:
         expiry = dt.date.fromisoformat(cfg.market.expiry) if cfg.market.expiry else None
         for root in cfg.market.underlyings:
             universe = select(master, root, now, expiry)
-            chains.append(ChainState(universe, cfg.model, FlowParams()))
+            chains.append(ChainState(universe, cfg.model, FlowParams.from_config(cfg.detectors)))
             self.log.info(
                 "chain.universe",
                 underlying=root,
@@ -206,7 +206,7 @@ class Daemon:
         for det in self.detectors.values():
             self.book.on_bar.append(det.on_bar)
             det.on_signal.append(self._on_signal)
-        self.flow = FlowAnalyzer(self.book, self.detectors, cfg.flow, cfg.detectors)
+        self.flow = FlowAnalyzer(self.book, self.detectors, cfg.flow)
         self.book.on_bar.append(self.flow.on_bar)
         seconds = await asyncio.to_thread(warm_up, cfg.model, cfg.detectors)
         self.kernels_warm = True

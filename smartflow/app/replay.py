@@ -138,7 +138,11 @@ class Replayer:
         self.summary = ReplaySummary()
         expiry = dt.date.fromisoformat(cfg.market.expiry) if cfg.market.expiry else None
         chains = [
-            ChainState(select(master, root, start_ns, expiry), cfg.model, FlowParams())
+            ChainState(
+                select(master, root, start_ns, expiry),
+                cfg.model,
+                FlowParams.from_config(cfg.detectors),
+            )
             for root in cfg.market.underlyings
         ]
         self.book = ChainBook(chains, cfg.detectors)
@@ -149,7 +153,7 @@ class Replayer:
         for det in self.detectors.values():
             self.book.on_bar.append(det.on_bar)
             det.on_signal.append(self.write_signal)
-        self.flow = FlowAnalyzer(self.book, self.detectors, cfg.flow, cfg.detectors)
+        self.flow = FlowAnalyzer(self.book, self.detectors, cfg.flow)
         self.book.on_bar.append(self.flow.on_bar)
         self.every_ns = int(chain_every_s * NS)
         self.next_snapshot_ns = (start_ns // self.every_ns + 1) * self.every_ns

@@ -50,6 +50,13 @@ class FlowParams:
     whale_multiple: float = 3.0
     ewma_alpha: float = 0.1
 
+    @classmethod
+    def from_config(cls, detectors: DetectorConfig) -> FlowParams:
+        """The whale thresholds of ``[detectors]``."""
+        return cls(
+            whale_value=detectors.whale_value_rupees, whale_multiple=detectors.whale_volume_multiple
+        )
+
 
 class ChainState:
     """Tables and bookkeeping of one underlying's chain."""
@@ -222,7 +229,8 @@ class Segment:
 
 
 BarHook = Callable[[int, int], None]  # (bar_end_ns, bar_seq)
-EventHook = Callable[["ChainState", int, int, int], None]  # (chain, row, event bits, recv_ns)
+# (chain, row, event bits, recv_ns, the packet's E_* payload)
+EventHook = Callable[["ChainState", int, int, int, np.ndarray], None]
 
 
 @dataclass
@@ -333,6 +341,7 @@ class ChainBook:
         buf = np.frombuffer(b"".join(seg.frames), np.uint8)
         status = np.zeros(m, np.int8)
         events = np.zeros(m, np.int8)
+        payload = np.full((m, kc.NE), np.nan)
         applied = kc.apply_frames(
             buf,
             offsets,
@@ -346,6 +355,7 @@ class ChainBook:
             c.wf,
             status,
             events,
+            payload,
             c.dirty,
         )
         self.stats.applied += int(applied)
@@ -359,7 +369,7 @@ class ChainBook:
                 if bits & kc.EV_ANOMALY:
                     self.stats.anomalies += 1
                 for hook in self.on_event:
-                    hook(c, seg.rows[i], bits, seg.recv[i])
+                    hook(c, seg.rows[i], bits, seg.recv[i], payload[i])
 
 
 def describe_row(c: ChainState, row: int) -> dict[str, Any]:

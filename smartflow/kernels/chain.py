@@ -56,6 +56,15 @@ EV_HIDDEN = 2
 EV_OI_CHANGE = 4
 EV_ANOMALY = 8
 
+# ev: per-packet event payload (what a whale alert must describe, captured at that packet)
+E_QTY = 0
+E_PRICE = 1
+E_VALUE = 2
+E_IMPACT = 3
+E_AVG_BEFORE = 4  # the average interval quantity the print was compared with
+E_SIDE = 5  # +1 buyer-initiated, -1 seller-initiated, 0 undecided
+NE = 6
+
 # fp: float parameters of apply_frames
 P_WHALE_VALUE = 0  # rupees traded in one interval
 P_WHALE_MULT = 1  # or this multiple of the EWMA interval quantity
@@ -67,7 +76,7 @@ YEAR_S = 365.0 * 86400.0
 
 
 @njit(cache=True, nogil=True)
-def _apply_flow(row, recv_ns, q, f, fp, old_volume, had_quote):
+def _apply_flow(row, recv_ns, q, f, fp, old_volume, had_quote, ev):
     """Per-tick order flow from the change since the row's previous packet; returns events."""
     events = 0
     if not had_quote:
@@ -131,6 +140,12 @@ def _apply_flow(row, recv_ns, q, f, fp, old_volume, had_quote):
     value = dvol * px
     f[row, L.F_LAST_TRADE_VALUE] = value
     avg = f[row, L.F_EWMA_DVOL]
+    ev[E_QTY] = dvol
+    ev[E_PRICE] = px
+    ev[E_VALUE] = value
+    ev[E_IMPACT] = math.nan
+    ev[E_AVG_BEFORE] = avg
+    ev[E_SIDE] = sign
     if flow.is_whale(value, dvol, avg, fp[P_WHALE_VALUE], fp[P_WHALE_MULT]) and avg > 0:
         events |= EV_WHALE
         if value > f[row, L.F_WHALE_VALUE]:
@@ -145,6 +160,7 @@ def _apply_flow(row, recv_ns, q, f, fp, old_volume, had_quote):
             qty5 = q[row, L.Q_BID_QTY : L.Q_BID_QTY + 5].astype(np.float64)
             _, impact, _ = flow.walk_book_impact(dvol, px5, qty5, -1, q[row, L.Q_TICK] / 100.0)
         f[row, L.F_LAST_IMPACT] = impact
+        ev[E_IMPACT] = impact
     elif value >= fp[P_WHALE_VALUE]:
         # A value print on the first trade seen (no baseline yet) still counts.
         events |= EV_WHALE
@@ -154,7 +170,7 @@ def _apply_flow(row, recv_ns, q, f, fp, old_volume, had_quote):
 
 
 @njit(cache=True, nogil=True)
-def _apply_decoded(row, recv_ns, w, wf, q, f, fp):
+def _apply_decoded(row, recv_ns, w, wf, q, f, fp, ev):
     mode = w[W_MODE]
     had_quote = q[row, L.Q_HAS_QUOTE] == 1
     old_volume = q[row, L.Q_VOLUME]
@@ -235,13 +251,13 @@ def _apply_decoded(row, recv_ns, w, wf, q, f, fp):
         f[row, L.F_PRESSURE] = pressure
         f[row, L.F_DEPTH_IMB] = imbalance
     q[row, L.Q_HAS_QUOTE] = 1
-    events |= _apply_flow(row, recv_ns, q, f, fp, old_volume, had_quote)
+    events |= _apply_flow(row, recv_ns, q, f, fp, old_volume, had_quote, ev)
     return events
 
 
 @njit(cache=True, nogil=True)
 def apply_frames(
-    buf, offsets, lengths, rows, recv_ns, q, f, fp, w, wf, out_status, out_events, dirty
+    buf, offsets, lengths, rows, recv_ns, q, f, fp, w, wf, out_status, out_events, out_ev, dirty
 ):
     """Decode packets and apply them to their rows, in order.
 
@@ -258,6 +274,7 @@ def apply_frames(
         wf: float64[F_SIZE] decode scratch.
         out_status: int8[m] out: wire status, or ``UNKNOWN_TOKEN``.
         out_events: int8[m] out: ``EV_*`` bits.
+        out_ev: float64[m, NE] out: the packet's trade (``E_*``), for event consumers.
         dirty: bool_[n] set for every row touched.
 
     Returns:
@@ -276,7 +293,7 @@ def apply_frames(
             out_events[i] = 0
             continue
         out_status[i] = OK
-        out_events[i] = _apply_decoded(row, recv_ns[i], w, wf, q, f, fp)
+        out_events[i] = _apply_decoded(row, recv_ns[i], w, wf, q, f, fp, out_ev[i])
         dirty[row] = True
         applied += 1
     return applied

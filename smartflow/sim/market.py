@@ -539,7 +539,8 @@ class Market:
             c.buy_prob = 0.3
         elif kind == "whale":
             px = c.ask
-            lots = int(max(1, 5_000_000 * s / max(px, 1) / c.inst.lot_size)) + 1
+            # ₹50 lakh × strength: the default whale threshold (px is in paise).
+            lots = int(5_000_000 * s / (max(px, 1) / 100) / c.inst.lot_size) + 1
             self._trade(c, px, lots * c.inst.lot_size, True)
         elif kind == "iceberg":
             c.buy_prob = 0.1
