@@ -71,6 +71,7 @@ class WhaleAlert:
         """JSON-ready view."""
         d = dict(self.__dict__)
         d["ts"] = iso_ist(self.ts)
+        d["ts_ns"] = self.ts
         return d
 
 

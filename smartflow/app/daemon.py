@@ -179,6 +179,13 @@ class Daemon:
         self.log.info(
             "daemon.starting", mode=cfg.mode, config_sha=fingerprint(cfg), pid=os.getpid()
         )
+        # Kernels first: compiling takes ~25 s on a cold cache, and nothing below should start
+        # its clock (the simulator's scenarios, the feed's timers) before it is done.
+        seconds = await asyncio.to_thread(warm_up, cfg.model, cfg.detectors)
+        self.kernels_warm = True
+        self.log.info(
+            "kernels.warm", seconds=round(seconds, 3), numba_cache=os.environ.get("NUMBA_CACHE_DIR")
+        )
         if cfg.mode == "sim":
             url, headers, master = await self._start_sim()
         else:
@@ -208,11 +215,6 @@ class Daemon:
             det.on_signal.append(self._on_signal)
         self.flow = FlowAnalyzer(self.book, self.detectors, cfg.flow)
         self.book.on_bar.append(self.flow.on_bar)
-        seconds = await asyncio.to_thread(warm_up, cfg.model, cfg.detectors)
-        self.kernels_warm = True
-        self.log.info(
-            "kernels.warm", seconds=round(seconds, 3), numba_cache=os.environ.get("NUMBA_CACHE_DIR")
-        )
         self.journal = Journal(Path(cfg.state_dir) / "journal.sqlite3")
         self.trading = Trading(
             cfg,

@@ -85,6 +85,7 @@ CONFLUENCE = {
 }
 WHALE = {
     "ts",
+    "ts_ns",
     "underlying",
     "token",
     "symbol",
