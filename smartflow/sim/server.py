@@ -26,6 +26,8 @@ from smartflow.core.clock import ScaledClock
 from smartflow.core.timeutil import ist_datetime, ns_at_ist
 from smartflow.feed import protocol as p
 from smartflow.sim.market import Market
+from smartflow.sim.rest import SimRest
+from smartflow.sim.tapefeed import TapeSource
 from smartflow.sim.universe import noise_records
 
 
@@ -42,7 +44,8 @@ class SimCredentials:
     api_key: str = "sim-api-key"
     client_code: str = "S1234567"
     pin: str = "1234"
-    totp_secret: str = "JBSWY3DPEHPK3PXP"
+    # 32 base32 characters (160 bits): pyotp >= 2.10 refuses secrets under 112 bits.
+    totp_secret: str = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
     jwt: str = "sim-jwt-token"
     refresh_token: str = "sim-refresh-token"
     feed_token: str = "sim-feed-token"
@@ -85,12 +88,18 @@ class SimServer:
         self.log = log or structlog.get_logger().bind(stage="sim")
         self.connections: list[StreamConnection] = []
         self.frozen = False
+        # When set, packets come from a recording at a fixed rate (``smartflow sim --tape``,
+        # ``bench e2e``) rather than from the market model, which still serves the instruments.
+        self.tape_source: TapeSource | None = None
         self.refuse_handshakes = False
         self.frames_sent = 0
         self.text_errors: Counter[str] = Counter()
         self.app = web.Application()
         self.app.router.add_get(STREAM_PATH, self._stream)
         self.app.router.add_get(SCRIP_MASTER_PATH, self._scrip_master)
+        # Angel's REST API and order-update socket (sim/rest.py) on the same app.
+        self.rest = SimRest(market, clock, self.creds, self.log)
+        self.rest.mount(self.app)
         self._runner: web.AppRunner | None = None
         self._streamer: asyncio.Task[None] | None = None
         self._truth_logged = 0
@@ -119,7 +128,8 @@ class SimServer:
         server = site._server
         if self.port == 0 and server is not None:
             self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self._streamer = asyncio.create_task(self._stream_market(), name="sim-streamer")
+        stream = self._stream_market() if self.tape_source is None else self._stream_tape()
+        self._streamer = asyncio.create_task(stream, name="sim-streamer")
         self.log.info("sim.listening", url=self.url, instruments=len(self.market.instruments))
 
     async def stop(self) -> None:
@@ -130,6 +140,7 @@ class SimServer:
                 await self._streamer
         for conn in list(self.connections):
             await conn.ws.close()
+        await self.rest.close()
         if self._runner is not None:
             await self._runner.cleanup()
 
@@ -155,13 +166,15 @@ class SimServer:
         h = request.headers
         auth = h.get("Authorization", "")
         jwt = auth[7:] if auth.startswith("Bearer ") else auth
-        if jwt != self.creds.jwt:
+        # The static demo tokens, or those of any live REST login.
+        if jwt != self.creds.jwt and not self.rest.is_live_jwt(jwt):
             return "Invalid Header - Invalid Auth token"
         if h.get("x-client-code") != self.creds.client_code:
             return "Invalid Header - Invalid Client Code"
         if h.get("x-api-key") != self.creds.api_key:
             return "Invalid Header - Invalid API Key"
-        if h.get("x-feed-token") != self.creds.feed_token:
+        feed = h.get("x-feed-token", "")
+        if feed != self.creds.feed_token and not self.rest.is_live_feed_token(feed):
             return "Invalid Header - Invalid Feed Token"
         return None
 
@@ -242,12 +255,20 @@ class SimServer:
         clock = self.clock
         while True:
             packets = market.advance(clock.now_ns())
+            self.rest.on_market()
             self._log_new_truth()
             if not self.frozen and self.connections:
                 for token, frame in packets:
                     await self._fan_out(token, frame)
             delay = clock.wall_seconds_until(market.next_event_ns())
             await asyncio.sleep(delay)
+
+    async def _stream_tape(self) -> None:
+        """Stream recorded packets at the tape source's rate instead of the live market."""
+        assert self.tape_source is not None  # noqa: S101 — chosen by start()
+        async for token, frame in self.tape_source.packets():
+            if not self.frozen and self.connections:
+                await self._fan_out(token, frame)
 
     async def _fan_out(self, token: str, frame: bytes) -> None:
         for conn in self.connections:
