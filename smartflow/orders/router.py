@@ -31,6 +31,7 @@ from typing import Any, Protocol
 
 from smartflow.config import OrdersConfig, RiskConfig
 from smartflow.core.clock import Clock
+from smartflow.core.errors import TransientError
 from smartflow.core.messages import OrderIntent, Quote
 from smartflow.core.timeutil import ist_date
 from smartflow.journal.store import FillRow, Journal, OrderRow, PositionRow
@@ -111,6 +112,7 @@ class OrderRouter:
         self.overflow = 0
         self.fatal: str | None = None
         self._unknown_since: dict[str, int] = {}
+        self._last_lookup_ns: dict[str, int] = {}
         self._contracts: dict[str, tuple[int, str]] = {}  # token -> (lot size, exchange)
         self._sent_ns: dict[str, int] = {}
         self._day = ""
@@ -499,6 +501,7 @@ class OrderRouter:
 
     def _forget(self, row: OrderRow) -> None:
         self.orders.pop(row.order_id, None)
+        self._last_lookup_ns.pop(row.order_id, None)
         self._sent_ns.pop(row.order_id, None)
         self._unknown_since.pop(row.order_id, None)
 
@@ -539,9 +542,19 @@ class OrderRouter:
 
     async def _reconcile_unknown(self, row: OrderRow, now_ns: int) -> None:
         since = self._unknown_since.setdefault(row.order_id, now_ns)
-        if now_ns - since < int(self.cfg.reconcile_interval_s * NS) and row.broker_order_id is None:
+        if now_ns - self._last_lookup_ns.get(row.order_id, 0) < int(
+            self.cfg.reconcile_interval_s * NS
+        ):
             return
-        found = await self.lookup(row)
+        self._last_lookup_ns[row.order_id] = now_ns
+        try:
+            found = await self.lookup(row)
+        except TransientError as e:
+            # Could not ask: that says nothing about the order, so the grace period does not
+            # advance on it.
+            self._unknown_since[row.order_id] = since + int(self.cfg.reconcile_interval_s * NS)
+            self.log.warning("router.lookup_failed", order_id=row.order_id, error=str(e))
+            return
         if found is not None:
             await self._apply_update(found, now_ns)
             if row.state == "UNKNOWN":
@@ -557,7 +570,13 @@ class OrderRouter:
             self._forget(row)
 
     async def lookup(self, row: OrderRow) -> BrokerOrder | None:
-        """Find ``row`` at the broker: by its broker id, else by its tag in the order book."""
+        """Find ``row`` at the broker: by its broker id, else by its tag in the order book.
+
+        Returns None only when the broker answered and does not have it.
+
+        Raises:
+            TransientError: the broker could not be asked (timeout, 5xx, rate limit).
+        """
         if row.broker_order_id:
             found = await self.broker.order_details(row.broker_order_id)
             if found is not None:
@@ -664,7 +683,11 @@ class OrderRouter:
             if row.broker_order_id:
                 self.by_broker[row.broker_order_id] = row.order_id
             counts["restored"] += 1
-            found = await self.lookup(row)
+            try:
+                found = await self.lookup(row)
+            except TransientError as e:
+                found = None
+                self.log.warning("router.lookup_failed", order_id=row.order_id, error=str(e))
             if found is not None:
                 await self._apply_update(found, now_ns)
                 counts["adopted"] += 1
@@ -685,7 +708,12 @@ class OrderRouter:
         return counts
 
     async def _compare_positions(self, day: str, now_ns: int) -> None:
-        theirs = {p.token: p.net_quantity for p in await self.broker.positions()}
+        try:
+            theirs = {p.token: p.net_quantity for p in await self.broker.positions()}
+        except TransientError as e:
+            self.log.warning("router.positions_unverified", error=str(e))
+            await self.journal.risk_event(now_ns, "positions_unverified", str(e), day)
+            return
         ours = {t: p.net_quantity for t, p in self.positions.items() if p.net_quantity}
         for token in sorted(set(theirs) | set(ours)):
             if theirs.get(token, 0) != ours.get(token, 0):

@@ -255,13 +255,17 @@ async def test_unknown_order_is_reconciled_never_resent(tmp_path: Path) -> None:
     router.submit(_intent("1"))
     await router.pump(clock.now_ns())
     (order,) = journal.orders()
-    assert order.state == "UNKNOWN"
+    states = [st for _, st, _ in journal.order_events(order.order_id)]
+    assert states[:3] == ["NEW", "SENT", "UNKNOWN"]
     for step in range(1, 6):
         clock.set(T0 + step * NS)
         broker.on_market(clock.now_ns())
         await router.pump(clock.now_ns())
     (order,) = journal.orders()
     assert order.state == "FILLED"
+    assert "reconciled: live at the broker" in [
+        d for _, _, d in journal.order_events(order.order_id)
+    ]
     assert len(broker.requests) == 1  # placed once, found by its tag, never re-sent
     journal.close()
 
