@@ -42,7 +42,7 @@ import numpy as np
 
 from smartflow.chain.state import ChainState
 from smartflow.config import SmartMoneyConfig
-from smartflow.core.messages import Evidence, SmartMoneySignal
+from smartflow.core.messages import Evidence, MarketControl, SmartMoneySignal
 from smartflow.kernels import detect as K, layout as L
 
 
@@ -58,7 +58,12 @@ TRAP_NAMES = (
 )
 XV_NAMES = ("NONE", "SMART_ENTRY", "TRAP", "REVERSAL", "EXPLOSIVE", "THETA_TRAP")
 VERDICT_NAMES = ("PROCEED", "CAUTION", "BLOCK")
-CONTROL_NAMES = ("BULLISH_CONTROL", "BEARISH_CONTROL", "BALANCED", "NEUTRAL_CHOP")
+CONTROL_NAMES: tuple[MarketControl, ...] = (
+    "BULLISH_CONTROL",
+    "BEARISH_CONTROL",
+    "BALANCED",
+    "NEUTRAL_CHOP",
+)
 TREND_NAMES = {-1: "PE_GAINING", 0: "STABLE", 1: "CE_GAINING"}
 
 # Underlying direction of each build-up on a call; a put reads the other way.
@@ -104,6 +109,7 @@ def params_array(t: SmartMoneyConfig, bar_seconds: int) -> np.ndarray:
     p[K.P_EXPLOSIVE_GAMMA_PCT] = t.explosive_gamma_rise_pct
     p[K.P_BLOCK_PROB] = t.trap_block_probability
     p[K.P_BAR_SECONDS] = bar_seconds
+    p[K.P_REVERSAL_MIN_TICKS] = t.reversal_min_range_ticks
     return p
 
 
@@ -136,6 +142,7 @@ class SmartMoneyDetector:
         self.latest: SmartMoneySignal | None = None
         self.last_emitted: SmartMoneySignal | None = None
         self._last_fresh_ns = 0
+        self._bar_ns = 0
         self.emitted = 0
         self.on_signal: list[Callable[[SmartMoneySignal], None]] = []
 
@@ -146,6 +153,7 @@ class SmartMoneyDetector:
         c = self.chain
         head = seq % L.RING
         n_valid = min(seq + 1, L.RING)
+        self._bar_ns = bar_end_ns
         K.detect_rows(
             self.rows, c.q, c.f, c.bars, head, n_valid, bar_end_ns, self.p, self.di, self.df
         )
@@ -216,11 +224,12 @@ class SmartMoneyDetector:
                     w *= 1.5
                 votes.append((row, _CALL_DIRECTION[st] * side, w, "OI_BUILDUP"))
                 continue
-            # A fresh entry without a classified build-up votes the way its premium moved
-            # (or, when it did not move, the way the bar's trades leaned).
-            moved = float(df[row, L.DF_PX_CHG_PCT])
+            # A fresh entry without a classified build-up votes the way the bar's trades leaned
+            # (who initiated them is the entry's side); only a balanced bar falls back to the
+            # premium move, which a writer's entry can push either way.
+            moved = float(c.bars[row, L.B_CVD, head])
             if not math.isfinite(moved) or moved == 0:
-                moved = float(c.bars[row, L.B_CVD, head])
+                moved = float(df[row, L.DF_PX_CHG_PCT])
             if math.isfinite(moved) and moved != 0:
                 direction = (1 if moved > 0 else -1) * side
                 votes.append(
@@ -330,10 +339,17 @@ class SmartMoneyDetector:
         reasons = []
         if rec == "AVOID":
             traps = trap_names(int(di[trade_row, L.DI_TRAPS]) | int(di[driver, L.DI_TRAPS]))
-            reasons.append(
-                "blocked: "
-                + (", ".join(traps) if traps else f"cross-validation {XV_NAMES[pattern]}")
-            )
+            if traps:
+                why = ", ".join(traps)
+            elif verdict == K.VERDICT_BLOCK:
+                why = f"cross-validation {XV_NAMES[pattern]}"
+            else:
+                # The block came from the contract we would buy, not the one that drove the vote.
+                own = XV_NAMES[int(di[trade_row, L.DI_XV_PATTERN])]
+                ti = c.instruments[trade_row]
+                on = f" on {ti.strike:g} {ti.kind}" if ti is not None else ""
+                why = f"cross-validation {own}{on}"
+            reasons.append("blocked: " + why)
         elif verdict != K.VERDICT_PROCEED:
             reasons.append(f"cross-validation {XV_NAMES[pattern]} ({VERDICT_NAMES[verdict]})")
         if opposing:
@@ -353,7 +369,7 @@ class SmartMoneyDetector:
             smart_money_probability=round(prob, 4),
             trap_probability=round(trap_p, 4),
             fresh_position_detected=fresh,
-            market_control=control,  # type: ignore[arg-type]
+            market_control=control,
             can_trade=can_trade,
             reason="; ".join(reasons) if reasons else None,
             strike=inst.strike,
@@ -420,7 +436,7 @@ class SmartMoneyDetector:
         return Evidence(rule=source, **self._contract(row), inputs=inputs)
 
     def _now(self, row: int) -> int:
-        return int(self.latest.ts) if self.latest else int(self.chain.q[row, L.Q_RECV_NS])
+        return self._bar_ns or int(self.chain.q[row, L.Q_RECV_NS])
 
     def _contract_evidence(self, driver: int, trade_row: int) -> list[Evidence]:
         di, df = self.di, self.df

@@ -228,7 +228,7 @@ class Segment:
     frames: list[bytes] = field(default_factory=list)
 
 
-BarHook = Callable[[int, int], None]  # (bar_end_ns, bar_seq)
+BarHook = Callable[[int, int], object]  # (bar_end_ns, bar_seq); any return is ignored
 # (chain, row, event bits, recv_ns, the packet's E_* payload)
 EventHook = Callable[["ChainState", int, int, int, np.ndarray], None]
 
@@ -290,7 +290,8 @@ class ChainBook:
     def advance_to(self, now_ns: int) -> None:
         """Close every bar that ended at or before ``now_ns``."""
         if self.bar_end_ns == 0:
-            self.bar_end_ns = self._bar_end_for(now_ns)
+            # The bar clock starts at the first packet, never at an idle timer: a feed that is
+            # slow to deliver must not shift live bars away from the replay of its own tape.
             return
         while now_ns >= self.bar_end_ns:
             if self.trigger_ns < self.bar_end_ns:

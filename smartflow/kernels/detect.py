@@ -50,11 +50,12 @@ Fresh positions
     move over the horizon: |Δ|·F·σ·√(horizon/year).
 
 Traps (bits; probability = 1 − Π(1 − pᵢ); blocked when > 1 trap or probability > 0.75)
-    SCALPER_TRAP OI < ``trap_low_oi_threshold`` lots and volume ratio ≥ 3 (p 0.5–0.9 with the
-    ratio); NOISE_TRAP Γ per 1 % < ``trap_noise_gamma_threshold`` and volume ≥ spike (0.4);
-    THETA_CRUSH burn ≥ threshold and DTE < ``theta_crush_dte_days`` (0.6–0.9 with the burn);
-    REVERSAL_TRAP volume ≥ spike in a bar that pushed to a new ``reversal_lookback_bars`` extreme
-    and closed back more than ``reversal_retrace`` of its range (0.5); LIQUIDITY_TRAP far OTM
+    SCALPER_TRAP OI < ``trap_low_oi_threshold`` lots and volume ratio ≥ 3 (p 0.8–0.95 with the
+    ratio: it blocks on its own); NOISE_TRAP Γ per 1 % < ``trap_noise_gamma_threshold`` and
+    volume ≥ spike (0.4); THETA_CRUSH burn ≥ threshold and DTE < ``theta_crush_dte_days``
+    (0.6–0.9 with the burn); REVERSAL_TRAP volume ≥ burst in a bar of at least
+    ``reversal_min_range_ticks`` that pushed to a new ``reversal_lookback_bars`` extreme and closed
+    back more than ``reversal_retrace`` of its range (0.5); LIQUIDITY_TRAP far OTM
     (|Δ| ≤ ``liquidity_max_delta``) with OI < 2 × the low-OI threshold or a spread wider than
     ``liquidity_max_spread_pct`` of the mid (0.45).
 
@@ -142,7 +143,8 @@ P_REVERSAL_LOOKBACK = 21
 P_EXPLOSIVE_GAMMA_PCT = 22
 P_BLOCK_PROB = 23
 P_BAR_SECONDS = 24
-NP = 25
+P_REVERSAL_MIN_TICKS = 25
+NP = 26
 
 NS = 1e9
 YEAR_S = 365.0 * 86400.0
@@ -272,7 +274,10 @@ def _buildup(row, q, bars, head, n_valid, bar_end_ns, p, di, df, base_mean):
         df[row, L.DF_BUILDUP_CONF] = (
             buildup_confidence(oi_pct, px_pct, rate_ratio) if state != BUILDUP_NONE else 0.0
         )
-        di[row, L.DI_OI_DIR] = 1 if d_oi > 0 else (-1 if d_oi < 0 else 0)
+        # A direction needs a change the build-up classifier would count: a print of a few lots
+        # in 10⁵ is noise, and reading it as "OI↓" would turn ordinary bars into TRAPs.
+        significant = oi_pct == oi_pct and abs(oi_pct) >= p[P_MIN_OI_PCT]
+        di[row, L.DI_OI_DIR] = (1 if d_oi > 0 else -1) if significant else 0
         di[row, L.DI_OI_STALE] = 0
         return
     # No OI print in this bar: keep the last reading unless OI has gone stale while trading.
@@ -334,8 +339,12 @@ def _fresh(row, q, bars, head, bar_end_ns, p, di, df, ratio, base_mean, base_use
 
 
 @njit(cache=True, nogil=True)
-def reversal_failed(row, bars, head, n_valid, p):
-    """True when the bar pushed to a new look-back extreme and closed back over ``retrace``."""
+def reversal_failed(row, bars, head, n_valid, p, tick):
+    """True when the bar pushed to a new look-back extreme and closed back over ``retrace``.
+
+    The bar's range must be at least ``reversal_min_range_ticks``: a one- or two-tick wiggle at
+    a new extreme is what a random walk does all day, not a failed breakout.
+    """
     ring = bars.shape[2]
     hi = bars[row, L.B_HIGH, head]
     lo = bars[row, L.B_LOW, head]
@@ -351,7 +360,7 @@ def reversal_failed(row, bars, head, n_valid, p):
         if lw == lw and lw < prev_lo:
             prev_lo = lw
     rng = hi - lo
-    if not (rng > 0) or close != close:
+    if not (rng >= p[P_REVERSAL_MIN_TICKS] * tick) or close != close:
         return False
     up_fail = hi > prev_hi and (hi - close) > p[P_REVERSAL_RETRACE] * rng
     down_fail = lo < prev_lo and (close - lo) > p[P_REVERSAL_RETRACE] * rng
@@ -364,8 +373,9 @@ def _traps(row, q, f, bars, head, n_valid, p, di, df, ratio):
     keep = 1.0
     lots = df[row, L.DF_OI_LOTS]
     if lots < p[P_TRAP_LOW_OI] and ratio >= 3.0:
+        # The archetypal trap (a thin contract suddenly busy): it blocks on its own.
         bits |= TRAP_SCALPER
-        keep *= 1.0 - min(0.9, 0.5 + 0.4 * min(1.0, (ratio - 3.0) / 3.0))
+        keep *= 1.0 - min(0.95, 0.8 + 0.15 * min(1.0, (ratio - 3.0) / 3.0))
     g1 = df[row, L.DF_GAMMA_1PCT]
     if g1 == g1 and g1 < p[P_TRAP_NOISE_GAMMA] and ratio >= p[P_VOLUME_SPIKE]:
         bits |= TRAP_NOISE
@@ -374,7 +384,12 @@ def _traps(row, q, f, bars, head, n_valid, p, di, df, ratio):
     if burn == burn and burn >= p[P_TRAP_THETA] and df[row, L.DF_DTE] < p[P_CRUSH_DTE]:
         bits |= TRAP_THETA
         keep *= 1.0 - min(0.9, 0.6 + 0.3 * min(1.0, burn / (4.0 * p[P_TRAP_THETA])))
-    if ratio >= p[P_VOLUME_SPIKE] and n_valid > 2 and reversal_failed(row, bars, head, n_valid, p):
+    tick = q[row, L.Q_TICK] / 100.0
+    if (
+        ratio >= p[P_VOLUME_BURST]
+        and n_valid > 2
+        and reversal_failed(row, bars, head, n_valid, p, tick)
+    ):
         bits |= TRAP_REVERSAL
         keep *= 1.0 - 0.5
     delta = f[row, L.F_DELTA]

@@ -1,0 +1,1071 @@
+"""Smart-money detector kernels on hand-built chain tables (the rules of kernels/detect.py).
+
+Every test builds a tiny ``ChainState`` from a synthetic universe (as ``app/warmup.py`` does) and
+writes the wire state (``q``), the bar-end greeks (``f``) and the closed bars (``bars``) directly,
+then runs the detectors exactly as ``SmartMoneyDetector.on_bar`` does. Nothing is priced: the
+greeks are whatever the test writes, so each rule is checked against the definition in the
+kernel's docstring and not against a model's rounding.
+
+Default contract (unless a test changes it): OI 2 000 lots, 100 lots traded every 5 s bar,
+premium ₹100 (bid 99.95 / ask 100.05), Δ ±0.50, Γ 0.0005 per point (0.1 per 1 % at 20 000),
+θ −5/day (burn 0.05/day), 7 days to expiry — nothing fires on it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from typing import Any
+
+import msgspec
+import numpy as np
+import pytest
+
+from smartflow.analytics.detectors import (
+    BUILDUP_NAMES,
+    CONTROL_NAMES,
+    VERDICT_NAMES,
+    XV_NAMES,
+    SmartMoneyDetector,
+    params_array,
+    trap_names,
+)
+from smartflow.chain.state import ChainState
+from smartflow.config import DetectorConfig, ModelConfig, SmartMoneyConfig, decode
+from smartflow.core.messages import SmartMoneySignal
+from smartflow.core.timeutil import expiry_ns, ns_at_ist
+from smartflow.instruments.master import Instrument
+from smartflow.instruments.universe import ChainUniverse
+from smartflow.kernels import chain as kc, detect as K, layout as L
+
+
+NS = 1_000_000_000
+BAR_S = 5
+LOT = 50
+SPOT = 20_000.0
+EXPIRY = dt.date(2030, 1, 14)
+T0 = ns_at_ist(dt.date(2030, 1, 7), dt.time(10, 0))
+P = params_array(SmartMoneyConfig(), BAR_S)
+TICK = 0.05
+
+
+# ---------------------------------------------------------------------------------------------
+# A hand-filled chain
+# ---------------------------------------------------------------------------------------------
+
+
+def _universe(strikes: tuple[int, ...], lot: int) -> ChainUniverse:
+    index = Instrument("1", "IDX", "LAB", "INDEX", "NSE", 1, None, 0, 1, 0)
+    fut = Instrument("2", "LABFUT", "LAB", "FUT", "NFO", 2, EXPIRY, 0, lot, 10)
+    calls, puts = {}, {}
+    for i, k in enumerate(strikes):
+        kp = k * 100
+        calls[kp] = Instrument(str(100 + i), f"LAB{k}CE", "LAB", "CE", "NFO", 2, EXPIRY, kp, lot, 5)
+        puts[kp] = Instrument(str(200 + i), f"LAB{k}PE", "LAB", "PE", "NFO", 2, EXPIRY, kp, lot, 5)
+    return ChainUniverse(
+        root="LAB",
+        expiry=EXPIRY,
+        expiry_ns=expiry_ns(EXPIRY),
+        segment="NFO",
+        exchange_type=2,
+        index=index,
+        future=fut,
+        strikes_paise=sorted(k * 100 for k in strikes),
+        calls=calls,
+        puts=puts,
+        lot_size=lot,
+        tick_paise=5,
+    )
+
+
+class Lab:
+    """A chain whose tables the test writes, and the detector that reads them.
+
+    ``bar({row: {...}})`` closes one bar: every option trades its default volume unless told
+    otherwise, and a row given ``oi=`` gets an OI update inside the bar with the same bookkeeping
+    ``kernels/chain.apply_frames`` does (previous OI, the reference interval's LTP and volume).
+    Volumes and OI are in lots; the tables hold units (lots × lot size).
+    """
+
+    def __init__(
+        self,
+        strikes: tuple[int, ...] = (20_000,),
+        thresholds: SmartMoneyConfig | None = None,
+        lot: int = LOT,
+    ) -> None:
+        self.lot = lot
+        self.chain = c = ChainState(_universe(strikes, lot), ModelConfig())
+        self.det = SmartMoneyDetector(c, thresholds or SmartMoneyConfig(), BAR_S)
+        c.st[kc.S_SPOT] = SPOT
+        c.st[kc.S_FORWARD] = SPOT
+        self.seq = -1
+        self.volume: dict[int, float] = {}
+        for row in c.option_rows.tolist():
+            is_call = c.q[row, L.Q_KIND] == L.KIND_CALL
+            q = c.q[row]
+            q[L.Q_TICKS] = 1
+            q[L.Q_FIRST_SEEN_NS] = T0
+            q[L.Q_OI] = q[L.Q_OI_PREV] = 2_000 * lot
+            q[L.Q_LTP] = 10_000
+            q[L.Q_BID_PX] = 9_995
+            q[L.Q_ASK_PX] = 10_005
+            q[L.Q_OI_LAST_NS] = T0
+            q[L.Q_OI_LAST_LTP] = 10_000
+            q[L.Q_OI_LAST_VOL] = 0
+            f = c.f[row]
+            f[L.F_DELTA] = 0.5 if is_call else -0.5
+            f[L.F_GAMMA] = 0.0005
+            f[L.F_THETA] = -5.0
+            f[L.F_VEGA] = 10.0
+            f[L.F_IV] = 0.15
+            f[L.F_IV_PRICE] = 100.0
+            f[L.F_GREEKS_T] = 7.0 / 365.0
+            self.volume[row] = 100.0
+
+    def row(self, strike: int = 20_000, side: str = "CE") -> int:
+        u = self.chain.universe
+        inst = (u.calls if side == "CE" else u.puts)[strike * 100]
+        return self.chain.row_by_token[inst.token]
+
+    @property
+    def end_ns(self) -> int:
+        """End of the last closed bar."""
+        return T0 + (self.seq + 1) * BAR_S * NS
+
+    def bar(self, changes: dict[int, dict[str, Any]] | None = None) -> SmartMoneySignal:
+        """Close one bar; ``changes[row]`` may set volume, close, high, low, cvd, oi (lots),
+        delta, gamma, theta, premium (F_IV_PRICE), dte (days), bid, ask, lots_oi_silent."""
+        c = self.chain
+        self.seq += 1
+        end = T0 + (self.seq + 1) * BAR_S * NS
+        slot = self.seq % L.RING
+        changes = changes or {}
+        for row in c.option_rows.tolist():
+            ch = changes.get(row, {})
+            q, f, b = c.q[row], c.f[row], c.bars[row]
+            vol_lots = float(ch.get("volume", self.volume[row]))
+            q[L.Q_VOLUME] += int(vol_lots * self.lot)
+            close = float(ch.get("close", q[L.Q_LTP] / 100))
+            q[L.Q_LTP] = round(close * 100)
+            if "bid" in ch:
+                q[L.Q_BID_PX] = round(ch["bid"] * 100)
+            if "ask" in ch:
+                q[L.Q_ASK_PX] = round(ch["ask"] * 100)
+            for key, col in (
+                ("delta", L.F_DELTA),
+                ("gamma", L.F_GAMMA),
+                ("theta", L.F_THETA),
+                ("premium", L.F_IV_PRICE),
+            ):
+                if key in ch:
+                    f[col] = ch[key]
+            if "dte" in ch:
+                f[L.F_GREEKS_T] = ch["dte"] / 365.0
+            updates = 0
+            if "oi" in ch:
+                self._oi_update(row, round(ch["oi"] * self.lot), end - NS // 1000)
+                updates = 1
+            if "oi_units" in ch:
+                self._oi_update(row, int(ch["oi_units"]), end - NS // 1000)
+                updates = 1
+            b[L.B_VOLUME, slot] = vol_lots * self.lot
+            b[L.B_OI, slot] = float(q[L.Q_OI])
+            b[L.B_CLOSE, slot] = close
+            b[L.B_HIGH, slot] = float(ch.get("high", close))
+            b[L.B_LOW, slot] = float(ch.get("low", close))
+            b[L.B_CVD, slot] = float(ch.get("cvd", 0.0)) * self.lot
+            b[L.B_OI_UPDATES, slot] = updates
+            b[L.B_DELTA, slot] = f[L.F_DELTA]
+            b[L.B_GAMMA, slot] = f[L.F_GAMMA]
+            b[L.B_THETA, slot] = f[L.F_THETA]
+            b[L.B_IV, slot] = f[L.F_IV]
+            b[L.B_BID, slot] = q[L.Q_BID_PX] / 100
+            b[L.B_ASK, slot] = q[L.Q_ASK_PX] / 100
+        return self.det.on_bar(end, self.seq)
+
+    def _oi_update(self, row: int, oi_units: int, at_ns: int) -> None:
+        """What ``apply_frames`` does when a SNAP_QUOTE carries a new OI."""
+        q = self.chain.q[row]
+        q[L.Q_OI_PREV] = q[L.Q_OI]
+        q[L.Q_OI_CHANGED_NS] = at_ns
+        q[L.Q_OI_REF_NS] = q[L.Q_OI_LAST_NS]
+        q[L.Q_OI_REF_LTP] = q[L.Q_OI_LAST_LTP]
+        q[L.Q_OI_REF_VOL] = q[L.Q_OI_LAST_VOL]
+        q[L.Q_OI_LAST_NS] = at_ns
+        q[L.Q_OI_LAST_LTP] = q[L.Q_LTP]
+        q[L.Q_OI_LAST_VOL] = q[L.Q_VOLUME]
+        q[L.Q_OI] = oi_units
+
+    def quiet(self, n: int, changes: dict[int, dict[str, Any]] | None = None) -> None:
+        for _ in range(n):
+            self.bar(changes)
+
+    def di(self, row: int, col: int) -> int:
+        return int(self.det.di[row, col])
+
+    def df(self, row: int, col: int) -> float:
+        return float(self.det.df[row, col])
+
+    def states(self, row: int) -> dict[str, Any]:
+        return self.det.contract_states(row)
+
+
+# ---------------------------------------------------------------------------------------------
+# OI build-up classifier (pure)
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("d_oi", "d_px", "state"),
+    [
+        (+40.0, +2.0, "LONG_BUILD_UP"),  # price ↑ OI ↑
+        (+40.0, -2.0, "SHORT_BUILD_UP"),  # price ↓ OI ↑
+        (-40.0, +2.0, "SHORT_COVERING"),  # price ↑ OI ↓
+        (-40.0, -2.0, "LONG_UNWINDING"),  # price ↓ OI ↓
+    ],
+)
+def test_classify_buildup_four_states(d_oi: float, d_px: float, state: str) -> None:
+    code, oi_pct, px_pct = K.classify_buildup(d_oi, 2_000.0, d_px, 100.0, 500.0, TICK, P)
+    assert BUILDUP_NAMES[code] == state
+    assert oi_pct == pytest.approx(100 * d_oi / 2_000)
+    assert px_pct == pytest.approx(100 * d_px / 100)
+
+
+@pytest.mark.parametrize(
+    ("d_oi", "oi_before", "d_px", "px_before", "interval_vol", "why"),
+    [
+        (9.9, 2_000.0, 2.0, 100.0, 500.0, "OI change 0.495 % < 0.5 %"),
+        (40.0, 2_000.0, 0.49, 100.0, 500.0, "premium change 0.49 % < 0.5 %"),
+        (40.0, 2_000.0, 0.04, 2.0, 500.0, "2 % of a ₹2 premium is less than one ₹0.05 tick"),
+        (40.0, 2_000.0, 2.0, 100.0, 39.0, "39 traded cannot move OI by 40"),
+        (-40.0, 2_000.0, -2.0, 100.0, 39.0, "nor reduce it by 40"),
+    ],
+)
+def test_classify_buildup_none(
+    d_oi: float, oi_before: float, d_px: float, px_before: float, interval_vol: float, why: str
+) -> None:
+    code, _, _ = K.classify_buildup(d_oi, oi_before, d_px, px_before, interval_vol, TICK, P)
+    assert code == K.BUILDUP_NONE, why
+
+
+def test_classify_buildup_thresholds_are_inclusive_and_undefined_inputs_are_none() -> None:
+    # Exactly the minimum OI and price changes (0.5 %) and exactly |ΔOI| traded: a build-up.
+    code, _, _ = K.classify_buildup(10.0, 2_000.0, 0.5, 100.0, 10.0, TICK, P)
+    assert code == K.BUILDUP_LONG
+    for oi_before, px_before in ((0.0, 100.0), (2_000.0, 0.0)):
+        code, oi_pct, px_pct = K.classify_buildup(40.0, oi_before, 2.0, px_before, 500.0, TICK, P)
+        assert code == K.BUILDUP_NONE
+        assert math.isnan(oi_pct)
+        assert math.isnan(px_pct)
+
+
+def test_buildup_confidence_is_monotone_and_bounded() -> None:
+    grid = [0.0, 0.5, 1.0, 2.0, 5.0, 20.0]
+    rates = [0.0, 0.5, 1.0, 2.0, 4.0]
+    for a in grid:
+        for b in grid:
+            for r in rates:
+                c = K.buildup_confidence(a, b, r)
+                assert 0.0 <= c <= 1.0
+                # Sign of the moves does not matter; size does.
+                assert K.buildup_confidence(-a, -b, r) == c
+    for i in range(len(grid) - 1):
+        lo, hi = grid[i], grid[i + 1]
+        assert K.buildup_confidence(hi, 1.0, 1.0) > K.buildup_confidence(lo, 1.0, 1.0)
+        assert K.buildup_confidence(1.0, hi, 1.0) > K.buildup_confidence(1.0, lo, 1.0)
+    for i in range(len(rates) - 1):
+        lo_r, hi_r = rates[i], rates[i + 1]
+        assert K.buildup_confidence(1.0, 1.0, hi_r) >= K.buildup_confidence(1.0, 1.0, lo_r)
+    # The volume term saturates at twice the average rate; an unknown rate contributes nothing.
+    assert K.buildup_confidence(1.0, 1.0, 2.0) == K.buildup_confidence(1.0, 1.0, 9.0)
+    assert K.buildup_confidence(1.0, 1.0, math.nan) == K.buildup_confidence(1.0, 1.0, 0.0)
+    # The documented formula.
+    expected = 0.4 * (1 - math.exp(-1.0)) + 0.35 * (1 - math.exp(-1.5)) + 0.25 * 0.75
+    assert K.buildup_confidence(2.0, 1.5, 1.5) == pytest.approx(expected)
+
+
+# ---------------------------------------------------------------------------------------------
+# Volume state
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("volume", "state"),
+    [
+        (149.0, "NORMAL"),
+        (150.0, "SPIKE"),
+        (249.0, "SPIKE"),
+        (250.0, "BURST"),
+        (349.0, "BURST"),
+        (350.0, "AGGRESSIVE"),
+    ],
+)
+def test_volume_state_boundaries(volume: float, state: str) -> None:
+    lab = Lab()
+    ce = lab.row()
+    # 10 earlier bars average 100 lots; an 11th, older one (ignored: baseline_bars = 10) is huge.
+    lab.bar({ce: {"volume": 10_000.0}})
+    lab.quiet(10)
+    lab.bar({ce: {"volume": volume}})
+    assert lab.df(ce, L.DF_VOL_RATIO) == pytest.approx(volume / 100)
+    assert lab.states(ce)["volume_state"] == state
+
+
+def test_volume_state_needs_min_baseline_bars() -> None:
+    lab = Lab()
+    ce = lab.row()
+    lab.quiet(2)
+    lab.bar({ce: {"volume": 1_000.0}})  # 10x, but only 2 earlier bars (min_baseline_bars = 3)
+    assert lab.states(ce)["volume_state"] == "NORMAL"
+    assert math.isnan(lab.df(ce, L.DF_VOL_RATIO))
+    lab.bar({ce: {"volume": 1_000.0}})  # now 3 earlier bars: 100, 100, 1000 → mean 400
+    assert lab.df(ce, L.DF_VOL_RATIO) == pytest.approx(2.5)
+    assert lab.states(ce)["volume_state"] == "BURST"
+
+
+def test_volume_state_zero_baseline_is_normal() -> None:
+    lab = Lab()
+    ce = lab.row()
+    lab.quiet(5, {ce: {"volume": 0.0}})
+    lab.bar({ce: {"volume": 50.0}})
+    assert math.isnan(lab.df(ce, L.DF_VOL_RATIO))
+    assert lab.states(ce)["volume_state"] == "NORMAL"
+
+
+def test_volume_aggression_and_trend() -> None:
+    lab = Lab()
+    ce, pe = lab.row(), lab.row(side="PE")
+    lab.quiet(6)
+    # 3.5x, all of it on one side of the book → 1.0; the same spike crossing both ways → 0.5.
+    lab.bar({ce: {"volume": 350.0, "cvd": 350.0}, pe: {"volume": 350.0, "cvd": 0.0}})
+    assert lab.df(ce, L.DF_AGGRESSION) == pytest.approx(1.0)
+    assert lab.df(pe, L.DF_AGGRESSION) == pytest.approx(0.5)
+    lab2 = Lab()
+    ce = lab2.row()
+    for v in (100.0, 110.0, 120.0, 130.0, 140.0):
+        lab2.bar({ce: {"volume": v}})
+    assert lab2.di(ce, L.DI_VOL_TREND) == 1
+    for v in (140.0, 130.0, 120.0, 110.0, 100.0):
+        lab2.bar({ce: {"volume": v}})
+    assert lab2.di(ce, L.DI_VOL_TREND) == -1
+    lab2.quiet(5)
+    assert lab2.di(ce, L.DI_VOL_TREND) == 0
+
+
+# ---------------------------------------------------------------------------------------------
+# OI build-up through the detector: update interval, persistence, staleness
+# ---------------------------------------------------------------------------------------------
+
+
+def test_buildup_reads_the_interval_between_the_last_two_oi_updates() -> None:
+    lab = Lab()
+    ce = lab.row()
+    lab.quiet(5)
+    lab.bar({ce: {"oi": 2_002.0}})  # a 0.1 % OI print, premium unchanged: no build-up
+    assert lab.states(ce)["oi_buildup"] == "NONE"
+    lab.quiet(3, {ce: {"close": 101.0}})
+    lab.bar({ce: {"close": 102.0, "oi": 2_042.04}})  # +2 % OI, +2 % premium since that print
+    assert lab.states(ce)["oi_buildup"] == "LONG_BUILD_UP"
+    assert lab.df(ce, L.DF_OI_CHG_PCT) == pytest.approx(2.0)
+    assert lab.df(ce, L.DF_PX_CHG_PCT) == pytest.approx(2.0)
+    # Interval volume: the 4 bars since the previous print (4 × 100 lots).
+    assert lab.df(ce, L.DF_INTERVAL_VOL) == pytest.approx(400 * LOT)
+    assert lab.di(ce, L.DI_OI_DIR) == 1
+    assert 0 < lab.df(ce, L.DF_BUILDUP_CONF) <= 1
+
+
+def test_buildup_persists_until_the_next_oi_update() -> None:
+    lab = Lab()
+    ce = lab.row()
+    lab.quiet(5)
+    lab.bar({ce: {"close": 98.0, "oi": 2_060.0}})  # −2 % premium, +3 % OI
+    assert lab.states(ce)["oi_buildup"] == "SHORT_BUILD_UP"
+    conf = lab.df(ce, L.DF_BUILDUP_CONF)
+    for _ in range(10):  # 50 s without an OI print, trading on: the reading stands
+        lab.bar({ce: {"close": 99.0}})
+        assert lab.states(ce)["oi_buildup"] == "SHORT_BUILD_UP"
+        assert lab.df(ce, L.DF_BUILDUP_CONF) == conf
+    # The next print re-classifies: OI −2 % while the premium rose 98 → 101 since the last print.
+    lab.bar({ce: {"close": 101.0, "oi": 2_018.8}})
+    assert lab.states(ce)["oi_buildup"] == "SHORT_COVERING"
+    # And a print too small to mean anything ends the reading.
+    lab.bar({ce: {"close": 101.0, "oi": 2_019.0}})
+    assert lab.states(ce)["oi_buildup"] == "NONE"
+    assert lab.df(ce, L.DF_BUILDUP_CONF) == 0.0
+
+
+def test_stale_oi_while_trading_reports_stale_not_flat() -> None:
+    lab = Lab()
+    ce, pe = lab.row(), lab.row(side="PE")
+    lab.quiet(3, {pe: {"volume": 0.0}})
+    lab.bar({ce: {"close": 103.0, "oi": 2_100.0}, pe: {"volume": 0.0}})
+    assert lab.states(ce)["oi_buildup"] == "LONG_BUILD_UP"
+    changed_ns = lab.end_ns - NS // 1000  # the print's receive time
+    # 180 s (oi_stale_s) of trading without an OI print: still the last reading...
+    while (lab.end_ns + BAR_S * NS - changed_ns) / NS <= 180:
+        lab.bar({pe: {"volume": 0.0}})
+        assert lab.states(ce)["oi_buildup"] == "LONG_BUILD_UP"
+        assert not lab.states(ce)["oi_stale"]
+    # ...then stale: NONE, flagged, no OI direction — not "OI flat".
+    lab.bar({pe: {"volume": 0.0}})
+    assert (lab.end_ns - changed_ns) / NS > 180
+    st = lab.states(ce)
+    assert st["oi_stale"] is True
+    assert st["oi_buildup"] == "NONE"
+    assert lab.di(ce, L.DI_OI_DIR) == 0
+    assert lab.df(ce, L.DF_BUILDUP_CONF) == 0.0
+    # A contract whose OI never moved but which has not traded is not stale (nothing to judge).
+    assert lab.states(pe)["oi_stale"] is False
+    # The next print clears the flag.
+    lab.bar({ce: {"close": 104.0, "oi": 2_150.0}})
+    assert lab.states(ce)["oi_stale"] is False
+    assert lab.states(ce)["oi_buildup"] == "LONG_BUILD_UP"
+
+
+def test_never_changed_oi_goes_stale_from_first_sight() -> None:
+    lab = Lab()
+    ce = lab.row()
+    for _ in range(36):  # 180 s after first sight at T0: not yet (strictly more is needed)
+        lab.bar()
+    assert not lab.states(ce)["oi_stale"]
+    lab.bar()
+    assert lab.states(ce)["oi_stale"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Fresh positions
+# ---------------------------------------------------------------------------------------------
+
+
+def test_fresh_aggressive_entry_at_the_thresholds() -> None:
+    lab = Lab()
+    ce = lab.row()
+    lab.quiet(10)
+    # OI +10 % in this bar's print, volume 2x the average: both thresholds met exactly.
+    sig = lab.bar({ce: {"volume": 200.0, "oi": 2_200.0, "close": 101.0}})
+    assert lab.states(ce)["fresh_position"] == "AGGRESSIVE_ENTRY"
+    assert lab.df(ce, L.DF_FRESH_OI_JUMP) == pytest.approx(0.1)
+    assert lab.df(ce, L.DF_FRESH_VOL_RATIO) == pytest.approx(2.0)
+    # strength = ½·min(1, jump / 2·threshold) + ½·min(1, ratio / 2·surge)
+    assert lab.df(ce, L.DF_FRESH_STRENGTH) == pytest.approx(0.5 * 0.5 + 0.5 * 0.5)
+    # 1-σ premium move over the 300 s horizon: |Δ|·S·σ·√(T/year)
+    move = 0.5 * SPOT * 0.15 * math.sqrt(300 / (365 * 86400))
+    assert lab.df(ce, L.DF_EXPECTED_MOVE) == pytest.approx(move)
+    assert sig.fresh_position_detected
+
+
+@pytest.mark.parametrize(
+    ("volume", "oi", "why"),
+    [
+        (199.0, 2_200.0, "volume 1.99x < 2x surge"),
+        (400.0, 2_199.0, "OI +9.95 % < 10 % jump (and too big for an adjustment)"),
+    ],
+)
+def test_fresh_aggressive_entry_needs_both(volume: float, oi: float, why: str) -> None:
+    lab = Lab()
+    ce = lab.row()
+    lab.quiet(10)
+    lab.bar({ce: {"volume": volume, "oi": oi}})
+    assert lab.states(ce)["fresh_position"] is None, why
+
+
+def test_fresh_first_entry() -> None:
+    lab = Lab()
+    ce, pe = lab.row(), lab.row(side="PE")
+    lab.quiet(5, {ce: {"volume": 0.0}, pe: {"volume": 0.0}})
+    # First trades after (at least min_baseline_bars of) silence, OI rises → FIRST_ENTRY.
+    lab.bar({ce: {"volume": 30.0, "oi": 2_030.0}, pe: {"volume": 30.0}})
+    assert lab.states(ce)["fresh_position"] == "FIRST_ENTRY"
+    # Trading without OI rising is not a first *entry*.
+    assert lab.states(pe)["fresh_position"] is None
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({"volume": 250.0}, "ADJUSTMENT"),  # surge, no OI print in the bar
+        ({"volume": 250.0, "oi": 2_080.0}, "ADJUSTMENT"),  # surge, OI +4 % < half the jump
+        ({"volume": 250.0, "oi": 2_120.0}, None),  # surge, OI +6 %: neither
+        ({"volume": 190.0}, None),  # no surge
+    ],
+)
+def test_fresh_adjustment(change: dict[str, float], expected: str | None) -> None:
+    lab = Lab()
+    ce = lab.row()
+    lab.quiet(10)
+    lab.bar({ce: change})
+    assert lab.states(ce)["fresh_position"] == expected
+
+
+def test_fresh_position_expires_after_max_age_and_outranks_adjustments() -> None:
+    lab = Lab()
+    ce = lab.row()
+    lab.quiet(10)
+    lab.bar({ce: {"volume": 300.0, "oi": 2_400.0}})
+    assert lab.states(ce)["fresh_position"] == "AGGRESSIVE_ENTRY"
+    detected = lab.end_ns
+    assert lab.di(ce, L.DI_FRESH_NS) == detected
+    # A later volume surge (an adjustment) does not replace the live aggressive entry.
+    lab.quiet(10)
+    lab.bar({ce: {"volume": 400.0}})
+    assert lab.states(ce)["fresh_position"] == "AGGRESSIVE_ENTRY"
+    assert lab.di(ce, L.DI_FRESH_NS) == detected
+    while lab.end_ns + BAR_S * NS - detected <= 300 * NS:
+        lab.bar()
+        assert lab.states(ce)["fresh_position"] == "AGGRESSIVE_ENTRY"
+    assert lab.end_ns - detected == 300 * NS  # still live at exactly the max age
+    lab.bar()
+    assert lab.states(ce)["fresh_position"] is None
+    assert lab.df(ce, L.DF_FRESH_STRENGTH) == 0.0
+
+
+def test_scalping_profile_shortens_fresh_lifetime() -> None:
+    lab = Lab(thresholds=DetectorConfig(profile="scalping").thresholds())
+    ce = lab.row()
+    lab.quiet(10)
+    # The scalping profile's 3 % jump is enough here.
+    lab.bar({ce: {"volume": 300.0, "oi": 2_060.0}})
+    assert lab.states(ce)["fresh_position"] == "AGGRESSIVE_ENTRY"
+    lab.quiet(12)  # 60 s
+    assert lab.states(ce)["fresh_position"] == "AGGRESSIVE_ENTRY"
+    lab.bar()
+    assert lab.states(ce)["fresh_position"] is None
+
+
+# ---------------------------------------------------------------------------------------------
+# Traps
+# ---------------------------------------------------------------------------------------------
+
+
+def _trap_lab(**row_change: Any) -> tuple[Lab, int]:
+    """Ten quiet bars, then one bar with ``row_change`` on the ATM call."""
+    lab = Lab()
+    ce = lab.row()
+    lab.quiet(10)
+    lab.bar({ce: row_change})
+    return lab, ce
+
+
+def _low_oi_lab(oi_lots: float, volume: float) -> tuple[Lab, int]:
+    lab = Lab()
+    ce = lab.row()
+    lab.bar({ce: {"oi": oi_lots}})
+    lab.quiet(10)
+    lab.bar({ce: {"volume": volume}})
+    return lab, ce
+
+
+@pytest.mark.parametrize(
+    ("oi_lots", "volume", "fires", "prob"),
+    [
+        # The archetypal trap blocks on its own: its probability starts above the 0.75 line.
+        (49.0, 300.0, True, 0.8),  # OI < 50 lots, volume 3x: the weakest scalper trap
+        (49.0, 600.0, True, 0.95),  # 6x: the strongest
+        (50.0, 600.0, False, 0.0),  # OI not below the threshold
+        (49.0, 290.0, False, 0.0),  # volume 2.9x < 3x
+    ],
+)
+def test_scalper_trap(oi_lots: float, volume: float, fires: bool, prob: float) -> None:
+    lab, ce = _low_oi_lab(oi_lots, volume)
+    assert lab.df(ce, L.DF_OI_LOTS) == pytest.approx(oi_lots)  # units ÷ lot size
+    assert ("SCALPER_TRAP" in lab.states(ce)["trap_types"]) is fires
+    assert lab.df(ce, L.DF_TRAP_PROB) == pytest.approx(prob)
+
+
+def test_scalper_trap_counts_lots_not_units() -> None:
+    # 2 450 units is 49 lots of 50: a thin contract, however big the raw number looks.
+    lab = Lab()
+    ce = lab.row()
+    lab.bar({ce: {"oi_units": 2_450}})
+    lab.quiet(10)
+    lab.bar({ce: {"volume": 400.0}})
+    assert "SCALPER_TRAP" in lab.states(ce)["trap_types"]
+
+
+@pytest.mark.parametrize(
+    ("gamma", "volume", "fires"),
+    [
+        (0.019 / 200, 150.0, True),  # Γ·S·1 % = 0.019 < 0.02, volume at the spike threshold
+        (0.021 / 200, 150.0, False),  # 0.021 per 1 %: not flat
+        (0.019 / 200, 149.0, False),  # flat gamma but no volume spike
+    ],
+)
+def test_noise_trap_gamma_per_one_percent(gamma: float, volume: float, fires: bool) -> None:
+    lab, ce = _trap_lab(gamma=gamma, volume=volume)
+    assert lab.df(ce, L.DF_GAMMA_1PCT) == pytest.approx(gamma * SPOT * 0.01)
+    assert ("NOISE_TRAP" in lab.states(ce)["trap_types"]) is fires
+    if fires:
+        assert lab.df(ce, L.DF_TRAP_PROB) == pytest.approx(0.4)
+
+
+@pytest.mark.parametrize(
+    ("theta", "dte", "fires", "prob"),
+    [
+        (-60.0, 1.0, True, 0.6 + 0.3 * 0.6 / 2.0),  # burn 0.6/day ≥ 0.5, DTE 1 < 2
+        (-200.0, 0.5, True, 0.9),  # burn 2/day: the strongest
+        (-50.0, 1.0, True, 0.6 + 0.3 * 0.5 / 2.0),  # burn exactly 0.5/day: inclusive
+        (-60.0, 2.5, False, 0.0),  # DTE not below 2
+        (-49.0, 1.0, False, 0.0),  # burn 0.49/day
+    ],
+)
+def test_theta_crush_burn_and_dte(theta: float, dte: float, fires: bool, prob: float) -> None:
+    lab, ce = _trap_lab(theta=theta, dte=dte)
+    assert lab.df(ce, L.DF_THETA_BURN) == pytest.approx(abs(theta) / 100.0)
+    assert lab.df(ce, L.DF_DTE) == pytest.approx(dte)
+    assert ("THETA_CRUSH" in lab.states(ce)["trap_types"]) is fires
+    assert lab.df(ce, L.DF_TRAP_PROB) == pytest.approx(prob)
+
+
+def _reversal_lab(high: float, low: float, close: float, volume: float) -> tuple[Lab, int]:
+    lab = Lab()
+    ce = lab.row()
+    lab.quiet(10, {ce: {"high": 101.0, "low": 99.0, "close": 100.0}})
+    lab.bar({ce: {"high": high, "low": low, "close": close, "volume": volume}})
+    return lab, ce
+
+
+@pytest.mark.parametrize(
+    ("high", "low", "close", "volume", "fires"),
+    [
+        (103.0, 100.0, 100.5, 250.0, True),  # new high, gave back 83 % of the range on a burst
+        (100.0, 97.0, 99.5, 250.0, True),  # new low, bounced 83 %
+        (103.0, 100.0, 102.0, 250.0, False),  # new high that held (gave back 33 %)
+        (103.0, 100.0, 100.5, 249.0, False),  # failed push on less than burst volume (2.5x)
+        (101.0, 99.5, 99.6, 250.0, False),  # no new extreme
+        (101.15, 101.0, 101.02, 250.0, False),  # a 3-tick wiggle (< 4 ticks) is not a breakout
+        (101.2, 101.0, 101.02, 250.0, True),  # 4 ticks is
+    ],
+)
+def test_reversal_trap(high: float, low: float, close: float, volume: float, fires: bool) -> None:
+    lab, ce = _reversal_lab(high, low, close, volume)
+    assert ("REVERSAL_TRAP" in lab.states(ce)["trap_types"]) is fires
+    if fires:
+        assert lab.df(ce, L.DF_TRAP_PROB) == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize(
+    ("change", "fires"),
+    [
+        ({"delta": 0.10, "oi": 99.0}, True),  # far OTM, OI < 2 × 50 lots
+        ({"delta": 0.10, "oi": 100.0}, False),  # far OTM, OI ok, spread tight
+        ({"delta": 0.10, "oi": 500.0, "bid": 0.80, "ask": 1.00}, True),  # spread 22 % of mid
+        ({"delta": 0.10, "oi": 500.0, "bid": 0.90, "ask": 1.00}, False),  # spread 10.5 %
+        ({"delta": 0.11, "oi": 99.0}, False),  # not far OTM
+    ],
+)
+def test_liquidity_trap(change: dict[str, float], fires: bool) -> None:
+    lab = Lab()
+    ce = lab.row()
+    lab.bar({ce: {"oi": change["oi"]}})
+    lab.quiet(10)
+    rest = {k: v for k, v in change.items() if k != "oi"}
+    lab.bar({ce: rest})
+    assert ("LIQUIDITY_TRAP" in lab.states(ce)["trap_types"]) is fires
+    if fires:
+        assert lab.df(ce, L.DF_TRAP_PROB) == pytest.approx(0.45)
+
+
+def test_trap_probability_combines_and_auto_blocks() -> None:
+    # One trap at p ≤ 0.75: reported, not blocking.
+    lab, ce = _trap_lab(delta=0.05, bid=0.80, ask=1.00)
+    assert lab.states(ce)["trap_types"] == ["LIQUIDITY_TRAP"]
+    assert lab.di(ce, L.DI_BLOCKED) == 0
+    # Two traps: blocked although 1 − (1 − 0.4)(1 − 0.45) = 0.67 < 0.75.
+    lab, ce = _trap_lab(delta=0.05, bid=0.80, ask=1.00, gamma=0.01 / 200, volume=200.0)
+    assert lab.states(ce)["trap_types"] == ["NOISE_TRAP", "LIQUIDITY_TRAP"]
+    assert lab.df(ce, L.DF_TRAP_PROB) == pytest.approx(1 - 0.6 * 0.55)
+    assert lab.di(ce, L.DI_BLOCKED) == 1
+    assert lab.states(ce)["can_trade"] is False
+    # One trap above 0.75: blocked.
+    lab, ce = _low_oi_lab(40.0, 500.0)  # scalper at 5x: 0.8 + 0.15·(2/3) = 0.9
+    assert lab.states(ce)["trap_types"] == ["SCALPER_TRAP"]
+    assert lab.df(ce, L.DF_TRAP_PROB) == pytest.approx(0.8 + 0.15 * 2 / 3)
+    assert lab.di(ce, L.DI_BLOCKED) == 1
+    lab, ce = _low_oi_lab(40.0, 300.0)  # 3x: 0.8, the weakest scalper trap still blocks
+    assert lab.df(ce, L.DF_TRAP_PROB) == pytest.approx(0.8)
+    assert lab.di(ce, L.DI_BLOCKED) == 1
+    # Everything quiet: no bits, probability 0.
+    lab, ce = _trap_lab()
+    assert lab.states(ce)["trap_types"] == []
+    assert lab.df(ce, L.DF_TRAP_PROB) == 0.0
+
+
+def test_trap_names_cover_every_bit() -> None:
+    assert trap_names(0b11111) == [
+        "SCALPER_TRAP",
+        "NOISE_TRAP",
+        "THETA_CRUSH",
+        "REVERSAL_TRAP",
+        "LIQUIDITY_TRAP",
+    ]
+    assert trap_names(K.TRAP_THETA | K.TRAP_SCALPER) == ["SCALPER_TRAP", "THETA_CRUSH"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Cross-validation (OI × greeks × volume)
+# ---------------------------------------------------------------------------------------------
+
+
+def test_pattern_verdicts_are_the_seeds_table() -> None:
+    table = {
+        K.XV_SMART_ENTRY: (K.VERDICT_PROCEED, 0.95),
+        K.XV_TRAP: (K.VERDICT_BLOCK, 0.05),
+        K.XV_REVERSAL: (K.VERDICT_CAUTION, 0.4),
+        K.XV_EXPLOSIVE: (K.VERDICT_PROCEED, 0.9),
+        K.XV_THETA_TRAP: (K.VERDICT_BLOCK, 0.1),
+        K.XV_NONE: (K.VERDICT_CAUTION, 0.5),
+    }
+    for pattern, (verdict, quality) in table.items():
+        assert K.pattern_verdict(pattern) == (verdict, pytest.approx(quality))
+
+
+def _xv_lab(side: str, delta: float, oi: float, volume: float = 110.0, **extra: Any) -> Lab:
+    """Δ moves from ±0.50 to ``delta`` while an OI print moves OI 2 000 → ``oi`` lots."""
+    lab = Lab()
+    row = lab.row(side=side)
+    lab.quiet(10)
+    lab.bar({row: {"delta": delta, "oi": oi, "volume": volume, "close": 101.0, **extra}})
+    return lab
+
+
+@pytest.mark.parametrize(
+    ("side", "delta", "oi", "volume", "pattern", "verdict"),
+    [
+        ("CE", 0.52, 2_020.0, 110.0, "SMART_ENTRY", "PROCEED"),  # Δ↑ OI↑ Vol↑
+        ("CE", 0.52, 1_980.0, 110.0, "TRAP", "BLOCK"),  # Δ↑ OI↓ Vol↑
+        ("CE", 0.48, 2_020.0, 110.0, "REVERSAL", "CAUTION"),  # Δ↓ OI↑ Vol↑
+        # A put "gains delta" when it moves toward the money: −0.50 → −0.52.
+        ("PE", -0.52, 2_020.0, 110.0, "SMART_ENTRY", "PROCEED"),
+        ("PE", -0.48, 2_020.0, 110.0, "REVERSAL", "CAUTION"),
+        ("PE", -0.52, 1_980.0, 110.0, "TRAP", "BLOCK"),
+        # Volume below its average validates nothing.
+        ("CE", 0.52, 2_020.0, 90.0, "NONE", "CAUTION"),
+    ],
+)
+def test_cross_validation_patterns(
+    side: str, delta: float, oi: float, volume: float, pattern: str, verdict: str
+) -> None:
+    lab = _xv_lab(side, delta, oi, volume)
+    row = lab.row(side=side)
+    assert XV_NAMES[lab.di(row, L.DI_XV_PATTERN)] == pattern
+    assert VERDICT_NAMES[lab.di(row, L.DI_XV_VERDICT)] == verdict
+    assert lab.states(row)["can_trade"] is (verdict != "BLOCK")
+
+
+def test_theta_trap_and_trap_precedence() -> None:
+    # Heavy burn with volume up: THETA_TRAP even though Δ↑ OI↑ Vol↑ would be a smart entry.
+    lab = _xv_lab("CE", 0.52, 2_020.0, theta=-60.0)
+    ce = lab.row()
+    assert lab.di(ce, L.DI_XV_PATTERN) == K.XV_THETA_TRAP
+    assert lab.di(ce, L.DI_XV_VERDICT) == K.VERDICT_BLOCK
+    # TRAP (Δ↑ OI↓) is strongest of all.
+    lab = _xv_lab("CE", 0.52, 1_980.0, theta=-60.0)
+    assert lab.di(lab.row(), L.DI_XV_PATTERN) == K.XV_TRAP
+
+
+def test_explosive_needs_gamma_rise_and_a_live_aggressive_entry() -> None:
+    lab = _xv_lab("CE", 0.52, 2_300.0, volume=300.0, gamma=0.0005 * 1.06)
+    ce = lab.row()
+    assert lab.states(ce)["fresh_position"] == "AGGRESSIVE_ENTRY"
+    assert lab.df(ce, L.DF_GAMMA_CHG_PCT) == pytest.approx(6.0)
+    assert lab.di(ce, L.DI_XV_PATTERN) == K.XV_EXPLOSIVE
+    assert K.pattern_verdict(lab.di(ce, L.DI_XV_PATTERN))[0] == K.VERDICT_PROCEED
+    # Gamma up only 4 %: a smart entry, not explosive.
+    lab = _xv_lab("CE", 0.52, 2_300.0, volume=300.0, gamma=0.0005 * 1.04)
+    assert lab.di(lab.row(), L.DI_XV_PATTERN) == K.XV_SMART_ENTRY
+
+
+def test_signal_direction_rereads_delta_for_the_other_side() -> None:
+    # A call losing delta while OI rises is a REVERSAL for a call buyer, but in a bearish signal
+    # (writers adding calls as the underlying falls) it validates as a SMART_ENTRY.
+    lab = _xv_lab("CE", 0.48, 2_020.0)
+    ce = lab.row()
+    assert lab.di(ce, L.DI_XV_PATTERN) == K.XV_REVERSAL
+    assert lab.det.signal_pattern(ce, +1) == K.XV_REVERSAL
+    assert lab.det.signal_pattern(ce, -1) == K.XV_SMART_ENTRY
+
+
+def test_noise_level_oi_change_is_not_a_direction() -> None:
+    # OI 2 000 → 1 999.8 lots (−0.01 %): the build-up classifier rightly calls this nothing...
+    lab = _xv_lab("CE", 0.52, 1_999.8)
+    ce = lab.row()
+    assert lab.states(ce)["oi_buildup"] == "NONE"
+    # ...so the cross-validator must not call it "OI↓" and block a Δ↑ Vol↑ contract as a TRAP.
+    assert lab.di(ce, L.DI_XV_PATTERN) != K.XV_TRAP
+    assert lab.states(ce)["can_trade"] is True
+
+
+# ---------------------------------------------------------------------------------------------
+# Battlefield (ATM ± 5 strikes)
+# ---------------------------------------------------------------------------------------------
+
+STRIKES = (19_950, 20_000, 20_050)
+
+
+def _battle(
+    ce_oi: float, pe_oi: float, ce_vol: float, pe_vol: float, ce_delta: float, pe_delta: float
+) -> Lab:
+    lab = Lab(strikes=STRIKES)
+    calls = [lab.row(k, "CE") for k in STRIKES]
+    puts = [lab.row(k, "PE") for k in STRIKES]
+    first = {r: {"oi": ce_oi, "delta": ce_delta, "volume": ce_vol} for r in calls}
+    first |= {r: {"oi": pe_oi, "delta": pe_delta, "volume": pe_vol} for r in puts}
+    lab.bar(first)
+    lab.quiet(11, {r: {"volume": ce_vol} for r in calls} | {r: {"volume": pe_vol} for r in puts})
+    return lab
+
+
+@pytest.mark.parametrize(
+    ("args", "control"),
+    [
+        ((3_000, 2_000, 120, 80, 0.5, -0.5), "BULLISH_CONTROL"),  # 0.6 / 0.6 / 0.6
+        ((2_000, 3_000, 80, 120, 0.5, -0.5), "BEARISH_CONTROL"),  # 0.4 / 0.4 / 0.4
+        ((2_100, 1_900, 104, 96, 0.5, -0.5), "BALANCED"),  # 0.525 / 0.52 / 0.525
+        ((3_000, 2_000, 80, 120, 0.5, -0.5), "NEUTRAL_CHOP"),  # OI says calls, volume puts
+        # Call OI and volume dominate but the delta-weighted OI is in puts: no control.
+        ((3_000, 2_000, 120, 80, 0.2, -0.8), "NEUTRAL_CHOP"),
+    ],
+)
+def test_battlefield_controls(args: tuple[float, ...], control: str) -> None:
+    ce_oi, pe_oi, ce_vol, pe_vol, ce_d, pe_d = args
+    lab = _battle(ce_oi, pe_oi, ce_vol, pe_vol, ce_d, pe_d)
+    b = lab.det.battle
+    assert CONTROL_NAMES[int(b[0])] == control
+    assert b[1] == pytest.approx(ce_oi / (ce_oi + pe_oi))  # CE OI share
+    assert b[2] == pytest.approx(ce_vol / (ce_vol + pe_vol))  # CE volume share (window)
+    skew = abs(ce_d) * ce_oi / (abs(ce_d) * ce_oi + abs(pe_d) * pe_oi)
+    assert b[3] == pytest.approx(skew)  # share of delta-weighted OI held in calls
+    assert lab.det.latest is not None
+    assert lab.det.latest.market_control == control
+
+
+def test_battlefield_volume_share_is_the_recent_window_and_war_intensity() -> None:
+    lab = Lab(strikes=STRIKES)
+    calls = [lab.row(k, "CE") for k in STRIKES]
+    puts = [lab.row(k, "PE") for k in STRIKES]
+    # Eight old bars where calls traded 10x: outside the 12-bar window, so they do not count.
+    lab.quiet(8, {r: {"volume": 1_000.0} for r in calls})
+    steady = {r: {"volume": 120.0} for r in calls} | {r: {"volume": 80.0} for r in puts}
+    lab.quiet(12, steady)
+    b = lab.det.battle
+    assert b[2] == pytest.approx(0.6)
+    # War intensity = (1 − 2·|0.6 − 0.5|) × min(1, window volume ÷ baseline): the window trades
+    # 100 lots per contract-bar against 550 before it (calls 1 000, puts 100).
+    activity = (200 * 3 * 12 * LOT) / ((1_000 + 100) * 3 * 8 / (6 * 8) * 6 * 12 * LOT)
+    assert activity == pytest.approx(100 / 550)
+    assert b[4] == pytest.approx(0.8 * activity)
+    # With a steady zone the activity factor is 1.
+    lab2 = Lab(strikes=STRIKES)
+    lab2.quiet(20, steady)
+    assert lab2.det.battle[4] == pytest.approx(0.8)
+    assert lab2.det.battle[5] == 0  # CE OI share unchanged over the window: STABLE
+
+
+def test_battlefield_trend_follows_the_ce_oi_share() -> None:
+    lab = Lab(strikes=STRIKES)
+    calls = [lab.row(k, "CE") for k in STRIKES]
+    lab.quiet(12)
+    lab.bar({r: {"oi": 2_400.0} for r in calls})  # CE share 0.5 → 0.545 within the window
+    assert lab.det.battle[5] == 1
+
+
+def test_control_of_thresholds_are_strict() -> None:
+    thr = 0.55
+    assert K.control_of(0.5501, 0.5501, 0.5501, thr) == K.CONTROL_BULLISH
+    assert K.control_of(0.55, 0.56, 0.56, thr) != K.CONTROL_BULLISH
+    assert K.control_of(0.4499, 0.4499, 0.4499, thr) == K.CONTROL_BEARISH
+    assert K.control_of(0.45, 0.44, 0.44, thr) != K.CONTROL_BEARISH
+    assert K.control_of(0.54, 0.46, 0.5, thr) == K.CONTROL_BALANCED
+    assert K.control_of(0.56, 0.5, 0.5, thr) == K.CONTROL_CHOP
+
+
+# ---------------------------------------------------------------------------------------------
+# Profiles and overrides (the seed's SmartMoneyConfig)
+# ---------------------------------------------------------------------------------------------
+
+# Written out from seeds/phase4-integration-guide.md, "Configuration & Tuning".
+SEED_DEFAULTS: dict[str, float] = {
+    "volume_spike_threshold": 1.5,
+    "volume_burst_threshold": 2.5,
+    "volume_aggressive_threshold": 3.5,
+    "trap_low_oi_threshold": 50,
+    "trap_noise_gamma_threshold": 0.02,
+    "trap_theta_aggressive_threshold": 0.5,
+    "fresh_position_oi_jump": 0.1,
+    "fresh_position_volume_surge": 2.0,
+    "fresh_position_max_age_seconds": 300,
+    "ce_pe_atm_range": 5.0,
+    "ce_pe_control_threshold": 0.55,
+}
+SEED_PROFILES: dict[str, dict[str, float]] = {
+    "default": {},
+    "volatile": {
+        "volume_spike_threshold": 1.3,
+        "fresh_position_oi_jump": 0.05,
+        "trap_low_oi_threshold": 100,
+    },
+    "calm": {
+        "volume_spike_threshold": 2.0,
+        "fresh_position_oi_jump": 0.15,
+        "trap_low_oi_threshold": 30,
+    },
+    "scalping": {
+        "volume_spike_threshold": 1.2,
+        "fresh_position_oi_jump": 0.03,
+        "trap_low_oi_threshold": 200,
+        "fresh_position_max_age_seconds": 60,
+    },
+}
+
+
+def test_defaults_are_the_seeds() -> None:
+    t = msgspec.structs.asdict(SmartMoneyConfig())
+    for name, value in SEED_DEFAULTS.items():
+        assert t[name] == value, name
+
+
+@pytest.mark.parametrize("profile", sorted(SEED_PROFILES))
+def test_profile_is_exactly_the_seeds(profile: str) -> None:
+    got = msgspec.structs.asdict(DetectorConfig(profile=profile).thresholds())
+    expected = msgspec.structs.asdict(SmartMoneyConfig()) | SEED_PROFILES[profile]
+    assert got == expected
+    for name, value in (SEED_DEFAULTS | SEED_PROFILES[profile]).items():
+        assert got[name] == value, name
+
+
+def test_overrides_apply_on_top_of_the_profile_by_name() -> None:
+    cfg = DetectorConfig(
+        profile="scalping",
+        overrides={"fresh_position_max_age_seconds": 120.0, "oi_stale_s": 90.0},
+    )
+    t = cfg.thresholds()
+    assert t.fresh_position_max_age_seconds == 120.0  # the override beats the profile's 60
+    assert t.volume_spike_threshold == 1.2  # the profile's, untouched
+    assert t.oi_stale_s == 90.0  # a knob the seed does not have
+    assert t.volume_burst_threshold == 2.5  # the default
+    toml = b"""
+[detectors]
+profile = "calm"
+[detectors.overrides]
+volume_spike_threshold = 1.8
+"""
+    t2 = decode(toml).detectors.thresholds()
+    assert t2.volume_spike_threshold == 1.8
+    assert t2.fresh_position_oi_jump == 0.15
+    with pytest.raises(ValueError, match="unknown threshold `volume_spike`"):
+        DetectorConfig(overrides={"volume_spike": 2.0})
+    with pytest.raises(ValueError, match=r"detectors\.overrides"):
+        DetectorConfig(overrides={"volume_spike_threshold": -1.0})
+
+
+def test_params_array_carries_every_threshold() -> None:
+    t = DetectorConfig(profile="volatile", overrides={"reversal_lookback_bars": 4}).thresholds()
+    p = params_array(t, 7)
+    slots = {
+        K.P_VOLUME_SPIKE: t.volume_spike_threshold,
+        K.P_VOLUME_BURST: t.volume_burst_threshold,
+        K.P_VOLUME_AGGRESSIVE: t.volume_aggressive_threshold,
+        K.P_TRAP_LOW_OI: t.trap_low_oi_threshold,
+        K.P_TRAP_NOISE_GAMMA: t.trap_noise_gamma_threshold,
+        K.P_TRAP_THETA: t.trap_theta_aggressive_threshold,
+        K.P_FRESH_OI_JUMP: t.fresh_position_oi_jump,
+        K.P_FRESH_VOL_SURGE: t.fresh_position_volume_surge,
+        K.P_FRESH_MAX_AGE_S: t.fresh_position_max_age_seconds,
+        K.P_ATM_RANGE: t.ce_pe_atm_range,
+        K.P_CONTROL: t.ce_pe_control_threshold,
+        K.P_OI_STALE_S: t.oi_stale_s,
+        K.P_MIN_OI_PCT: t.buildup_min_oi_change_pct,
+        K.P_MIN_PX_PCT: t.buildup_min_price_change_pct,
+        K.P_BASELINE_BARS: t.baseline_bars,
+        K.P_MIN_BASELINE_BARS: t.min_baseline_bars,
+        K.P_BATTLE_BARS: t.battle_window_bars,
+        K.P_CRUSH_DTE: t.theta_crush_dte_days,
+        K.P_LIQ_DELTA: t.liquidity_max_delta,
+        K.P_LIQ_SPREAD_PCT: t.liquidity_max_spread_pct,
+        K.P_REVERSAL_RETRACE: t.reversal_retrace,
+        K.P_REVERSAL_LOOKBACK: 4,
+        K.P_EXPLOSIVE_GAMMA_PCT: t.explosive_gamma_rise_pct,
+        K.P_BLOCK_PROB: t.trap_block_probability,
+        K.P_BAR_SECONDS: 7,
+        K.P_REVERSAL_MIN_TICKS: t.reversal_min_range_ticks,
+    }
+    assert len(slots) == K.NP
+    for slot, value in slots.items():
+        assert p[slot] == value, slot
+    assert p[K.P_VOLUME_SPIKE] == 1.3
+    assert p[K.P_TRAP_LOW_OI] == 100.0
+
+
+def test_profile_thresholds_change_detection() -> None:
+    # A 1.4x bar: a SPIKE for the volatile profile (1.3), NORMAL by default (1.5).
+    for profile, state in (("volatile", "SPIKE"), ("default", "NORMAL"), ("calm", "NORMAL")):
+        lab = Lab(thresholds=DetectorConfig(profile=profile).thresholds())
+        ce = lab.row()
+        lab.quiet(10)
+        lab.bar({ce: {"volume": 140.0}})
+        assert lab.states(ce)["volume_state"] == state, profile
+    # 80 lots of OI with a 3x bar: a scalper trap under 'volatile' (100 lots), not by default.
+    for profile, fires in (("volatile", True), ("default", False)):
+        lab = Lab(thresholds=DetectorConfig(profile=profile).thresholds())
+        ce = lab.row()
+        lab.bar({ce: {"oi": 80.0}})
+        lab.quiet(10)
+        lab.bar({ce: {"volume": 300.0}})
+        assert ("SCALPER_TRAP" in lab.states(ce)["trap_types"]) is fires, profile
+
+
+def test_quiet_contract_fires_nothing() -> None:
+    lab = Lab(strikes=STRIKES)
+    lab.quiet(20)
+    for row in lab.chain.option_rows.tolist():
+        st = lab.states(row)
+        assert st == {
+            "oi_buildup": "NONE",
+            "volume_state": "NORMAL",
+            "fresh_position": None,
+            "trap_types": [],
+            "can_trade": True,
+            "oi_stale": False,
+        }
+    sig = lab.det.latest
+    assert sig is not None
+    assert sig.recommendation == "NEUTRAL"
+    assert np.all(lab.det.di[lab.chain.option_rows, L.DI_BLOCKED] == 0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Signal assembly details found while testing
+# ---------------------------------------------------------------------------------------------
+
+
+def test_vote_evidence_oi_update_age_is_measured_at_the_bar_end() -> None:
+    lab = Lab()
+    ce = lab.row()
+    lab.quiet(10)
+    sig = lab.bar({ce: {"close": 103.0, "oi": 2_100.0}})  # printed 1 ms before the bar's end
+    (vote,) = [e for e in sig.evidence if e.rule == "OI_BUILDUP"]
+    assert vote.inputs["oi_update_age_s"] == 0.0
+    sig = lab.bar()
+    (vote,) = [e for e in sig.evidence if e.rule == "OI_BUILDUP"]
+    assert vote.inputs["oi_update_age_s"] == 5.0
+
+
+def test_avoid_reason_names_the_blocking_pattern() -> None:
+    lab = Lab()
+    ce, pe = lab.row(), lab.row(side="PE")
+    lab.quiet(10)
+    sig = lab.bar(
+        {
+            # The put: premium −2 %, OI +3 % → SHORT_BUILD_UP, bullish for the underlying.
+            pe: {"close": 98.0, "oi": 2_060.0, "delta": -0.48, "volume": 110.0},
+            # The call (the contract a BUY_CALL would trade): Δ↑, OI −1 %, Vol↑ → TRAP.
+            ce: {"oi": 1_980.0, "delta": 0.52, "volume": 110.0},
+        }
+    )
+    assert lab.states(ce)["oi_buildup"] == "NONE"
+    assert lab.di(ce, L.DI_XV_PATTERN) == K.XV_TRAP
+    assert lab.det.signal_pattern(pe, +1) == K.XV_SMART_ENTRY
+    assert sig.recommendation == "AVOID"
+    assert sig.option_type == "CE"
+    assert sig.reason is not None
+    assert "TRAP" in sig.reason
