@@ -41,7 +41,7 @@ class Base(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True
     """Base of every config section: unknown keys are errors, values are immutable."""
 
 
-class MarketConfig(Base):
+class MarketConfig(Base, frozen=True):
     """Which chains to follow."""
 
     underlyings: list[str] = msgspec.field(default_factory=lambda: ["NIFTY"])
@@ -60,7 +60,7 @@ class MarketConfig(Base):
     """Live mode downloads Angel's scrip master once a day from here and caches it."""
 
 
-class ModelConfig(Base):
+class ModelConfig(Base, frozen=True):
     """Option model (design.md §3)."""
 
     forward: Literal["synthetic", "future", "spot"] = "synthetic"
@@ -74,7 +74,7 @@ class ModelConfig(Base):
     """A mid is 'sane' when (ask − bid) / mid ≤ this percentage."""
 
 
-class SmartMoneyConfig(Base):
+class SmartMoneyConfig(Base, frozen=True):
     """Detector thresholds: the seed's ``SmartMoneyConfig`` defaults plus implicit knobs.
 
     Units are stated per field; kernels/detect.py documents every rule.
@@ -108,6 +108,8 @@ class SmartMoneyConfig(Base):
     liquidity_max_spread_pct: PositiveFloat = 20.0
     reversal_retrace: Fraction = 0.5
     reversal_lookback_bars: Annotated[int, Meta(ge=1, le=30)] = 6
+    reversal_min_range_ticks: PositiveFloat = 4.0
+    """A failed breakout needs a bar at least this many ticks high to count as one."""
     explosive_gamma_rise_pct: PositiveFloat = 5.0
     trap_block_probability: Fraction = 0.75
     min_signal_probability: Fraction = 0.5
@@ -138,7 +140,7 @@ PROFILES: dict[str, dict[str, float]] = {
 }
 
 
-class DetectorConfig(Base):
+class DetectorConfig(Base, frozen=True):
     """Smart-money detectors (seeds/phase4-integration-guide.md)."""
 
     profile: Literal["default", "volatile", "calm", "scalping"] = "default"
@@ -165,7 +167,7 @@ class DetectorConfig(Base):
             raise ValueError(f"detectors.overrides: {e}") from None
 
 
-class FlowConfig(Base):
+class FlowConfig(Base, frozen=True):
     """Order-flow analytics (seeds/smart-money-framework.md)."""
 
     window_bars: Annotated[int, Meta(ge=1, le=30)] = 12
@@ -187,7 +189,7 @@ class FlowConfig(Base):
             raise ValueError("flow: need hold_below < execute_at < strong_at")
 
 
-class StrategyConfig(Base):
+class StrategyConfig(Base, frozen=True):
     """Seed Phase 5: entry, exit and sizing."""
 
     enabled: bool = True
@@ -216,7 +218,7 @@ class StrategyConfig(Base):
     """An intent that cannot be sent within this long is dropped (the market has moved)."""
 
 
-class RiskConfig(Base):
+class RiskConfig(Base, frozen=True):
     """Pre-trade checks applied to every intent before it can be sent."""
 
     max_open_positions: PositiveInt = 3
@@ -236,7 +238,7 @@ class RiskConfig(Base):
     flatten_on_kill: bool = True
 
 
-class OrdersConfig(Base):
+class OrdersConfig(Base, frozen=True):
     """Order router and brokers."""
 
     broker: Literal["paper", "angel"] = "paper"
@@ -255,9 +257,13 @@ class OrdersConfig(Base):
     reconcile_interval_s: PositiveFloat = 2.0
     rest_url: str = "https://apiconnect.angelone.in"
     order_update_url: str = "wss://tns.angelone.in/smart-order-update"
+    login_at_ist: HHMM = "08:45"
+    """Live: a fresh TOTP login each morning before the open (sessions die at midnight)."""
+    logout_at_ist: HHMM = "15:45"
+    """Live: log out after the close (exchanges require a daily logout of API sessions)."""
 
 
-class ApiConfig(Base):
+class ApiConfig(Base, frozen=True):
     """Local HTTP API."""
 
     enabled: bool = True
@@ -265,7 +271,7 @@ class ApiConfig(Base):
     signals_kept: PositiveInt = 1000
 
 
-class FeedConfig(Base):
+class FeedConfig(Base, frozen=True):
     """SmartStream client."""
 
     url: str = "wss://smartapisocket.angelone.in/smart-stream"
@@ -297,7 +303,7 @@ ScenarioKind = Literal[
 ]
 
 
-class ScenarioConfig(Base):
+class ScenarioConfig(Base, frozen=True):
     """One injected market behaviour, logged by the simulator as ground truth."""
 
     kind: ScenarioKind
@@ -312,7 +318,7 @@ class ScenarioConfig(Base):
     strength: Annotated[float, Meta(gt=0, le=10)] = 1.0
 
 
-class SimConfig(Base):
+class SimConfig(Base, frozen=True):
     """Embedded simulator (mode = "sim")."""
 
     host: str = "127.0.0.1"
@@ -343,7 +349,7 @@ class SimConfig(Base):
     scenarios: list[ScenarioConfig] = msgspec.field(default_factory=list)
 
 
-class LogConfig(Base):
+class LogConfig(Base, frozen=True):
     """Structured logging."""
 
     format: Literal["auto", "json", "console"] = "auto"
@@ -352,7 +358,7 @@ class LogConfig(Base):
     stats_interval_s: PositiveFloat = 10.0
 
 
-class Config(Base):
+class Config(Base, frozen=True):
     """The whole daemon configuration."""
 
     mode: Literal["sim", "live"] = "sim"

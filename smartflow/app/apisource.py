@@ -261,6 +261,8 @@ class DaemonApiSource:
                 problems.append("router task ended")
             if d.trading.router.fatal:
                 problems.append(d.trading.router.fatal)
+            if d.trading.broker.auth_failed:
+                problems.append(f"broker login refused: {d.trading.broker.auth_failed}")
         return not problems, {"problems": problems, "ready": d.ready.is_set()}
 
     def prometheus(self) -> bytes:

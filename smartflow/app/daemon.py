@@ -42,11 +42,20 @@ from smartflow.core.clock import Clock, LiveClock, ScaledClock
 from smartflow.core.errors import FatalError
 from smartflow.core.mailbox import Conflator
 from smartflow.core.messages import OrderIntent, SmartMoneySignal
-from smartflow.feed.session import FeedSession, HeadersProvider, headers_for, static_headers
+from smartflow.core.timeutil import ist_date, parse_hhmm
+from smartflow.feed.session import (
+    AuthFailureHook,
+    FeedSession,
+    HeadersProvider,
+    headers_for,
+    static_headers,
+)
 from smartflow.instruments.fetch import load_scrip_master
 from smartflow.instruments.master import ScripMaster
 from smartflow.instruments.universe import select
 from smartflow.journal.store import Journal
+from smartflow.orders.angel import AngelGateway
+from smartflow.orders.angel_session import AngelSession
 from smartflow.orders.port import BrokerPort
 from smartflow.sim.market import Market
 from smartflow.sim.server import (
@@ -99,6 +108,8 @@ class Daemon:
         self.broker: BrokerPort | None = None
         self.signals_emitted = 0
         self.signal_hooks: list[Callable[[SmartMoneySignal], None]] = []
+        self.session: AngelSession | None = None
+        self._feed_auth_hook: AuthFailureHook | None = None
         self.flow: FlowAnalyzer | None = None
         self.metrics: Metrics | None = None
         self.api: ApiServer | None = None
@@ -171,7 +182,33 @@ class Daemon:
                 + " (credentials come from $CREDENTIALS_DIRECTORY or "
                 "SMARTFLOW_<NAME> environment variables)"
             )
-        raise FatalError("live mode needs the Angel gateway, which this build does not include")
+        cfg = self.cfg
+        session = AngelSession(self.creds, cfg.orders, self.log.bind(stage="angel"))
+        self.session = session
+        await session.start()  # TOTP login; AuthError names what Angel refused
+        if cfg.orders.broker == "angel":
+            # One session for orders and market data: a re-login replaces the tokens of both.
+            self.broker = AngelGateway(
+                session, cfg.orders, self.log.bind(stage="angel"), close_session=False
+            )
+        self._spawn(
+            "daily-session",
+            session.run_daily(
+                self.clock,
+                parse_hhmm(cfg.orders.login_at_ist),
+                parse_hhmm(cfg.orders.logout_at_ist),
+            ),
+        )
+        today = ist_date(self.clock.now_ns())
+        master = await load_scrip_master(
+            cfg.market.scrip_master_url,
+            set(cfg.market.underlyings),
+            Path(cfg.state_dir),
+            today,
+            self.log,
+        )
+        self._feed_auth_hook = session.on_stream_auth_failure
+        return cfg.feed.url, session.stream_headers, master
 
     async def start(self) -> None:
         """Bring every stage up; returns once the feed is connected and subscribed."""
@@ -253,6 +290,7 @@ class Daemon:
             self.clock,
             self.log.bind(stage="feed"),
             self.recorder,
+            on_auth_failure=self._feed_auth_hook,
             seed=cfg.sim.seed if cfg.mode == "sim" else None,
         )
         self.subs = SubscriptionManager(
@@ -565,6 +603,10 @@ class Daemon:
             self.log.info("tape.closed", path=str(self.recorder.path), frames=self.recorder.records)
         if self.trading is not None:
             await self._quietly("broker.close", self.trading.broker.close())
+        if self.session is not None:
+            # The HTTP client only: the session at Angel stays valid (orders are unaffected);
+            # the daily cycle logs out after the close.
+            await self._quietly("session.close", self.session.close())
         if self.journal is not None:
             self.journal.close()
             self.log.info("journal.closed", path=self.journal.path, writes=self.journal.writes)

@@ -83,6 +83,7 @@ class PaperBroker:
         self._handlers: list[OrderUpdateHandler] = []
         self._seq = 0
         self.fills = 0
+        self.auth_failed: str | None = None  # paper never logs in
 
     # ---- BrokerPort ---------------------------------------------------------------------
 
@@ -177,7 +178,8 @@ class PaperBroker:
             levels = q.asks if o.req.side == "BUY" else q.bids
             want = o.req.quantity - o.filled
             take_all = self.partial_p <= 0 or self._rng.random() >= self.partial_p
-            got = cost = 0
+            got = 0
+            cost = 0.0
             for px, qty in levels:
                 better = px <= o.req.price if o.req.side == "BUY" else px >= o.req.price
                 if not better or want <= 0:

@@ -97,6 +97,8 @@ class BrokerPort(Protocol):
     """What the order router calls. Paper and Angel implement it."""
 
     name: str
+    auth_failed: str | None
+    """Set when the broker refused a (re-)login: trading cannot continue until fixed."""
 
     async def place(self, req: PlaceRequest) -> Reply:
         """Send a new order."""
