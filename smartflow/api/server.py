@@ -188,8 +188,8 @@ class ApiServer:
         await self._runner.setup()
         site = web.TCPSite(self._runner, host.strip("[]"), int(port), reuse_address=True)
         await site.start()
-        server = site._server
-        self.port = server.sockets[0].getsockname()[1] if server else int(port)  # type: ignore[union-attr]
+        # Port 0 asks the kernel for one; the runner knows which it got.
+        self.port = int(self._runner.addresses[0][1])
         self.log.info("api.listening", url=f"http://{host}:{self.port}")
 
     async def stop(self) -> None:

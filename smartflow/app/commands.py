@@ -13,8 +13,8 @@ import msgspec
 import structlog
 
 from smartflow.app import logging as applog
-from smartflow.config import Config, ConfigError, load, load_credentials, to_builtins
-from smartflow.core.errors import FatalError
+from smartflow.config import Config, load, load_credentials, to_builtins
+from smartflow.core.errors import ConfigError, FatalError
 
 
 def _load(args: argparse.Namespace) -> Config:

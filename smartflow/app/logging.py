@@ -16,7 +16,7 @@ import logging
 import re
 import sys
 from collections.abc import Iterable, MutableMapping
-from typing import IO, Any
+from typing import Any, TextIO
 
 import msgspec
 import structlog
@@ -93,7 +93,7 @@ def configure(
     fmt: str = "auto",
     level: str = "info",
     secrets: Iterable[str] = (),
-    stream: IO[str] | None = None,
+    stream: TextIO | None = None,
 ) -> Redactor:
     """Configure structlog once for the process.
 

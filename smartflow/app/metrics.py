@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
@@ -43,9 +43,10 @@ class Metrics:
 
     def __init__(self, snapshot: Callable[[], dict[str, Any]]) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
-        h = lambda name, doc, buckets=LATENCY_BUCKETS: Histogram(  # noqa: E731
-            name, doc, buckets=buckets, registry=self.registry
-        )
+
+        def h(name: str, doc: str, buckets: Sequence[float] = LATENCY_BUCKETS) -> Histogram:
+            return Histogram(name, doc, buckets=buckets, registry=self.registry)
+
         self.batch = h(
             "smartflow_engine_batch_seconds",
             "Engine time per batch of packets (decode, chain, greeks, detectors)",

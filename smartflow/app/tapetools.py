@@ -10,6 +10,7 @@ import msgspec
 
 from smartflow.core.timeutil import iso_ist
 from smartflow.feed import protocol as p
+from smartflow.kernels import wire
 from smartflow.tape.format import open_tape
 
 
@@ -31,7 +32,7 @@ def info(path: Path, out: IO[str]) -> int:
         frame = tape.payload(i)
         status = decoder.status(frame)
         if status:
-            kinds[p.wire.STATUS_NAMES[status]] += 1
+            kinds[wire.STATUS_NAMES[status]] += 1
             continue
         modes[p.MODE_NAMES[frame[0]]] += 1
         tokens.add((frame[1], frame[2:27].split(b"\0", 1)[0].decode("ascii")))

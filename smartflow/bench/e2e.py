@@ -178,7 +178,6 @@ class DaemonRun:
     """What one daemon run measured."""
 
     received_per_s: float = 0.0
-    received_per_s: float = 0.0
     applied_per_s: float = 0.0
     conflated: int = 0
     decision_ns: list[int] = field(default_factory=list)
@@ -275,8 +274,8 @@ def _run(main: Any) -> list[tuple[float, float, DaemonRun]]:
     try:
         import uvloop
     except ImportError:
-        return asyncio.run(main())  # type: ignore[no-any-return]
-    return uvloop.run(main())  # type: ignore[no-any-return]
+        return asyncio.run(main())
+    return uvloop.run(main())
 
 
 def _report(results: list[tuple[float, float, DaemonRun]], flood: float, seconds: float) -> str:

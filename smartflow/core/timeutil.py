@@ -14,6 +14,12 @@ MARKET_OPEN_IST = dt.time(9, 15)
 MARKET_CLOSE_IST = dt.time(15, 30)
 
 
+def parse_hhmm(text: str) -> dt.time:
+    """``"09:15"`` or ``"09:15:30"`` (config validates the pattern) as a time of day."""
+    parts = [int(x) for x in text.split(":")]
+    return dt.time(parts[0], parts[1], parts[2] if len(parts) > 2 else 0)
+
+
 def expiry_ns(expiry: dt.date) -> int:
     """Return the Unix-epoch nanoseconds of 15:30 IST on ``expiry``."""
     instant = dt.datetime.combine(expiry, EXPIRY_TIME_IST, tzinfo=IST)

@@ -292,7 +292,7 @@ class _Connection:
         s = self.session
         cfg = s.cfg
         backoff = cfg.backoff_initial_s
-        while not self._closing:
+        while not self.closing():
             connected_at = None
             try:
                 headers = await s._headers()
@@ -322,14 +322,14 @@ class _Connection:
             except InvalidStatus as e:
                 await self._on_rejected(e)
             except (OSError, TimeoutError, ConnectionClosed, InvalidHandshake) as e:
-                if not self._closing:
+                if not self.closing():
                     s.log.warning(
                         "feed.disconnected", socket=self.index, error=f"{type(e).__name__}: {e}"
                     )
             finally:
                 self.ws = None
                 self.ready.clear()
-            if self._closing:
+            if self.closing():
                 return
             s.stats.reconnects += 1
             if connected_at is not None:
@@ -445,6 +445,10 @@ class _Connection:
         if len(self.pending) > 64:
             for key in list(self.pending)[:-64]:
                 del self.pending[key]
+
+    def closing(self) -> bool:
+        """``close()`` was called (possibly while this socket's loop was awaiting)."""
+        return self._closing
 
     async def close(self) -> None:
         self._closing = True

@@ -14,12 +14,11 @@ until reset. Its state is journalled, so a restart does not silently re-arm trad
 
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import dataclass
 
 from smartflow.config import RiskConfig
 from smartflow.core.messages import OrderIntent
-from smartflow.core.timeutil import ist_datetime
+from smartflow.core.timeutil import ist_datetime, parse_hhmm
 
 
 @dataclass
@@ -33,19 +32,14 @@ class Exposure:
     """Realised plus marked-to-market, rupees."""
 
 
-def _hhmm(text: str) -> dt.time:
-    parts = [int(x) for x in text.split(":")]
-    return dt.time(*parts)
-
-
 class RiskGuard:
     """Stateless checks plus the kill-switch flag."""
 
     def __init__(self, cfg: RiskConfig, underlyings: list[str]) -> None:
         self.cfg = cfg
         self.allowed = set(underlyings)
-        self.open_at = _hhmm(cfg.market_open_ist)
-        self.close_at = _hhmm(cfg.market_close_ist)
+        self.open_at = parse_hhmm(cfg.market_open_ist)
+        self.close_at = parse_hhmm(cfg.market_close_ist)
         self.killed = False
         self.kill_reason = ""
 

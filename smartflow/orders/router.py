@@ -286,6 +286,7 @@ class OrderRouter:
             await self._refuse(intent, now_ns, "expired", "intent outlived its TTL in the queue")
             return
         q = self.market.quote(intent.token)
+        price: float | None
         if intent.limit_price is not None:
             price = intent.limit_price
         else:

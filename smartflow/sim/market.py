@@ -485,8 +485,9 @@ class Market:
             if (
                 c.inst.strike == strike
                 and c.inst.kind == sc.side
+                and c.inst.expiry is not None
                 and expiry_ns(c.inst.expiry) == chain.weekly_expiry_ns
-            ):  # type: ignore[arg-type]
+            ):
                 return c
         raise ValueError(f"scenario {sc.kind}: no {root} {strike:g} {sc.side} in the universe")
 

@@ -125,9 +125,7 @@ class SimServer:
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
         await site.start()
-        server = site._server
-        if self.port == 0 and server is not None:
-            self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.port = int(self._runner.addresses[0][1])
         stream = self._stream_market() if self.tape_source is None else self._stream_tape()
         self._streamer = asyncio.create_task(stream, name="sim-streamer")
         self.log.info("sim.listening", url=self.url, instruments=len(self.market.instruments))

@@ -31,7 +31,7 @@ from typing import Any, Protocol
 
 from smartflow.config import StrategyConfig
 from smartflow.core.messages import OrderIntent, Quote, SmartMoneySignal
-from smartflow.core.timeutil import ist_date, ist_datetime
+from smartflow.core.timeutil import ist_date, ist_datetime, parse_hhmm
 
 
 NS = 1_000_000_000
@@ -88,10 +88,6 @@ class Held:
     direction: int  # +1 bought a call (bullish), -1 bought a put
 
 
-def _hhmm(text: str) -> dt.time:
-    return dt.time(*(int(x) for x in text.split(":")))
-
-
 class Strategy:
     """Turns signals into entries and watches held contracts for exits."""
 
@@ -112,8 +108,8 @@ class Strategy:
         self.quotes = quotes
         self.submit = submit
         self.log = log
-        self.cutoff = _hhmm(cfg.exit_cutoff_ist)
-        self.expiry_cutoff = _hhmm(cfg.expiry_day_cutoff_ist)
+        self.cutoff = parse_hhmm(cfg.exit_cutoff_ist)
+        self.expiry_cutoff = parse_hhmm(cfg.expiry_day_cutoff_ist)
         self.held: dict[str, Held] = {}
         self.last_exit_ns: dict[str, int] = {}
         self.latest: dict[str, SmartMoneySignal] = {}
@@ -193,7 +189,7 @@ class Strategy:
         strength = 0.0
         for ev in signal.evidence:
             if ev.rule == "FRESH_POSITION" and ev.token == token:
-                strength = float(ev.inputs.get("strength") or 0.0)  # type: ignore[arg-type]
+                strength = float(ev.inputs.get("strength") or 0.0)
         kind = "AGGRESSIVE" if aggressive else "NORMAL"
         intent = OrderIntent(
             intent_id=self._intent_id("entry", now_ns),

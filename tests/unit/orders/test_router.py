@@ -263,9 +263,7 @@ async def test_unknown_order_is_reconciled_never_resent(tmp_path: Path) -> None:
         await router.pump(clock.now_ns())
     (order,) = journal.orders()
     assert order.state == "FILLED"
-    assert "broker OPEN" in [
-        d for _, _, d in journal.order_events(order.order_id)
-    ]
+    assert "broker OPEN" in [d for _, _, d in journal.order_events(order.order_id)]
     assert len(broker.requests) == 1  # placed once, found by its tag, never re-sent
     journal.close()
 
