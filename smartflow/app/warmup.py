@@ -10,6 +10,8 @@ from __future__ import annotations
 import datetime as dt
 import time
 
+import numpy as np
+
 from smartflow.analytics.detectors import SmartMoneyDetector
 from smartflow.analytics.flow import FlowAnalyzer
 from smartflow.chain.state import ChainBook, ChainState
@@ -18,7 +20,7 @@ from smartflow.core.timeutil import expiry_ns
 from smartflow.feed import protocol as p
 from smartflow.instruments.master import Instrument
 from smartflow.instruments.universe import ChainUniverse
-from smartflow.kernels import iv
+from smartflow.kernels import detect, iv, wire
 
 
 def _universe() -> ChainUniverse:
@@ -69,10 +71,16 @@ def warm_up(model: ModelConfig, detectors: DetectorConfig) -> float:
             "best_5_sell_data": [{"flag": 0, "quantity": 50, "price": ltp + 5, "no of orders": 1}],
         }
         frames.append((now + i, p.encode(pkt)))
+    for _, frame in frames:
+        # The feed validates every frame as it arrives, before the engine sees it.
+        wire.check_frame(np.frombuffer(frame, np.uint8), 0, len(frame))
     book.process(frames)
     # A second packet for a contract exercises the per-tick order-flow path.
     book.process([(now + 10, frames[2][1])])
     book.advance_to(now + book.bar_ns * 2)
     for row in range(chain.n):
         flow.contract_metrics(chain, row)
+    # Signal assembly only reaches this one when contracts vote, which a one-strike chain with
+    # no history never does.
+    detect.pattern_verdict(detect.XV_NONE)
     return time.perf_counter() - t0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -9,10 +10,13 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import structlog
+from numba.core.dispatcher import Dispatcher
 
 from smartflow.app.daemon import Daemon, RunOptions
 from smartflow.config import (
@@ -33,6 +37,22 @@ SCENARIOS = [
     ScenarioConfig(kind="long_build_up", start_s=150, duration_s=40, side="PE", strike_offset=-1),
     ScenarioConfig(kind="short_build_up", start_s=240, duration_s=40, side="CE", strike_offset=1),
 ]
+
+
+@contextlib.contextmanager
+def jit_compiles_once(warm: Callable[[], bool]) -> Iterator[list[str]]:
+    """Names of the numba kernels compiled (or loaded from the cache) once ``warm()`` is true."""
+    late: list[str] = []
+    compile_for_args = Dispatcher._compile_for_args
+
+    def record(self: Dispatcher, *args: Any, **kws: Any) -> Any:
+        if warm():
+            late.append(self.py_func.__qualname__)
+        return compile_for_args(self, *args, **kws)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(Dispatcher, "_compile_for_args", record)
+        yield late
 
 
 def _replay_positions(fills: list[FillRow]) -> dict[str, PositionRow]:
@@ -56,7 +76,10 @@ async def test_paper_session_trades_and_reconciles(tmp_path: Path) -> None:
         orders=OrdersConfig(paper_partial_fill_pct=30.0),
     )
     daemon = Daemon(cfg, Credentials(), RunOptions(duration=36.0), structlog.get_logger())
-    assert await daemon.run() == 0
+    with jit_compiles_once(lambda: daemon.kernels_warm) as late:
+        assert await daemon.run() == 0
+    # The warm-up compiled every kernel the session called: no tick of the day pays for JIT.
+    assert late == []
     journal = Journal(tmp_path / "state" / "journal.sqlite3", readonly=True)
     try:
         orders = journal.orders()
