@@ -35,6 +35,7 @@ fresh position — and the latest one is always available; the strategy sees eve
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -117,6 +118,11 @@ def _f(x: float, nd: int = 4) -> float | None:
     return round(float(x), nd) if math.isfinite(x) else None
 
 
+def _num(x: float) -> float:
+    """NaN (not computed) as 0; these columns are probabilities and scores, never infinite."""
+    return float(x) if x == x else 0.0
+
+
 def trap_names(bits: int) -> list[str]:
     """Names of the trap bits set in ``bits``."""
     return [name for bit, name in TRAP_NAMES if bits & bit]
@@ -143,6 +149,9 @@ class SmartMoneyDetector:
         self.last_emitted: SmartMoneySignal | None = None
         self._last_fresh_ns = 0
         self._bar_ns = 0
+        # Cost of the last bar's update (ns, for stats and benchmarks; never an input).
+        self.kernel_ns = 0
+        self.update_ns = 0
         self.emitted = 0
         self.on_signal: list[Callable[[SmartMoneySignal], None]] = []
 
@@ -150,22 +159,36 @@ class SmartMoneyDetector:
 
     def on_bar(self, bar_end_ns: int, seq: int) -> SmartMoneySignal:
         """Run every detector on the bar just closed and assemble the signal."""
+        t0 = time.perf_counter_ns()
         c = self.chain
         head = seq % L.RING
         n_valid = min(seq + 1, L.RING)
         self._bar_ns = bar_end_ns
-        K.detect_rows(
-            self.rows, c.q, c.f, c.bars, head, n_valid, bar_end_ns, self.p, self.di, self.df
-        )
-        K.set_gamma_and_move(
-            self.rows, c.f, c.spot, c.forward, self.t.fresh_position_max_age_seconds, self.df
-        )
-        K.run_traps(self.rows, c.q, c.f, c.bars, head, n_valid, self.p, self.di, self.df)
         calls, puts, atm = self._zone(int(self.t.ce_pe_atm_range))
-        K.battlefield(calls, puts, c.q, c.f, c.bars, head, n_valid, self.p, self.battle)
+        K.update_bar(
+            self.rows,
+            calls,
+            puts,
+            c.q,
+            c.f,
+            c.bars,
+            head,
+            n_valid,
+            bar_end_ns,
+            c.spot,
+            c.forward,
+            self.p,
+            self.di,
+            self.df,
+            self.battle,
+        )
+        t1 = time.perf_counter_ns()
         signal = self._assemble(bar_end_ns, seq, atm)
+        material = self._material(signal)
+        self.kernel_ns = t1 - t0
+        self.update_ns = time.perf_counter_ns() - t0
         self.latest = signal
-        if self._material(signal):
+        if material:
             self.last_emitted = signal
             self.emitted += 1
             for cb in self.on_signal:
@@ -314,14 +337,9 @@ class SmartMoneyDetector:
         agree_oi = min(1.0, max(0.0, (oi_share - 0.5) * 2 * direction))
         agree_vol = min(1.0, max(0.0, (vol_share - 0.5) * 2 * direction))
         oi_conv = min(1.0, 0.5 * conf + 0.3 * abs(net) + 0.2 * agree_oi)
-        aggression = float(np.nan_to_num(df[trade_row, L.DF_AGGRESSION]))
+        aggression = _num(df[trade_row, L.DF_AGGRESSION])
         vol_aggr = min(1.0, 0.7 * aggression + 0.3 * agree_vol)
-        trap_p = float(
-            max(
-                np.nan_to_num(df[trade_row, L.DF_TRAP_PROB]),
-                np.nan_to_num(df[driver, L.DF_TRAP_PROB]),
-            )
-        )
+        trap_p = max(_num(df[trade_row, L.DF_TRAP_PROB]), _num(df[driver, L.DF_TRAP_PROB]))
         opposing = (direction > 0 and control == "BEARISH_CONTROL") or (
             direction < 0 and control == "BULLISH_CONTROL"
         )
@@ -417,21 +435,23 @@ class SmartMoneyDetector:
         return {"token": inst.token, "strike": inst.strike, "option_type": inst.kind}
 
     def _vote_evidence(self, row: int, direction: int, weight: float, source: str) -> Evidence:
-        di, df, q = self.di, self.df, self.chain.q
+        # One conversion per row: indexing numpy element by element costs more than the rest.
+        d, x = self.di[row].tolist(), self.df[row].tolist()
+        q = self.chain.q
         inputs: dict[str, Any] = {"direction": direction, "weight": _f(weight)}
         if source == "OI_BUILDUP":
             inputs |= {
-                "state": BUILDUP_NAMES[int(di[row, L.DI_BUILDUP])],
-                "confidence": _f(df[row, L.DF_BUILDUP_CONF]),
-                "oi_change_pct": _f(df[row, L.DF_OI_CHG_PCT]),
-                "price_change_pct": _f(df[row, L.DF_PX_CHG_PCT]),
-                "interval_volume": _f(df[row, L.DF_INTERVAL_VOL], 0),
+                "state": BUILDUP_NAMES[int(d[L.DI_BUILDUP])],
+                "confidence": _f(x[L.DF_BUILDUP_CONF]),
+                "oi_change_pct": _f(x[L.DF_OI_CHG_PCT]),
+                "price_change_pct": _f(x[L.DF_PX_CHG_PCT]),
+                "interval_volume": _f(x[L.DF_INTERVAL_VOL], 0),
                 "oi_update_age_s": _f((self._now(row) - q[row, L.Q_OI_LAST_NS]) / 1e9, 1),
             }
         else:
             inputs |= {
-                "fresh": FRESH_NAMES[int(di[row, L.DI_FRESH])],
-                "strength": _f(df[row, L.DF_FRESH_STRENGTH]),
+                "fresh": FRESH_NAMES[int(d[L.DI_FRESH])],
+                "strength": _f(x[L.DF_FRESH_STRENGTH]),
             }
         return Evidence(rule=source, **self._contract(row), inputs=inputs)
 
@@ -439,19 +459,19 @@ class SmartMoneyDetector:
         return self._bar_ns or int(self.chain.q[row, L.Q_RECV_NS])
 
     def _contract_evidence(self, driver: int, trade_row: int) -> list[Evidence]:
-        di, df = self.di, self.df
         out = []
         for row in dict.fromkeys((driver, trade_row)):
+            d, x = self.di[row].tolist(), self.df[row].tolist()
             contract = self._contract(row)
             out.append(
                 Evidence(
                     rule="VOLUME",
                     **contract,
                     inputs={
-                        "state": VOLUME_NAMES[int(di[row, L.DI_VOLUME_STATE])],
-                        "spike_factor": _f(df[row, L.DF_VOL_RATIO]),
-                        "aggression": _f(df[row, L.DF_AGGRESSION]),
-                        "trend": int(di[row, L.DI_VOL_TREND]),
+                        "state": VOLUME_NAMES[int(d[L.DI_VOLUME_STATE])],
+                        "spike_factor": _f(x[L.DF_VOL_RATIO]),
+                        "aggression": _f(x[L.DF_AGGRESSION]),
+                        "trend": int(d[L.DI_VOL_TREND]),
                     },
                 )
             )
@@ -460,16 +480,16 @@ class SmartMoneyDetector:
                     rule="CROSS_VALIDATION",
                     **contract,
                     inputs={
-                        "pattern": XV_NAMES[int(di[row, L.DI_XV_PATTERN])],
-                        "verdict": VERDICT_NAMES[int(di[row, L.DI_XV_VERDICT])],
-                        "quality": _f(df[row, L.DF_XV_QUALITY]),
-                        "delta_change": _f(df[row, L.DF_DELTA_CHG], 5),
-                        "oi_direction": int(di[row, L.DI_OI_DIR]),
-                        "volume_up": bool(di[row, L.DI_VOL_UP]),
+                        "pattern": XV_NAMES[int(d[L.DI_XV_PATTERN])],
+                        "verdict": VERDICT_NAMES[int(d[L.DI_XV_VERDICT])],
+                        "quality": _f(x[L.DF_XV_QUALITY]),
+                        "delta_change": _f(x[L.DF_DELTA_CHG], 5),
+                        "oi_direction": int(d[L.DI_OI_DIR]),
+                        "volume_up": bool(d[L.DI_VOL_UP]),
                     },
                 )
             )
-            fresh = int(di[row, L.DI_FRESH])
+            fresh = int(d[L.DI_FRESH])
             if fresh:
                 out.append(
                     Evidence(
@@ -477,14 +497,14 @@ class SmartMoneyDetector:
                         **contract,
                         inputs={
                             "type": FRESH_NAMES[fresh],
-                            "oi_jump": _f(df[row, L.DF_FRESH_OI_JUMP]),
-                            "volume_ratio": _f(df[row, L.DF_FRESH_VOL_RATIO]),
-                            "strength": _f(df[row, L.DF_FRESH_STRENGTH]),
-                            "expected_move": _f(df[row, L.DF_EXPECTED_MOVE], 2),
+                            "oi_jump": _f(x[L.DF_FRESH_OI_JUMP]),
+                            "volume_ratio": _f(x[L.DF_FRESH_VOL_RATIO]),
+                            "strength": _f(x[L.DF_FRESH_STRENGTH]),
+                            "expected_move": _f(x[L.DF_EXPECTED_MOVE], 2),
                         },
                     )
                 )
-            bits = int(di[row, L.DI_TRAPS])
+            bits = int(d[L.DI_TRAPS])
             if bits:
                 out.append(
                     Evidence(
@@ -492,16 +512,16 @@ class SmartMoneyDetector:
                         **contract,
                         inputs={
                             "types": ",".join(trap_names(bits)),
-                            "probability": _f(df[row, L.DF_TRAP_PROB]),
-                            "blocked": bool(di[row, L.DI_BLOCKED]),
-                            "oi_lots": _f(df[row, L.DF_OI_LOTS], 1),
-                            "gamma_1pct": _f(df[row, L.DF_GAMMA_1PCT]),
-                            "theta_burn": _f(df[row, L.DF_THETA_BURN]),
-                            "dte": _f(df[row, L.DF_DTE], 3),
+                            "probability": _f(x[L.DF_TRAP_PROB]),
+                            "blocked": bool(d[L.DI_BLOCKED]),
+                            "oi_lots": _f(x[L.DF_OI_LOTS], 1),
+                            "gamma_1pct": _f(x[L.DF_GAMMA_1PCT]),
+                            "theta_burn": _f(x[L.DF_THETA_BURN]),
+                            "dte": _f(x[L.DF_DTE], 3),
                         },
                     )
                 )
-            if di[row, L.DI_OI_STALE]:
+            if d[L.DI_OI_STALE]:
                 out.append(
                     Evidence(
                         rule="OI_STALE",
@@ -516,7 +536,7 @@ class SmartMoneyDetector:
         return out
 
     def _battle_evidence(self) -> Evidence:
-        b = self.battle
+        b = self.battle.tolist()
         return Evidence(
             rule="BATTLEFIELD",
             inputs={
