@@ -44,6 +44,7 @@ from smartflow.kernels import chain as kc, flow, layout as L
 # relies on a numba function's defaults misses the dispatcher's fast path (~150 µs a call).
 URGENCY_ARGS = (2.0, 0.4, 0.3, 0.3, 0.25, 0.5, 0.75, 5.0)
 CONFLUENCE_WEIGHTS = (0.4, 0.4, 0.2)
+_WINDOW_COLS = [L.B_VOLUME, L.B_HIDDEN, L.B_CVD, L.B_OFI]
 
 
 def _f(x: float, nd: int = 4) -> float | None:
@@ -142,32 +143,34 @@ class FlowAnalyzer:
 
     # ---- views --------------------------------------------------------------------------
 
-    def _window(self, c: ChainState, row: int, col: int) -> float:
+    def _windows(self, c: ChainState, row: int) -> list[float]:
+        """Volume, hidden, CVD and OFI summed over the last ``window_bars`` closed bars."""
         n = min(self.cfg.window_bars, self.book.bar_seq, L.RING)
         if n <= 0:
-            return 0.0
+            return [0.0] * len(_WINDOW_COLS)
         head = (self.book.bar_seq - 1) % L.RING
         idx = [(head - k) % L.RING for k in range(n)]
-        return float(np.nansum(c.bars[row, col, idx]))
+        block = c.bars[row][_WINDOW_COLS][:, idx]
+        # Row by row: a 2-D nansum sums in another order and would move the last bits.
+        return [float(np.nansum(block[i])) for i in range(len(_WINDOW_COLS))]
 
     def contract_metrics(self, c: ChainState, row: int) -> dict[str, Any]:
         """Flow metrics of one contract (rupees, units)."""
-        q, f = c.q[row], c.f[row]
-        ltp = int(q[L.Q_LTP]) / 100
-        vwap = float(f[L.F_VWAP])
-        atp = int(q[L.Q_ATP]) / 100
+        # Python lists: one conversion each instead of a numpy scalar per field.
+        q: list[int] = c.q[row].tolist()
+        f: list[float] = c.f[row].tolist()
+        ltp = q[L.Q_LTP] / 100
+        vwap = f[L.F_VWAP]
+        atp = q[L.Q_ATP] / 100
         dev = flow.vwap_deviation_pct(ltp, vwap) if ltp > 0 else math.nan
-        signed = float(f[L.F_CVD_VOL])
-        recent_vol = self._window(c, row, L.B_VOLUME)
-        recent_hidden = self._window(c, row, L.B_HIDDEN)
-        recent_cvd = self._window(c, row, L.B_CVD)
-        recent_ofi = self._window(c, row, L.B_OFI)
-        bid, ask = int(q[L.Q_BID_PX]) / 100, int(q[L.Q_ASK_PX]) / 100
-        tick = max(1, int(q[L.Q_TICK])) / 100
-        depth = max(1.0, (float(q[L.Q_BID_QTY]) + float(q[L.Q_ASK_QTY])) / 2)
+        signed = f[L.F_CVD_VOL]
+        recent_vol, recent_hidden, recent_cvd, recent_ofi = self._windows(c, row)
+        bid, ask = q[L.Q_BID_PX] / 100, q[L.Q_ASK_PX] / 100
+        tick = max(1, q[L.Q_TICK]) / 100
+        depth = max(1.0, (q[L.Q_BID_QTY] + q[L.Q_ASK_QTY]) / 2)
         ofi_norm = math.tanh(recent_ofi / (depth * math.sqrt(max(1, self.cfg.window_bars))))
         spread_ticks = (ask - bid) / tick if bid > 0 and ask >= bid else math.nan
-        pressure = float(f[L.F_PRESSURE]) if math.isfinite(f[L.F_PRESSURE]) else 0.0
+        pressure = f[L.F_PRESSURE] if math.isfinite(f[L.F_PRESSURE]) else 0.0
         urgency = int(
             flow.execution_urgency(
                 ofi_norm, pressure, dev if math.isfinite(dev) else 0.0, spread_ticks, *URGENCY_ARGS

@@ -1,0 +1,77 @@
+"""The yardsticks run end to end and report what they claim to measure.
+
+Speed is never asserted here (that is what the commands print); these check that each benchmark
+still drives the real pipeline and produces a complete report, so `smartflow bench all` cannot
+rot between the runs that fill the README's table.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from smartflow.bench.decode import run_decode_bench
+from smartflow.bench.detectors import run_detectors_bench
+from smartflow.bench.e2e import run_e2e_bench
+from smartflow.bench.greeks import run_greeks_bench
+from smartflow.bench.replay import run_replay_bench
+
+
+def _rows(report: str) -> list[list[str]]:
+    """The Markdown table's body rows, cells stripped."""
+    lines = [ln for ln in report.splitlines() if ln.startswith("|")]
+    return [[c.strip() for c in ln.strip("|").split("|")] for ln in lines[2:]]
+
+
+def _numbers(cell: str) -> list[float]:
+    return [float(x.replace(",", "")) for x in re.findall(r"[\d,]*\.?\d+", cell)]
+
+
+def test_decode_bench_compares_with_the_sdk() -> None:
+    report = run_decode_bench(2_000, repeat=1)
+    rows = _rows(report)
+    assert any("SDK" in r[0] for r in rows)
+    assert all(_numbers(r[1])[0] > 0 for r in rows)
+
+
+def test_detectors_bench_times_real_bar_closes() -> None:
+    rows = _rows(run_detectors_bench(40.0))
+    by_name = {r[0]: r for r in rows}
+    in_sequence = by_name["bar close, in sequence: full update (kernels + battlefield + signal)"]
+    # ~27 one-second bars after the first third of a 40 s session.
+    assert int(in_sequence[1]) >= 20
+    kernels = by_name["bar close, in sequence: of which detector kernels"]
+    assert 0 < float(kernels[2]) <= float(in_sequence[2])
+    assert int(by_name["per-tick incremental update (1 packet → state, flow, greeks)"][1]) > 1_000
+
+
+def test_greeks_bench_without_peers() -> None:
+    report = run_greeks_bench(40, repeat=5, peers=False)
+    assert _rows(report)
+
+
+@pytest.mark.slow
+def test_replay_bench_runs_the_whole_pipeline_and_the_sdk() -> None:
+    report = run_replay_bench(repeat=1)
+    rows = _rows(report)
+    assert any("full pipeline" in r[0] for r in rows)
+    assert any("SDK" in r[0] for r in rows)
+
+
+@pytest.mark.slow
+def test_e2e_bench_measures_every_latency() -> None:
+    report = run_e2e_bench(
+        rates=(1_000,), seconds=2.0, flood=20_000, goal_rate=1_000, goal_seconds=4.0
+    )
+    rows = _rows(report)
+    assert [r[0] for r in rows] == ["1,000", "flood"]
+    at_rate = rows[0]
+    bare, received = _numbers(at_rate[1])[0], _numbers(at_rate[2])[0]
+    # Packets flowed through both clients.
+    assert bare > 500
+    assert received > 500
+    # tick → decision and tick → bar decision have samples (p50 / p99 (n)).
+    assert _numbers(at_rate[5])[-1] > 100
+    assert _numbers(at_rate[6])[-1] >= 2
+    assert "(4 s at 1,000/s)" in report
