@@ -149,7 +149,7 @@ class SmartMoneyDetector:
         self.last_emitted: SmartMoneySignal | None = None
         self._last_fresh_ns = 0
         self._bar_ns = 0
-        # Cost of the last bar's update (ns, for stats and benchmarks; never an input).
+        # Cost of the last bar's update (ns; /metrics and the bench read it, nothing decides on it).
         self.kernel_ns = 0
         self.update_ns = 0
         self.emitted = 0

@@ -265,6 +265,7 @@ class Daemon:
             flow=self.flow,
         )
         self.metrics = Metrics(self._metrics_snapshot)
+        self.book.on_bar.append(self._observe_bar)
         self.trading.router.on_intent.append(self._observe_intent)
         self.trading.router.on_sent.append(self._observe_sent)
         await self.trading.broker.start()
@@ -490,6 +491,12 @@ class Daemon:
     def _latency_s(self, since_ns: int, now_ns: int | None = None) -> float:
         now = self.clock.now_ns() if now_ns is None else now_ns
         return max(0.0, (now - since_ns) / 1e9 / self.speed)
+
+    def _observe_bar(self, _bar_end_ns: int, _seq: int) -> None:
+        if self.metrics is not None:
+            for det in self.detectors.values():
+                self.metrics.detector_update.observe(det.update_ns / 1e9)
+                self.metrics.detector_kernels.observe(det.kernel_ns / 1e9)
 
     def _observe_intent(self, intent: OrderIntent) -> None:
         if self.metrics is not None and intent.tick_ns:

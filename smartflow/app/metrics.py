@@ -51,6 +51,14 @@ class Metrics:
             "smartflow_engine_batch_seconds",
             "Engine time per batch of packets (decode, chain, greeks, detectors)",
         )
+        self.detector_update = h(
+            "smartflow_detector_update_seconds",
+            "Detector update at a bar close, per underlying (kernels, battlefield, signal)",
+        )
+        self.detector_kernels = h(
+            "smartflow_detector_kernels_seconds",
+            "The numba part of the detector update at a bar close, per underlying",
+        )
         self.tick_to_signal = h(
             "smartflow_tick_to_signal_seconds",
             "Receive of the packet that closed a bar → signal emitted",
