@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import msgspec
 import pytest
@@ -346,6 +346,22 @@ def _snap(token: str, seq: int) -> bytes:
 
 
 @contextlib.asynccontextmanager
+async def _serve(
+    handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+) -> AsyncIterator[str]:
+    """Serve ``handler`` as a SmartStream endpoint on a free loopback port; yield its URL."""
+    app = web.Application()
+    app.router.add_get("/smart-stream", handler)
+    runner = web.AppRunner(app, handle_signals=False)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        yield f"ws://127.0.0.1:{runner.addresses[0][1]}/smart-stream"
+    finally:
+        await runner.cleanup()
+
+
+@contextlib.asynccontextmanager
 async def _scripted_server(script: list[bytes]) -> AsyncIterator[str]:
     """A SmartStream look-alike that sends ``script`` after the first subscribe request."""
 
@@ -364,17 +380,8 @@ async def _scripted_server(script: list[bytes]) -> AsyncIterator[str]:
                     await ws.send_bytes(frame)
         return ws
 
-    app = web.Application()
-    app.router.add_get("/smart-stream", handler)
-    runner = web.AppRunner(app, handle_signals=False)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        yield f"ws://127.0.0.1:{port}/smart-stream"
-    finally:
-        await runner.cleanup()
+    async with _serve(handler) as url:
+        yield url
 
 
 async def test_malformed_frames_are_counted_logged_once_and_lose_nothing() -> None:
@@ -542,17 +549,8 @@ async def _one_silent_socket_server() -> AsyncIterator[tuple[str, Counter[str]]]
                     await streamer
         return ws
 
-    app = web.Application()
-    app.router.add_get("/smart-stream", handler)
-    runner = web.AppRunner(app, handle_signals=False)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        yield f"ws://127.0.0.1:{port}/smart-stream", connects
-    finally:
-        await runner.cleanup()
+    async with _serve(handler) as url:
+        yield url, connects
 
 
 async def test_stall_is_detected_per_socket() -> None:
