@@ -93,6 +93,8 @@ class OrderRouter:
         )
         self.exits: deque[OrderIntent] = deque()
         self.entries: deque[OrderIntent] = deque()
+        # Out of its queue but not yet an order: admission awaits the journal in between.
+        self._admitting: OrderIntent | None = None
         self.waiting: deque[OrderRow] = deque()  # NEW rows waiting for the rate budget
         self.orders: dict[str, OrderRow] = {}  # every non-terminal order, by our id
         self.by_broker: dict[str, str] = {}
@@ -149,7 +151,8 @@ class OrderRouter:
     def in_flight(self, token: str) -> bool:
         """True while an intent for ``token`` is queued or one of its orders is not final."""
         return (
-            any(i.token == token for i in self.exits)
+            (self._admitting is not None and self._admitting.token == token)
+            or any(i.token == token for i in self.exits)
             or any(i.token == token for i in self.entries)
             or any(o.token == token for o in self.orders.values())
         )
@@ -275,7 +278,11 @@ class OrderRouter:
         await self._check_loss(now_ns)
         while self.exits or self.entries:
             intent = self.exits.popleft() if self.exits else self.entries.popleft()
-            await self._admit(intent, now_ns)
+            self._admitting = intent
+            try:
+                await self._admit(intent, now_ns)
+            finally:
+                self._admitting = None
         await self._send_waiting(now_ns)
         await self._timers(now_ns)
 

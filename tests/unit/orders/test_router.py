@@ -305,3 +305,24 @@ async def test_restart_restores_positions_and_open_orders(tmp_path: Path) -> Non
     ids = [o.order_id for o in journal2.orders()]
     assert len(ids) == len(set(ids)) == 2
     journal2.close()
+
+
+async def test_an_intent_stays_in_flight_while_it_is_being_journalled(tmp_path: Path) -> None:
+    # Admission awaits the journal before the order exists; other tasks run meanwhile (the
+    # engine's exit checks among them) and must still see the entry as in flight, or the
+    # strategy forgets a position that is about to open.
+    router, _, book, clock, journal = _setup(tmp_path)
+    book.set("101", 99.0, 100.0)
+    seen: list[bool] = []
+    new_order = journal.new_order
+
+    async def observed(*args: object, **kwargs: object) -> None:
+        seen.append(router.in_flight("101"))
+        await new_order(*args, **kwargs)  # type: ignore[arg-type]
+
+    journal.new_order = observed  # type: ignore[method-assign]
+    router.submit(_intent("101"))
+    await router.pump(clock.now_ns())
+    assert seen == [True]
+    assert router.in_flight("101")  # the order exists now
+    journal.close()
