@@ -7,6 +7,8 @@ order-update socket, the journal on disk. Only Angel's servers are replaced, by 
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -17,39 +19,55 @@ from smartflow.config import (
     ApiConfig,
     Config,
     Credentials,
-    DetectorConfig,
     FeedConfig,
     MarketConfig,
     OrdersConfig,
     RiskConfig,
-    ScenarioConfig,
     Secret,
     SimConfig,
     StrategyConfig,
 )
 from smartflow.core.clock import ScaledClock
+from smartflow.core.messages import SmartMoneySignal
 from smartflow.journal.store import Journal
 from smartflow.sim.market import Market
 from smartflow.sim.rest import ORDER_UPDATE_PATH
 from smartflow.sim.server import SCRIP_MASTER_PATH, SimCredentials, SimServer, session_start
 
 
+def _signal(
+    underlying: str, token: str, strike: float, side: str, now_ns: int, can_trade: bool = True
+) -> SmartMoneySignal:
+    """A confident signal on ``token`` as the detector would emit it."""
+    return SmartMoneySignal(
+        underlying=underlying,
+        ts=now_ns,
+        recommendation="BUY_CALL" if side == "CE" else "BUY_PUT",
+        oi_conviction_score=0.8,
+        volume_aggression_score=0.7,
+        smart_money_probability=0.8,
+        trap_probability=0.0,
+        fresh_position_detected=True,
+        market_control="BALANCED",
+        can_trade=can_trade,
+        reason=None,
+        strike=strike,
+        option_type=side,  # type: ignore[arg-type]
+        token=token,
+        evidence=[],
+    )
+
+
+async def _until(done: Callable[[], bool], what: str, within: float = 20.0) -> None:
+    deadline = asyncio.get_running_loop().time() + within
+    while not done():
+        assert asyncio.get_running_loop().time() < deadline, what
+        await asyncio.sleep(0.05)
+
+
 @pytest.mark.slow
 async def test_live_daemon_trades_through_the_angel_gateway(tmp_path: Path) -> None:
-    sim_cfg = SimConfig(
-        seed=5,
-        speed=10.0,
-        ticks_per_second=150,
-        scenarios=[
-            ScenarioConfig(kind="fresh_position", start_s=60, duration_s=40, side="CE"),
-            ScenarioConfig(
-                kind="long_build_up", start_s=150, duration_s=40, side="PE", strike_offset=-1
-            ),
-            ScenarioConfig(
-                kind="short_build_up", start_s=240, duration_s=40, side="CE", strike_offset=1
-            ),
-        ],
-    )
+    sim_cfg = SimConfig(seed=5, ticks_per_second=150)
     start_ns, day = session_start(sim_cfg.session_start_ist)
     market = Market(sim_cfg, ["NIFTY"], start_ns, day)
     server = SimServer(market, ScaledClock(start_ns, sim_cfg.speed), log=structlog.get_logger())
@@ -72,19 +90,37 @@ async def test_live_daemon_trades_through_the_angel_gateway(tmp_path: Path) -> N
         ),
         # Live mode runs on the wall clock, whatever time of day CI runs at.
         risk=RiskConfig(enforce_market_hours=False),
-        # This test is about the order path, not the entry thresholds: any tradable signal enters.
-        strategy=StrategyConfig(
-            exit_cutoff_ist="23:59", expiry_day_cutoff_ist="23:59", normal_entry_conviction=0.3
-        ),
+        strategy=StrategyConfig(exit_cutoff_ist="23:59", expiry_day_cutoff_ist="23:59"),
         api=ApiConfig(listen="127.0.0.1:0"),
-        # Live bars run on the wall clock while the simulator runs 10x: a 1 s bar holds the
-        # 10 simulated seconds of market a 5 s bar would at speed 2.
-        detectors=DetectorConfig(bar_seconds=1),
     )
-    daemon = Daemon(cfg, creds, RunOptions(live=True, duration=36.0), structlog.get_logger())
+    daemon = Daemon(cfg, creds, RunOptions(live=True), structlog.get_logger())
     try:
-        assert await daemon.run() == 0
+        await daemon.start()
+        assert daemon.book is not None
+        assert daemon.trading is not None
+        strategy, router = daemon.trading.strategy, daemon.trading.router
+        # Which signals the detectors produce depends on wall-clock bars; this test is about
+        # the order path, so it hands the strategy a tradable signal on the ATM call itself and
+        # lets everything after it (sizing, risk, router, gateway, order updates) run for real.
+        chain = daemon.book.chains[0]
+        await _until(lambda: chain.spot > 0, "no index tick arrived")
+        u = chain.universe
+        strike_paise = u.strikes_paise[u.atm_index(round(chain.spot * 100))]
+        call = u.calls[strike_paise]
+        await _until(lambda: daemon.trading.market.quote(call.token) is not None, "no ATM quote")
+        now = daemon.clock.now_ns()
+        strategy.on_signal(_signal(chain.root, call.token, call.strike, "CE", now), now)
+        await _until(lambda: router.net_lots(call.token) > 0, "the entry never filled")
+        # A confident contrary signal (not itself tradable) exits the call the same way.
+        now = daemon.clock.now_ns()
+        put = u.puts[strike_paise]
+        strategy.on_signal(_signal(chain.root, put.token, put.strike, "PE", now, False), now)
+        await _until(
+            lambda: router.net_lots(call.token) == 0 and not router.in_flight(call.token),
+            "the exit never filled",
+        )
     finally:
+        await daemon.shutdown()
         await server.stop()
     logins = server.rest.requests_to("loginByPassword")
     assert logins, "the daemon never logged in"
