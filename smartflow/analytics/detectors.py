@@ -43,7 +43,13 @@ import numpy as np
 
 from smartflow.chain.state import ChainState
 from smartflow.config import SmartMoneyConfig
-from smartflow.core.messages import Evidence, MarketControl, SmartMoneySignal
+from smartflow.core.messages import (
+    Evidence,
+    MarketControl,
+    OptionType,
+    Recommendation,
+    SmartMoneySignal,
+)
 from smartflow.kernels import detect as K, layout as L
 
 
@@ -67,19 +73,8 @@ CONTROL_NAMES: tuple[MarketControl, ...] = (
 )
 TREND_NAMES = {-1: "PE_GAINING", 0: "STABLE", 1: "CE_GAINING"}
 
-# Underlying direction of each build-up on a call; a put reads the other way.
-_CALL_DIRECTION = {
-    K.BUILDUP_LONG: 1,
-    K.BUILDUP_SHORT: -1,
-    K.BUILDUP_COVERING: 1,
-    K.BUILDUP_UNWINDING: -1,
-}
-_TYPE_WEIGHT = {
-    K.BUILDUP_LONG: 1.0,
-    K.BUILDUP_SHORT: 1.0,
-    K.BUILDUP_COVERING: 0.6,
-    K.BUILDUP_UNWINDING: 0.6,
-}
+REC_NAMES: tuple[Recommendation, ...] = ("NEUTRAL", "BUY_CALL", "BUY_PUT", "AVOID")
+SOURCE_NAMES = ("OI_BUILDUP", "FRESH_POSITION")
 
 
 def params_array(t: SmartMoneyConfig, bar_seconds: int) -> np.ndarray:
@@ -111,6 +106,7 @@ def params_array(t: SmartMoneyConfig, bar_seconds: int) -> np.ndarray:
     p[K.P_BLOCK_PROB] = t.trap_block_probability
     p[K.P_BAR_SECONDS] = bar_seconds
     p[K.P_REVERSAL_MIN_TICKS] = t.reversal_min_range_ticks
+    p[K.P_MIN_NET_VOTE] = t.min_net_vote
     return p
 
 
@@ -118,9 +114,9 @@ def _f(x: float, nd: int = 4) -> float | None:
     return round(float(x), nd) if math.isfinite(x) else None
 
 
-def _num(x: float) -> float:
-    """NaN (not computed) as 0; these columns are probabilities and scores, never infinite."""
-    return float(x) if x == x else 0.0
+def _v(x: float) -> float | None:
+    """An evidence number the kernel already rounded; NaN (not computed) shows as null."""
+    return x if x == x else None
 
 
 def trap_names(bits: int) -> list[str]:
@@ -142,9 +138,19 @@ class SmartMoneyDetector:
         # Option rows are one contiguous range: per-bar column reads use slices (views), and the
         # static columns are read once.
         self._opts = slice(L.ROW_FIRST_OPTION, n)
-        self._strike = chain.q[self._opts, L.Q_STRIKE].copy()
-        self._zones: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+        self._zones: dict[tuple[int, int], tuple[np.ndarray, np.ndarray, int, int]] = {}
+        empty = np.zeros(0, np.int64)
+        self._no_zone = (empty, empty, 1, 0)
+        # Evidence names contracts on every bar; the names never change.
+        self._contracts: list[tuple[str, float, OptionType] | None] = [
+            (i.token, i.strike, i.kind) if i else None  # type: ignore[misc]
+            for i in chain.instruments
+        ]
         self.battle = np.zeros(8)
+        self.votes = np.zeros((n, K.NV))
+        self.sig_i = np.zeros(K.NSI, np.int64)
+        self.sig_f = np.zeros(K.NSF)
+        self.ev = np.zeros((K.NEV_ROWS, K.NE))
         self.latest: SmartMoneySignal | None = None
         self.last_emitted: SmartMoneySignal | None = None
         self._last_fresh_ns = 0
@@ -161,19 +167,19 @@ class SmartMoneyDetector:
         """Run every detector on the bar just closed and assemble the signal."""
         t0 = time.perf_counter_ns()
         c = self.chain
-        head = seq % L.RING
-        n_valid = min(seq + 1, L.RING)
         self._bar_ns = bar_end_ns
-        calls, puts, atm = self._zone(int(self.t.ce_pe_atm_range))
+        calls, puts, lo, hi = self._zone(int(self.t.ce_pe_atm_range))
         K.update_bar(
             self.rows,
             calls,
             puts,
+            lo,
+            hi,
             c.q,
             c.f,
             c.bars,
-            head,
-            n_valid,
+            seq % L.RING,
+            min(seq + 1, L.RING),
             bar_end_ns,
             c.spot,
             c.forward,
@@ -181,10 +187,15 @@ class SmartMoneyDetector:
             self.di,
             self.df,
             self.battle,
+            self.votes,
+            self.sig_i,
+            self.sig_f,
+            self.ev,
         )
         t1 = time.perf_counter_ns()
-        signal = self._assemble(bar_end_ns, seq, atm)
-        material = self._material(signal)
+        si = self.sig_i.tolist()
+        signal = self._assemble(bar_end_ns, seq, si, self.sig_f.tolist())
+        material = self._material(signal, si[K.SI_FRESH_NS])
         self.kernel_ns = t1 - t0
         self.update_ns = time.perf_counter_ns() - t0
         self.latest = signal
@@ -195,87 +206,54 @@ class SmartMoneyDetector:
                 cb(signal)
         return signal
 
-    def _zone(self, each_side: int) -> tuple[np.ndarray, np.ndarray, int]:
+    def _zone(self, each_side: int) -> tuple[np.ndarray, np.ndarray, int, int]:
+        """Battlefield rows (CE, PE) within ``each_side`` strikes of ATM and the voting strikes.
+
+        Votes come from ± 2 × ``each_side`` strikes (paise bounds; lo > hi without a spot).
+        """
         c = self.chain
         u = c.universe
         centre = c.spot if c.spot > 0 else c.forward
         if not centre > 0:
-            return np.zeros(0, np.int64), np.zeros(0, np.int64), -1
+            return self._no_zone
         atm = u.atm_index(round(centre * 100))
         zone = self._zones.get((atm, each_side))
         if zone is None:
-            lo, hi = max(0, atm - each_side), min(len(u.strikes_paise), atm + each_side + 1)
+            ks = u.strikes_paise
+            lo, hi = max(0, atm - each_side), min(len(ks), atm + each_side + 1)
             calls, puts = [], []
-            for k in u.strikes_paise[lo:hi]:
+            for k in ks[lo:hi]:
                 ce, pe = u.calls.get(k), u.puts.get(k)
                 if ce is not None and pe is not None:
                     calls.append(c.row_by_token[ce.token])
                     puts.append(c.row_by_token[pe.token])
-            zone = (np.array(calls, np.int64), np.array(puts, np.int64))
+            span = 2 * each_side
+            zone = (
+                np.array(calls, np.int64),
+                np.array(puts, np.int64),
+                int(ks[max(0, atm - span)]),
+                int(ks[min(len(ks) - 1, atm + span)]),
+            )
             self._zones[(atm, each_side)] = zone
-        return zone[0], zone[1], atm
+        return zone
 
     # ---- assembly -----------------------------------------------------------------------
 
-    def _votes(self, atm: int, head: int) -> list[tuple[int, int, float, str]]:
-        """(row, direction, weight, source) for every voting contract near ATM."""
-        c, di, df = self.chain, self.di, self.df
-        if atm < 0:
-            return []
-        ks = c.universe.strikes_paise
-        span = 2 * int(self.t.ce_pe_atm_range)
-        lo, hi = ks[max(0, atm - span)], ks[min(len(ks) - 1, atm + span)]
-        opts = self._opts
-        state = di[opts, L.DI_BUILDUP]
-        fresh = di[opts, L.DI_FRESH]
-        live = (fresh == K.FRESH_AGGRESSIVE) | (fresh == K.FRESH_FIRST)
-        # Vectorised pre-selection: Python only loops over the few contracts that vote.
-        mask = (
-            (c.q[opts, L.Q_TICKS] > 0)
-            & (self._strike >= lo)
-            & (self._strike <= hi)
-            & ((state != K.BUILDUP_NONE) | live)
-        )
-        votes = []
-        for row in (np.flatnonzero(mask) + L.ROW_FIRST_OPTION).tolist():
-            side = 1 if c.q[row, L.Q_KIND] == L.KIND_CALL else -1
-            live_fresh = int(di[row, L.DI_FRESH]) in (K.FRESH_AGGRESSIVE, K.FRESH_FIRST)
-            st = int(di[row, L.DI_BUILDUP])
-            if st != K.BUILDUP_NONE:
-                w = float(df[row, L.DF_BUILDUP_CONF]) * _TYPE_WEIGHT[st]
-                if live_fresh:
-                    w *= 1.5
-                votes.append((row, _CALL_DIRECTION[st] * side, w, "OI_BUILDUP"))
-                continue
-            # A fresh entry without a classified build-up votes the way the bar's trades leaned
-            # (who initiated them is the entry's side); only a balanced bar falls back to the
-            # premium move, which a writer's entry can push either way.
-            moved = float(c.bars[row, L.B_CVD, head])
-            if not math.isfinite(moved) or moved == 0:
-                moved = float(df[row, L.DF_PX_CHG_PCT])
-            if math.isfinite(moved) and moved != 0:
-                direction = (1 if moved > 0 else -1) * side
-                votes.append(
-                    (row, direction, float(df[row, L.DF_FRESH_STRENGTH]), "FRESH_POSITION")
-                )
-        return votes
-
-    def _assemble(self, ts: int, seq: int, atm: int) -> SmartMoneySignal:
-        c, di, df, t = self.chain, self.di, self.df, self.t
-        control = CONTROL_NAMES[int(self.battle[0])]
-        oi_share, vol_share = float(self.battle[1]), float(self.battle[2])
-        votes = self._votes(atm, seq % L.RING)
-        evidence: list[Evidence] = [self._battle_evidence()]
-        total = sum(w for _, _, w, _ in votes)
-        net = sum(d * w for _, d, w, _ in votes) / total if total > 0 else 0.0
+    def _assemble(self, ts: int, seq: int, si: list[int], sf: list[float]) -> SmartMoneySignal:
+        """The signal from the kernels' numbers (``assemble``): words, evidence, reasons."""
+        c, di, t = self.chain, self.di, self.t
+        b = self.battle.tolist()
+        control = CONTROL_NAMES[int(b[0])]
+        evidence: list[Evidence] = [self._battle_evidence(b)]
+        n_votes, net, direction = si[K.SI_N_VOTES], sf[K.SF_NET], si[K.SI_DIRECTION]
         spot = c.spot if math.isfinite(c.spot) else None
-        if not votes or abs(net) < t.min_net_vote:
+        if direction == 0:
             why = (
                 "no OI build-up or fresh position near ATM"
-                if not votes
+                if not n_votes
                 else f"build-ups disagree (net vote {net:+.2f})"
             )
-            evidence.append(Evidence(rule="NET_VOTE", inputs={"net": _f(net), "votes": len(votes)}))
+            evidence.append(Evidence(rule="NET_VOTE", inputs={"net": _f(net), "votes": n_votes}))
             return SmartMoneySignal(
                 underlying=c.root,
                 ts=ts,
@@ -295,65 +273,36 @@ class SmartMoneyDetector:
                 bar_seq=seq,
                 spot=spot,
             )
-        direction = 1 if net > 0 else -1
-        driver, _, driver_w, source = max(
-            (v for v in votes if v[1] == direction), key=lambda v: (v[2], -v[0])
-        )
-        trade_row = self._trade_row(driver, direction)
+        driver, trade_row = si[K.SI_DRIVER], si[K.SI_TRADE_ROW]
         evidence.append(
             Evidence(
                 rule="NET_VOTE",
                 inputs={
                     "net": _f(net),
-                    "votes": len(votes),
+                    "votes": n_votes,
                     "direction": "BULLISH" if direction > 0 else "BEARISH",
                 },
             )
         )
-        for row, d, w, src in sorted(votes, key=lambda v: (-v[2], v[0]))[:5]:
-            evidence.append(self._vote_evidence(row, d, w, src))
-        evidence += self._contract_evidence(driver, trade_row)
-        blocked = bool(di[trade_row, L.DI_BLOCKED] or di[driver, L.DI_BLOCKED])
-        pattern = self.signal_pattern(driver, direction)
-        verdict, quality = K.pattern_verdict(pattern)
+        ev = self.ev.tolist()
+        evidence += [self._vote_evidence(x) for x in ev[K.EV_TOP : K.EV_TOP + si[K.SI_N_TOP]]]
+        evidence += self._contract_evidence(ev[K.EV_DRIVER])
+        if trade_row != driver:
+            evidence += self._contract_evidence(ev[K.EV_TRADE])
+        pattern, verdict = si[K.SI_PATTERN], si[K.SI_VERDICT]
         evidence.append(
-            Evidence(
-                rule="SIGNAL_VALIDATION",
-                **self._contract(driver),
-                inputs={
+            self._evidence(
+                "SIGNAL_VALIDATION",
+                driver,
+                {
                     "pattern": XV_NAMES[pattern],
                     "verdict": VERDICT_NAMES[verdict],
-                    "quality": _f(quality),
+                    "quality": _f(sf[K.SF_QUALITY]),
                 },
             )
         )
-        xv_block = verdict == K.VERDICT_BLOCK or di[trade_row, L.DI_XV_VERDICT] == K.VERDICT_BLOCK
-        rec = "AVOID" if (blocked or xv_block) else ("BUY_CALL" if direction > 0 else "BUY_PUT")
-        conf = (
-            float(df[driver, L.DF_BUILDUP_CONF])
-            if source == "OI_BUILDUP"
-            else float(df[driver, L.DF_FRESH_STRENGTH])
-        )
-        agree_oi = min(1.0, max(0.0, (oi_share - 0.5) * 2 * direction))
-        agree_vol = min(1.0, max(0.0, (vol_share - 0.5) * 2 * direction))
-        oi_conv = min(1.0, 0.5 * conf + 0.3 * abs(net) + 0.2 * agree_oi)
-        aggression = _num(df[trade_row, L.DF_AGGRESSION])
-        vol_aggr = min(1.0, 0.7 * aggression + 0.3 * agree_vol)
-        trap_p = max(_num(df[trade_row, L.DF_TRAP_PROB]), _num(df[driver, L.DF_TRAP_PROB]))
-        opposing = (direction > 0 and control == "BEARISH_CONTROL") or (
-            direction < 0 and control == "BULLISH_CONTROL"
-        )
-        agrees = (direction > 0 and control == "BULLISH_CONTROL") or (
-            direction < 0 and control == "BEARISH_CONTROL"
-        )
-        battle_agree = 1.0 if agrees else (0.0 if opposing else 0.5)
-        prob = (0.35 * oi_conv + 0.2 * vol_aggr + 0.3 * quality + 0.15 * battle_agree) * (
-            1.0 - trap_p
-        )
-        fresh = any(
-            int(di[r, L.DI_FRESH]) in (K.FRESH_AGGRESSIVE, K.FRESH_FIRST)
-            for r in (driver, trade_row)
-        )
+        rec = REC_NAMES[si[K.SI_REC]]
+        prob = sf[K.SF_PROBABILITY]
         reasons = []
         if rec == "AVOID":
             traps = trap_names(int(di[trade_row, L.DI_TRAPS]) | int(di[driver, L.DI_TRAPS]))
@@ -370,25 +319,23 @@ class SmartMoneyDetector:
             reasons.append("blocked: " + why)
         elif verdict != K.VERDICT_PROCEED:
             reasons.append(f"cross-validation {XV_NAMES[pattern]} ({VERDICT_NAMES[verdict]})")
-        if opposing:
+        if si[K.SI_OPPOSING]:
             reasons.append(f"market control {control} opposes {rec}")
         if prob < t.min_signal_probability:
             reasons.append(f"smart-money probability {prob:.2f} < {t.min_signal_probability:.2f}")
-        can_trade = rec in ("BUY_CALL", "BUY_PUT") and not reasons
         inst = c.instruments[trade_row]
         assert inst is not None  # noqa: S101 — option rows always have an instrument
-        del driver_w
         return SmartMoneySignal(
             underlying=c.root,
             ts=ts,
-            recommendation=rec,  # type: ignore[arg-type]
-            oi_conviction_score=round(oi_conv, 4),
-            volume_aggression_score=round(vol_aggr, 4),
+            recommendation=rec,
+            oi_conviction_score=round(sf[K.SF_OI_CONVICTION], 4),
+            volume_aggression_score=round(sf[K.SF_VOL_AGGRESSION], 4),
             smart_money_probability=round(prob, 4),
-            trap_probability=round(trap_p, 4),
-            fresh_position_detected=fresh,
+            trap_probability=round(sf[K.SF_TRAP_PROB], 4),
+            fresh_position_detected=bool(si[K.SI_FRESH]),
             market_control=control,
-            can_trade=can_trade,
+            can_trade=rec != "AVOID" and not reasons,
             reason="; ".join(reasons) if reasons else None,
             strike=inst.strike,
             option_type=inst.kind,  # type: ignore[arg-type]
@@ -400,143 +347,104 @@ class SmartMoneyDetector:
 
     def signal_pattern(self, row: int, direction: int) -> int:
         """The seed's cross-validation pattern of ``row`` read in the signal's ``direction``."""
-        di = self.di
-        own = int(di[row, L.DI_XV_PATTERN])
-        if own in (K.XV_THETA_TRAP, K.XV_EXPLOSIVE):
-            return own
-        is_call = self.chain.q[row, L.Q_KIND] == L.KIND_CALL
-        # DI_DELTA_DIR is contract-relative (+1: toward the money); flip it for the other side.
-        d = int(di[row, L.DI_DELTA_DIR]) * (1 if is_call == (direction > 0) else -1)
-        oi = int(di[row, L.DI_OI_DIR])
-        if not di[row, L.DI_VOL_UP]:
-            return K.XV_NONE
-        if d > 0 and oi < 0:
-            return K.XV_TRAP
-        if d > 0 and oi > 0:
-            return K.XV_SMART_ENTRY
-        if d < 0 and oi > 0:
-            return K.XV_REVERSAL
-        return K.XV_NONE
-
-    def _trade_row(self, driver: int, direction: int) -> int:
-        c = self.chain
-        want_call = direction > 0
-        is_call = c.q[driver, L.Q_KIND] == L.KIND_CALL
-        if want_call == is_call:
-            return driver
-        pair = int(c.q[driver, L.Q_PAIR_ROW])
-        return pair if pair >= 0 else driver
+        return int(K.signal_pattern(self.chain.q, self.di, row, direction))
 
     # ---- evidence -----------------------------------------------------------------------
 
-    def _contract(self, row: int) -> dict[str, Any]:
-        inst = self.chain.instruments[row]
-        assert inst is not None  # noqa: S101
-        return {"token": inst.token, "strike": inst.strike, "option_type": inst.kind}
+    def _evidence(self, rule: str, row: int, inputs: dict[str, Any]) -> Evidence:
+        contract = self._contracts[row]
+        assert contract is not None  # noqa: S101 — only option rows vote or trade
+        # Keywords spelled out: unpacking a dict of them costs 6× the construction.
+        token, strike, kind = contract
+        return Evidence(rule=rule, token=token, strike=strike, option_type=kind, inputs=inputs)
 
-    def _vote_evidence(self, row: int, direction: int, weight: float, source: str) -> Evidence:
-        # One conversion per row: indexing numpy element by element costs more than the rest.
-        d, x = self.di[row].tolist(), self.df[row].tolist()
-        q = self.chain.q
-        inputs: dict[str, Any] = {"direction": direction, "weight": _f(weight)}
-        if source == "OI_BUILDUP":
+    def _vote_evidence(self, x: list[float]) -> Evidence:
+        """One voter; ``x`` is its row of the kernel's evidence numbers (``E_*``)."""
+        row = int(x[K.E_ROW])
+        inputs: dict[str, Any] = {"direction": int(x[K.E_DIRECTION]), "weight": _v(x[K.E_WEIGHT])}
+        if x[K.E_SOURCE] == K.SOURCE_BUILDUP:
             inputs |= {
-                "state": BUILDUP_NAMES[int(d[L.DI_BUILDUP])],
-                "confidence": _f(x[L.DF_BUILDUP_CONF]),
-                "oi_change_pct": _f(x[L.DF_OI_CHG_PCT]),
-                "price_change_pct": _f(x[L.DF_PX_CHG_PCT]),
-                "interval_volume": _f(x[L.DF_INTERVAL_VOL], 0),
-                "oi_update_age_s": _f((self._now(row) - q[row, L.Q_OI_LAST_NS]) / 1e9, 1),
+                "state": BUILDUP_NAMES[int(self.di[row, L.DI_BUILDUP])],
+                "confidence": _v(x[K.E_BUILDUP_CONF]),
+                "oi_change_pct": _v(x[K.E_OI_CHG_PCT]),
+                "price_change_pct": _v(x[K.E_PX_CHG_PCT]),
+                "interval_volume": _v(x[K.E_INTERVAL_VOL]),
+                "oi_update_age_s": _v(x[K.E_OI_UPDATE_AGE_S]),
             }
+            rule = "OI_BUILDUP"
         else:
             inputs |= {
-                "fresh": FRESH_NAMES[int(d[L.DI_FRESH])],
-                "strength": _f(x[L.DF_FRESH_STRENGTH]),
+                "fresh": FRESH_NAMES[int(self.di[row, L.DI_FRESH])],
+                "strength": _v(x[K.E_FRESH_STRENGTH]),
             }
-        return Evidence(rule=source, **self._contract(row), inputs=inputs)
+            rule = "FRESH_POSITION"
+        return self._evidence(rule, row, inputs)
 
-    def _now(self, row: int) -> int:
-        return self._bar_ns or int(self.chain.q[row, L.Q_RECV_NS])
-
-    def _contract_evidence(self, driver: int, trade_row: int) -> list[Evidence]:
-        out = []
-        for row in dict.fromkeys((driver, trade_row)):
-            d, x = self.di[row].tolist(), self.df[row].tolist()
-            contract = self._contract(row)
+    def _contract_evidence(self, x: list[float]) -> list[Evidence]:
+        """What the detectors say about one contract (driver or trade), from its ``E_*`` row."""
+        row = int(x[K.E_ROW])
+        d = self.di[row].tolist()
+        out = [
+            self._evidence(
+                "VOLUME",
+                row,
+                {
+                    "state": VOLUME_NAMES[d[L.DI_VOLUME_STATE]],
+                    "spike_factor": _v(x[K.E_VOL_RATIO]),
+                    "aggression": _v(x[K.E_AGGRESSION]),
+                    "trend": d[L.DI_VOL_TREND],
+                },
+            ),
+            self._evidence(
+                "CROSS_VALIDATION",
+                row,
+                {
+                    "pattern": XV_NAMES[d[L.DI_XV_PATTERN]],
+                    "verdict": VERDICT_NAMES[d[L.DI_XV_VERDICT]],
+                    "quality": _v(x[K.E_XV_QUALITY]),
+                    "delta_change": _v(x[K.E_DELTA_CHG]),
+                    "oi_direction": d[L.DI_OI_DIR],
+                    "volume_up": bool(d[L.DI_VOL_UP]),
+                },
+            ),
+        ]
+        fresh = d[L.DI_FRESH]
+        if fresh:
             out.append(
-                Evidence(
-                    rule="VOLUME",
-                    **contract,
-                    inputs={
-                        "state": VOLUME_NAMES[int(d[L.DI_VOLUME_STATE])],
-                        "spike_factor": _f(x[L.DF_VOL_RATIO]),
-                        "aggression": _f(x[L.DF_AGGRESSION]),
-                        "trend": int(d[L.DI_VOL_TREND]),
+                self._evidence(
+                    "FRESH_POSITION",
+                    row,
+                    {
+                        "type": FRESH_NAMES[fresh],
+                        "oi_jump": _v(x[K.E_FRESH_OI_JUMP]),
+                        "volume_ratio": _v(x[K.E_FRESH_VOL_RATIO]),
+                        "strength": _v(x[K.E_FRESH_STRENGTH]),
+                        "expected_move": _v(x[K.E_EXPECTED_MOVE]),
                     },
                 )
             )
+        bits = d[L.DI_TRAPS]
+        if bits:
             out.append(
-                Evidence(
-                    rule="CROSS_VALIDATION",
-                    **contract,
-                    inputs={
-                        "pattern": XV_NAMES[int(d[L.DI_XV_PATTERN])],
-                        "verdict": VERDICT_NAMES[int(d[L.DI_XV_VERDICT])],
-                        "quality": _f(x[L.DF_XV_QUALITY]),
-                        "delta_change": _f(x[L.DF_DELTA_CHG], 5),
-                        "oi_direction": int(d[L.DI_OI_DIR]),
-                        "volume_up": bool(d[L.DI_VOL_UP]),
+                self._evidence(
+                    "TRAP",
+                    row,
+                    {
+                        "types": ",".join(trap_names(bits)),
+                        "probability": _v(x[K.E_TRAP_PROB]),
+                        "blocked": bool(d[L.DI_BLOCKED]),
+                        "oi_lots": _v(x[K.E_OI_LOTS]),
+                        "gamma_1pct": _v(x[K.E_GAMMA_1PCT]),
+                        "theta_burn": _v(x[K.E_THETA_BURN]),
+                        "dte": _v(x[K.E_DTE]),
                     },
                 )
             )
-            fresh = int(d[L.DI_FRESH])
-            if fresh:
-                out.append(
-                    Evidence(
-                        rule="FRESH_POSITION",
-                        **contract,
-                        inputs={
-                            "type": FRESH_NAMES[fresh],
-                            "oi_jump": _f(x[L.DF_FRESH_OI_JUMP]),
-                            "volume_ratio": _f(x[L.DF_FRESH_VOL_RATIO]),
-                            "strength": _f(x[L.DF_FRESH_STRENGTH]),
-                            "expected_move": _f(x[L.DF_EXPECTED_MOVE], 2),
-                        },
-                    )
-                )
-            bits = int(d[L.DI_TRAPS])
-            if bits:
-                out.append(
-                    Evidence(
-                        rule="TRAP",
-                        **contract,
-                        inputs={
-                            "types": ",".join(trap_names(bits)),
-                            "probability": _f(x[L.DF_TRAP_PROB]),
-                            "blocked": bool(d[L.DI_BLOCKED]),
-                            "oi_lots": _f(x[L.DF_OI_LOTS], 1),
-                            "gamma_1pct": _f(x[L.DF_GAMMA_1PCT]),
-                            "theta_burn": _f(x[L.DF_THETA_BURN]),
-                            "dte": _f(x[L.DF_DTE], 3),
-                        },
-                    )
-                )
-            if d[L.DI_OI_STALE]:
-                out.append(
-                    Evidence(
-                        rule="OI_STALE",
-                        **contract,
-                        inputs={
-                            "oi_age_s": _f(
-                                (self._now(row) - self.chain.q[row, L.Q_OI_CHANGED_NS]) / 1e9, 1
-                            )
-                        },
-                    )
-                )
+        if d[L.DI_OI_STALE]:
+            out.append(self._evidence("OI_STALE", row, {"oi_age_s": _v(x[K.E_OI_AGE_S])}))
         return out
 
-    def _battle_evidence(self) -> Evidence:
-        b = self.battle.tolist()
+    def _battle_evidence(self, b: list[float]) -> Evidence:
         return Evidence(
             rule="BATTLEFIELD",
             inputs={
@@ -549,11 +457,8 @@ class SmartMoneyDetector:
             },
         )
 
-    def _material(self, s: SmartMoneySignal) -> bool:
+    def _material(self, s: SmartMoneySignal, fresh_ns: int) -> bool:
         prev = self.last_emitted
-        fresh = self.di[self._opts, L.DI_FRESH]
-        live = (fresh == K.FRESH_AGGRESSIVE) | (fresh == K.FRESH_FIRST)
-        fresh_ns = int(self.di[self._opts, L.DI_FRESH_NS][live].max(initial=0))
         new_fresh = fresh_ns > self._last_fresh_ns
         if new_fresh:
             self._last_fresh_ns = fresh_ns

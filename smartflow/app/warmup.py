@@ -20,7 +20,7 @@ from smartflow.core.timeutil import expiry_ns
 from smartflow.feed import protocol as p
 from smartflow.instruments.master import Instrument
 from smartflow.instruments.universe import ChainUniverse
-from smartflow.kernels import detect, iv, wire
+from smartflow.kernels import iv, wire
 
 
 def _universe() -> ChainUniverse:
@@ -80,7 +80,4 @@ def warm_up(model: ModelConfig, detectors: DetectorConfig) -> float:
     book.advance_to(now + book.bar_ns * 2)
     for row in range(chain.n):
         flow.contract_metrics(chain, row)
-    # Signal assembly only reaches this one when contracts vote, which a one-strike chain with
-    # no history never does.
-    detect.pattern_verdict(detect.XV_NONE)
     return time.perf_counter() - t0

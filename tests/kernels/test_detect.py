@@ -988,6 +988,7 @@ def test_params_array_carries_every_threshold() -> None:
         K.P_BLOCK_PROB: t.trap_block_probability,
         K.P_BAR_SECONDS: 7,
         K.P_REVERSAL_MIN_TICKS: t.reversal_min_range_ticks,
+        K.P_MIN_NET_VOTE: t.min_net_vote,
     }
     assert len(slots) == K.NP
     for slot, value in slots.items():
