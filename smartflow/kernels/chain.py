@@ -13,8 +13,7 @@ import numpy as np
 from numba import njit
 
 from smartflow.kernels import flow, layout as L
-from smartflow.kernels.black import black_greeks
-from smartflow.kernels.iv import IV_BAD_INPUT, IV_EXPIRED, implied_vol
+from smartflow.kernels.iv import IV_OK, iv_greeks_one
 from smartflow.kernels.wire import (
     F_TBQ as W_F_TBQ,
     F_TSQ as W_F_TSQ,
@@ -410,42 +409,39 @@ def compute_greeks(
     solved = 0
     for i in range(rows.size):
         row = rows[i]
-        kind = q[row, L.Q_KIND]
-        if kind != L.KIND_CALL and kind != L.KIND_PUT:
-            continue
         t = q[row, L.Q_RECV_NS] if use_row_time else t_ns
-        t_yrs = (expiry_ns - t) / NS / YEAR_S
-        price = option_price(q, row, use_mid, max_spread_frac)
-        f[row, L.F_IV_PRICE] = price
-        f[row, L.F_GREEKS_T] = t_yrs
-        if t_yrs <= 0:
-            status = IV_EXPIRED
-            iv = math.nan
-        elif not (fwd > 0) or not (price > 0):
-            status = IV_BAD_INPUT
-            iv = math.nan
-        else:
-            half_tick = 0.5 * q[row, L.Q_TICK] / 100.0
-            iv, status = implied_vol(
-                price, fwd, q[row, L.Q_STRIKE] / 100.0, t_yrs, rate, kind == L.KIND_CALL, half_tick
-            )
-        q[row, L.Q_IV_STATUS] = status
-        f[row, L.F_IV] = iv
-        if iv > 0:
-            _, delta, gamma, theta, vega = black_greeks(
-                fwd, q[row, L.Q_STRIKE] / 100.0, t_yrs, iv, rate, spot, kind == L.KIND_CALL
-            )
-            f[row, L.F_DELTA] = delta
-            f[row, L.F_GAMMA] = gamma
-            f[row, L.F_THETA] = theta
-            f[row, L.F_VEGA] = vega
-            solved += 1
-        else:
-            f[row, L.F_DELTA] = math.nan
-            f[row, L.F_GAMMA] = math.nan
-            f[row, L.F_THETA] = math.nan
-            f[row, L.F_VEGA] = math.nan
+        solved += _price_row(row, t, q, f, expiry_ns, fwd, spot, rate, use_mid, max_spread_frac)
     return solved
+
+
+@njit(cache=True, nogil=True)
+def _price_row(row, t, q, f, expiry_ns, fwd, spot, rate, use_mid, max_spread_frac):
+    """IV and greeks of one row at instant ``t`` (``compute_greeks``); 1 when solved."""
+    kind = q[row, L.Q_KIND]
+    if kind != L.KIND_CALL and kind != L.KIND_PUT:
+        return 0
+    t_yrs = (expiry_ns - t) / NS / YEAR_S
+    price = option_price(q, row, use_mid, max_spread_frac)
+    f[row, L.F_IV_PRICE] = price
+    f[row, L.F_GREEKS_T] = t_yrs
+    # One solve whose intermediate terms the greeks reuse (theta's r·V takes the market premium).
+    iv, status, delta, gamma, theta, vega = iv_greeks_one(
+        price,
+        fwd,
+        q[row, L.Q_STRIKE] / 100.0,
+        t_yrs,
+        rate,
+        spot,
+        kind == L.KIND_CALL,
+        0.5 * q[row, L.Q_TICK] / 100.0,
+    )
+    q[row, L.Q_IV_STATUS] = status
+    f[row, L.F_IV] = iv
+    f[row, L.F_DELTA] = delta
+    f[row, L.F_GAMMA] = gamma
+    f[row, L.F_THETA] = theta
+    f[row, L.F_VEGA] = vega
+    return 1 if status == IV_OK else 0
 
 
 @njit(cache=True, nogil=True)
@@ -591,3 +587,4 @@ def price_dirty_rows(q, f, dirty, option_rows, scratch_rows, t_ns, mp, st):
     return compute_greeks(
         scratch_rows[:m], True, t_ns, q, f, expiry, fwd, spot, mp[M_RATE], use_mid, mp[M_MAX_SPREAD]
     )
+
