@@ -339,6 +339,53 @@ def iv_greeks_one(
     return sigma, status, delta, gamma, theta / 365.0, vega / 100.0
 
 
+# ---- one contract's tick record (``iv_greeks_tick``) --------------------------------------------
+T_PRICE = 0  # in: discounted premium
+T_F = 1  # in: forward
+T_K = 2  # in: strike
+T_T = 3  # in: years to expiry
+T_R = 4  # in: rate
+T_S = 5  # in: spot for per-spot greeks (<= 0 or NaN: per forward)
+T_IS_CALL = 6  # in: 1.0 call, 0.0 put
+T_HALF_TICK = 7  # in: smallest reportable time value
+T_IV = 8  # out, and T_DELTA … T_VEGA as iv_greeks_one
+T_DELTA = 9
+T_GAMMA = 10
+T_THETA = 11
+T_VEGA = 12
+NT = 13
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def iv_greeks_tick(rec: NDArray[np.float64]) -> int:
+    """One contract's tick, in place on its record: IV and greeks from the ``T_*`` inputs.
+
+    The per-tick call for a caller that keeps one float64[NT] record per contract: numba
+    unboxes one array instead of eight scalars and boxes one int instead of a 6-tuple, so the
+    call from Python costs about half of :func:`iv_greeks_one`'s dispatch. Same maths and units.
+
+    Returns:
+        The ``IV_*`` status; ``rec[T_IV:]`` holds iv, delta, gamma, theta per day and vega per
+        vol point (NaN on failure).
+    """
+    iv, status, delta, gamma, theta, vega = iv_greeks_one(
+        rec[T_PRICE],
+        rec[T_F],
+        rec[T_K],
+        rec[T_T],
+        rec[T_R],
+        rec[T_S],
+        rec[T_IS_CALL] > 0.0,
+        rec[T_HALF_TICK],
+    )
+    rec[T_IV] = iv
+    rec[T_DELTA] = delta
+    rec[T_GAMMA] = gamma
+    rec[T_THETA] = theta
+    rec[T_VEGA] = vega
+    return status
+
+
 @njit(cache=True, nogil=True, error_model="numpy")
 def implied_vol_rows(
     rows: NDArray[np.int64],
@@ -464,6 +511,9 @@ def warm_up() -> None:
     synthetic_forward(24000.0, 100.0, 90.0, 0.999)
     implied_vol(100.0, 24000.0, 24100.0, 0.01, 0.065, True, 0.025)
     iv_greeks_one(100.0, 24000.0, 24100.0, 0.01, 0.065, 23990.0, True, 0.025)
+    iv_greeks_tick(
+        np.array([100.0, 24000.0, 24100.0, 0.01, 0.065, 23990.0, 1.0, 0.025] + [0.0] * 5)
+    )
     implied_vol_rows(rows, out[0], F, K, T, 0.065, is_call, 0.025, out[5], status)
     greeks_core(24000.0, 24100.0, 0.01, 0.1, 0.13, 0.999, -0.004, 0.065, 23990.0, True, 100.0)
     normalised_implied_s(-0.01, 0.01)

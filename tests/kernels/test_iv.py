@@ -25,9 +25,20 @@ from smartflow.kernels.iv import (
     IV_OK,
     IV_STATUS_NAMES,
     IV_TIME_VALUE_TOO_SMALL,
+    NT,
+    T_F,
+    T_HALF_TICK,
+    T_IS_CALL,
+    T_IV,
+    T_K,
+    T_PRICE,
+    T_R,
+    T_S,
+    T_T,
     implied_vol,
     iv_greeks_one,
     iv_greeks_rows,
+    iv_greeks_tick,
     normalised_implied_s,
     warm_up,
 )
@@ -355,6 +366,24 @@ def test_iv_greeks_rows_writes_only_rows_and_nan_on_failure():
         assert one[1] == IV_OK
         assert one[0] == outs[0][i]
         assert one[2:] == tuple(o[i] for o in outs[1:])
+
+
+@pytest.mark.parametrize("is_call", [True, False])
+@pytest.mark.parametrize(("K", "T"), [(24000.0, 2 / 365), (25500.0, 30 / 365), (24000.0, 0.0)])
+def test_iv_greeks_tick_is_the_scalar_kernel_in_place(K: float, T: float, is_call: bool) -> None:
+    F, S, r = 24010.0, 23990.0, 0.065
+    price = black_price(F, K, T, 0.15, math.exp(-r * T), is_call) if T > 0 else 50.0
+    rec = np.zeros(NT)
+    rec[[T_PRICE, T_F, T_K, T_T, T_R, T_S, T_IS_CALL, T_HALF_TICK]] = (
+        price, F, K, T, r, S, float(is_call), HALF_TICK
+    )  # fmt: skip
+    inputs = rec[:T_IV].copy()
+    status = iv_greeks_tick(rec)
+    iv, one_status, *greeks = iv_greeks_one(price, F, K, T, r, S, is_call, HALF_TICK)
+    assert status == one_status
+    assert (status == IV_OK) == (T > 0)
+    np.testing.assert_array_equal(rec[T_IV:], [iv, *greeks])  # NaN == NaN on failure
+    np.testing.assert_array_equal(rec[:T_IV], inputs)
 
 
 def test_one_minute_to_expiry_deep_wings():
