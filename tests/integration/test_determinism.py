@@ -8,7 +8,9 @@ feed's mailbox keeps only the latest packet per token when the engine falls behi
 policy, allowed to drop per-trade detail (a conflated trade's volume lands in the next packet's
 day volume, but its bar, its CVD sign and the first-packet baseline can change). The tape records
 every packet before the mailbox, so the live == replay claim holds exactly when nothing was
-conflated, and the test asserts that precondition (modest tick rate, ``Conflator.conflated == 0``).
+conflated. The test therefore keys its mailbox per packet, not per token: whether a loaded
+machine stalls the engine for a few milliseconds must not decide the outcome (it did, at 2 of
+8,000 packets), and every recorded packet must reach the engine.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import io
+import itertools
 from pathlib import Path
 
 import msgspec
@@ -110,7 +113,9 @@ def _wanted(market: Market) -> set[Pair]:
 async def _live_session(
     tape_path: Path, cfg: Config, wall_s: float, engine_first_s: float | None = None
 ) -> tuple[list[SmartMoneySignal], bytes, int]:
-    """The daemon's pipeline over loopback; returns (emitted signals, master, conflated).
+    """The daemon's pipeline over loopback.
+
+    Returns (emitted signals, master, packets conflated or dropped).
 
     The engine starts when the market starts flowing, or ``engine_first_s`` wall seconds before.
     """
@@ -142,14 +147,15 @@ async def _live_session(
     # while the subscription lands (it then sends no snapshots); each token's first packet is
     # its next trade, exactly as the tape records it.
     server.freeze()
-    mailbox: Conflator[bytes, tuple[int, bytes]] = Conflator(max_keys=4096)
+    mailbox: Conflator[int, tuple[int, bytes]] = Conflator(max_keys=1 << 20)
+    arrivals = itertools.count()
     recorder = TapeWriter(tape_path, {"test": "live-vs-replay"})
     creds = server.creds
     feed = FeedSession(
         FeedConfig(),
         server.url,
         static_headers(headers_for(creds.jwt, creds.api_key, creds.client_code, creds.feed_token)),
-        lambda t, key, frame: mailbox.put(key, (t, frame)),
+        lambda t, _key, frame: mailbox.put(next(arrivals), (t, frame)),
         clock,
         log.bind(stage="feed"),
         recorder,
@@ -182,7 +188,7 @@ async def _live_session(
         recorder.close()
         await server.stop()
     assert engine.frames == recorder.records
-    return live, master, mailbox.conflated
+    return live, master, mailbox.conflated + mailbox.overflowed
 
 
 def _compare(
@@ -204,7 +210,7 @@ async def test_live_signals_equal_the_replay_of_their_tape(tmp_path: Path) -> No
     cfg = Config(sim=LIVE_SIM)
     tape_path = tmp_path / "live.sft"
     live, master, conflated = await _live_session(tape_path, cfg, LIVE_WALL_S)
-    # The precondition (see the module docs): no packet was overwritten in the mailbox.
+    # The precondition (see the module docs): no packet was overwritten or dropped.
     assert conflated == 0
     assert len(open_tape(tape_path)) > 5_000
     live_b, replay_b = await asyncio.to_thread(_compare, cfg, tape_path, master, live)
