@@ -111,18 +111,30 @@ def _time_ns(fn: Callable[[], object], repeat: int) -> NDArray[np.int64]:
     return samples
 
 
-def _time_per_call_ns(fn: Callable[[], object], samples: int, calls: int) -> NDArray[np.int64]:
-    """Per-call time of ``fn`` from samples of ``calls`` back-to-back calls.
+def _time_per_call_ns(
+    calls: list[tuple[Callable[..., object], tuple[Any, ...]]], samples: int, per_sample: int
+) -> list[NDArray[np.int64]]:
+    """Per-call time of each ``fn(*args)``, from samples of ``per_sample`` back-to-back calls.
 
     A sub-microsecond call timed alone is half timer (a perf_counter_ns pair costs ~0.1 µs
-    here); a sample of many calls leaves only the call, as a tick loop would see it.
+    here); a sample of many calls leaves only the call, as a tick loop would see it. The loop
+    calls ``fn`` directly, without a wrapper (which would cost ~0.1 µs a call), and the
+    candidates take turns sample by sample, so a slow spell of the machine (this VM's speed
+    varies by a third within seconds) hits them alike and their ratios hold.
     """
-    out = np.empty(samples, dtype=np.int64)
+    out = [np.empty(samples, dtype=np.int64) for _ in calls]
     for i in range(samples):
-        t0 = time.perf_counter_ns()
-        for _ in range(calls):
-            fn()
-        out[i] = (time.perf_counter_ns() - t0) // calls
+        for (fn, args), times in zip(calls, out, strict=True):
+            if len(args) == 1:
+                (arg,) = args
+                t0 = time.perf_counter_ns()
+                for _ in range(per_sample):
+                    fn(arg)
+            else:
+                t0 = time.perf_counter_ns()
+                for _ in range(per_sample):
+                    fn(*args)
+            times[i] = (time.perf_counter_ns() - t0) // per_sample
     return out
 
 
@@ -234,31 +246,17 @@ def _bench_ours(ch: Chain, repeat: int) -> list[Row]:
     )
     record = np.zeros(NT)
     record[:T_IV] = scalar.args
-    samples = max(repeat, 100)
-    rows.append(
-        _row(
-            "ours",
-            f"tick: 1 contract via iv_greeks_tick (per call, {TICK_CALLS} calls a sample)",
-            1,
-            _time_per_call_ns(partial(iv_greeks_tick, record), samples, TICK_CALLS),
-        )
+    each = f"(per call, {TICK_CALLS} calls a sample, interleaved)"
+    t_tick, t_one, t_rows = _time_per_call_ns(
+        [(iv_greeks_tick, (record,)), (iv_greeks_one, scalar.args), (iv_greeks_rows, one_row.args)],
+        max(repeat, 100),
+        TICK_CALLS,
     )
-    rows.append(
-        _row(
-            "ours",
-            f"tick: 1 contract via iv_greeks_one (per call, {TICK_CALLS} calls a sample)",
-            1,
-            _time_per_call_ns(scalar, samples, TICK_CALLS),
-        )
-    )
-    rows.append(
-        _row(
-            "ours",
-            f"tick: 1 dirty row via iv_greeks_rows (per call, {TICK_CALLS} calls a sample)",
-            1,
-            _time_per_call_ns(one_row, samples, TICK_CALLS),
-        )
-    )
+    rows += [
+        _row("ours", f"tick: 1 contract via iv_greeks_tick {each}", 1, t_tick),
+        _row("ours", f"tick: 1 contract via iv_greeks_one {each}", 1, t_one),
+        _row("ours", f"tick: 1 dirty row via iv_greeks_rows {each}", 1, t_rows),
+    ]
     rows.append(
         _row(
             "timer",
