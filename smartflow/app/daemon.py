@@ -80,6 +80,18 @@ class RunOptions:
     duration: float | None = None
 
 
+def settle_heap() -> None:
+    """The collector policy of a running daemon, applied once start-up is done.
+
+    Everything built so far lives for the whole run: keep the cyclic collector off it, and
+    collect young objects less often (almost all garbage here is freed by refcount), so
+    collector pauses do not land between a packet and its decision.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(20_000, 20, 100)
+
+
 class Daemon:
     """One smartflow process."""
 
@@ -336,12 +348,7 @@ class Daemon:
         if self.recorder is not None:
             self._spawn("tape-flush", self._flush_tape())
         await self._until_ready()
-        # Everything built so far lives for the whole run: keep the cyclic collector off it,
-        # and collect young objects less often (almost all garbage here is freed by refcount),
-        # so collector pauses do not land between a packet and its decision.
-        gc.collect()
-        gc.freeze()
-        gc.set_threshold(20_000, 20, 100)
+        settle_heap()
         self.ready.set()
         self.log.info("daemon.ready", sockets=self.feed.connected, tokens=len(self.feed.subscribed))
         # READY=1 once connected, subscribed and warm — not on the first tick: the daemon may
