@@ -587,4 +587,3 @@ def price_dirty_rows(q, f, dirty, option_rows, scratch_rows, t_ns, mp, st):
     return compute_greeks(
         scratch_rows[:m], True, t_ns, q, f, expiry, fwd, spot, mp[M_RATE], use_mid, mp[M_MAX_SPREAD]
     )
-
