@@ -8,7 +8,7 @@ the chain (kernels/detect.py documents every rule), then reads them as votes:
   SHORT_BUILD_UP or LONG_UNWINDING on a put are bullish, the mirror images bearish — weighted by
   its confidence (covering/unwinding at 0.6, being exits rather than new money) and by 1.5 while
   a fresh position is live on it; a fresh entry without a classified build-up votes with its
-  strength in the direction its premium moved;
+  strength the way the bar's trades leaned (its CVD), or its premium moved on a balanced bar;
 * the net vote (−1…1) gives the direction; below ``min_net_vote`` the signal is NEUTRAL. The
   strongest voter in that direction is the *driver*; the contract to trade is the driver for a
   call-side BUY_CALL / put-side BUY_PUT, else the same-strike option of the other side;
@@ -26,6 +26,10 @@ the chain (kernels/detect.py documents every rule), then reads them as votes:
 * ``can_trade`` needs a BUY_* recommendation, a PROCEED cross-validation on the driver, no trap
   block, a market control that does not oppose the direction and a probability of at least
   ``min_signal_probability``; ``reason`` says which of these failed.
+
+The numbers (votes, driver, scores, verdicts, and the evidence's values rounded for display) are
+computed in the same kernel dispatch as the detectors (``kernels.detect.assemble``); this module
+names them and builds the ``Evidence`` objects.
 
 A signal is *emitted* (logged, written to replay, kept for the API) when it changes materially —
 recommendation, can_trade, market control, the contract to trade while actionable, or a new
@@ -135,9 +139,6 @@ class SmartMoneyDetector:
         self.di = np.zeros((n, L.NDI), np.int64)
         self.df = np.full((n, L.NDF), np.nan)
         self.rows = chain.option_rows
-        # Option rows are one contiguous range: per-bar column reads use slices (views), and the
-        # static columns are read once.
-        self._opts = slice(L.ROW_FIRST_OPTION, n)
         self._zones: dict[tuple[int, int], tuple[np.ndarray, np.ndarray, int, int]] = {}
         empty = np.zeros(0, np.int64)
         self._no_zone = (empty, empty, 1, 0)
@@ -335,7 +336,7 @@ class SmartMoneyDetector:
             trap_probability=round(sf[K.SF_TRAP_PROB], 4),
             fresh_position_detected=bool(si[K.SI_FRESH]),
             market_control=control,
-            can_trade=rec != "AVOID" and not reasons,
+            can_trade=rec in ("BUY_CALL", "BUY_PUT") and not reasons,
             reason="; ".join(reasons) if reasons else None,
             strike=inst.strike,
             option_type=inst.kind,  # type: ignore[arg-type]
