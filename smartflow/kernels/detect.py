@@ -160,27 +160,23 @@ SI_N_VOTES = 0
 SI_DIRECTION = 1  # +1 bullish, -1 bearish, 0 below the net-vote threshold
 SI_DRIVER = 2
 SI_TRADE_ROW = 3
-SI_SOURCE = 4
-SI_PATTERN = 5  # the driver's cross-validation read in the signal's direction
-SI_VERDICT = 6
-SI_BLOCKED = 7  # the trap filter blocks the driver or the trade contract
-SI_XV_BLOCK = 8
-SI_REC = 9
-SI_FRESH = 10  # a live fresh position on the driver or the trade contract
-SI_OPPOSING = 11  # market control opposes the direction
-SI_FRESH_NS = 12  # newest live fresh-position detection on any option
-SI_N_TOP = 13
-SI_TOP = 14  # .. SI_TOP + 4: indices into ``votes`` of the strongest voters
+SI_PATTERN = 4  # the driver's cross-validation read in the signal's direction
+SI_VERDICT = 5
+SI_REC = 6  # REC_*: AVOID when a trap or the cross-validation blocks
+SI_FRESH = 7  # a live fresh position on the driver or the trade contract
+SI_OPPOSING = 8  # market control opposes the direction
+SI_FRESH_NS = 9  # newest live fresh-position detection on any option
+SI_N_TOP = 10
+SI_TOP = 11  # .. SI_TOP + 4: indices into ``votes`` of the strongest voters
 NSI = SI_TOP + 5
 
 SF_NET = 0
-SF_CONF = 1
-SF_OI_CONVICTION = 2
-SF_VOL_AGGRESSION = 3
-SF_PROBABILITY = 4
-SF_TRAP_PROB = 5
-SF_QUALITY = 6
-NSF = 7
+SF_OI_CONVICTION = 1
+SF_VOL_AGGRESSION = 2
+SF_PROBABILITY = 3
+SF_TRAP_PROB = 4
+SF_QUALITY = 5
+NSF = 6
 
 V_ROW = 0
 V_DIRECTION = 1
@@ -853,34 +849,62 @@ def _votes(rows, lo, hi, q, bars, head, di, df, votes):
 
 
 @njit(cache=True, nogil=True)
-def _r(x, scale):
-    """``x`` rounded to 1/``scale`` (half to even), NaN when not finite: display precision."""
-    return np.rint(x * scale) / scale if x - x == 0.0 else math.nan
+def _product_error(a, b, p):
+    """The exact ``a·b − p`` for ``p = fl(a·b)`` (Dekker's product, no fma in numba)."""
+    c = 134217729.0 * a  # 2**27 + 1 splits a double into two 26-bit halves
+    a_hi = c - (c - a)
+    a_lo = a - a_hi
+    c = 134217729.0 * b
+    b_hi = c - (c - b)
+    b_lo = b - b_hi
+    return ((a_hi * b_hi - p) + a_hi * b_lo + a_lo * b_hi) + a_lo * b_lo
+
+
+@njit(cache=True, nogil=True)
+def round_display(x, scale):
+    """Python's ``round(x, n)`` for ``scale = 10**n`` (0 ≤ n ≤ 22); NaN when ``x`` is not finite.
+
+    Python rounds the exact binary value; ``rint(x·scale)`` alone is wrong when the product
+    rounds onto a tie (3.45 → 34.5 → 34, where 3.45 is 3.4500000000000002 and rounds to 3.5),
+    so on a tie the product's exact error decides. Evidence shows these numbers; they must not
+    depend on whether Python or a kernel rounded them.
+    """
+    if x - x != 0.0:
+        return math.nan
+    y = x * scale
+    r = np.rint(y)
+    if abs(y - r) == 0.5:
+        err = _product_error(x, scale, y)
+        if err > 0.0:
+            r = math.floor(y) + 1.0
+        elif err < 0.0:
+            r = math.floor(y)
+    return r / scale
 
 
 @njit(cache=True, nogil=True)
 def _evidence_row(row, q, df, now_ns, out):
     """The numbers the evidence shows for one contract, rounded as displayed."""
     out[E_ROW] = row
-    out[E_BUILDUP_CONF] = _r(df[row, L.DF_BUILDUP_CONF], 1e4)
-    out[E_OI_CHG_PCT] = _r(df[row, L.DF_OI_CHG_PCT], 1e4)
-    out[E_PX_CHG_PCT] = _r(df[row, L.DF_PX_CHG_PCT], 1e4)
-    out[E_INTERVAL_VOL] = _r(df[row, L.DF_INTERVAL_VOL], 1.0)
-    out[E_OI_UPDATE_AGE_S] = _r((now_ns - q[row, L.Q_OI_LAST_NS]) / NS, 10.0)
-    out[E_VOL_RATIO] = _r(df[row, L.DF_VOL_RATIO], 1e4)
-    out[E_AGGRESSION] = _r(df[row, L.DF_AGGRESSION], 1e4)
-    out[E_XV_QUALITY] = _r(df[row, L.DF_XV_QUALITY], 1e4)
-    out[E_DELTA_CHG] = _r(df[row, L.DF_DELTA_CHG], 1e5)
-    out[E_FRESH_OI_JUMP] = _r(df[row, L.DF_FRESH_OI_JUMP], 1e4)
-    out[E_FRESH_VOL_RATIO] = _r(df[row, L.DF_FRESH_VOL_RATIO], 1e4)
-    out[E_FRESH_STRENGTH] = _r(df[row, L.DF_FRESH_STRENGTH], 1e4)
-    out[E_EXPECTED_MOVE] = _r(df[row, L.DF_EXPECTED_MOVE], 1e2)
-    out[E_TRAP_PROB] = _r(df[row, L.DF_TRAP_PROB], 1e4)
-    out[E_OI_LOTS] = _r(df[row, L.DF_OI_LOTS], 10.0)
-    out[E_GAMMA_1PCT] = _r(df[row, L.DF_GAMMA_1PCT], 1e4)
-    out[E_THETA_BURN] = _r(df[row, L.DF_THETA_BURN], 1e4)
-    out[E_DTE] = _r(df[row, L.DF_DTE], 1e3)
-    out[E_OI_AGE_S] = _r((now_ns - q[row, L.Q_OI_CHANGED_NS]) / NS, 10.0)
+    out[E_BUILDUP_CONF] = round_display(df[row, L.DF_BUILDUP_CONF], 1e4)
+    out[E_OI_CHG_PCT] = round_display(df[row, L.DF_OI_CHG_PCT], 1e4)
+    out[E_PX_CHG_PCT] = round_display(df[row, L.DF_PX_CHG_PCT], 1e4)
+    out[E_INTERVAL_VOL] = round_display(df[row, L.DF_INTERVAL_VOL], 1.0)
+    out[E_OI_UPDATE_AGE_S] = round_display((now_ns - q[row, L.Q_OI_LAST_NS]) / NS, 10.0)
+    out[E_VOL_RATIO] = round_display(df[row, L.DF_VOL_RATIO], 1e4)
+    out[E_AGGRESSION] = round_display(df[row, L.DF_AGGRESSION], 1e4)
+    out[E_XV_QUALITY] = round_display(df[row, L.DF_XV_QUALITY], 1e4)
+    out[E_DELTA_CHG] = round_display(df[row, L.DF_DELTA_CHG], 1e5)
+    out[E_FRESH_OI_JUMP] = round_display(df[row, L.DF_FRESH_OI_JUMP], 1e4)
+    out[E_FRESH_VOL_RATIO] = round_display(df[row, L.DF_FRESH_VOL_RATIO], 1e4)
+    out[E_FRESH_STRENGTH] = round_display(df[row, L.DF_FRESH_STRENGTH], 1e4)
+    out[E_EXPECTED_MOVE] = round_display(df[row, L.DF_EXPECTED_MOVE], 1e2)
+    out[E_TRAP_PROB] = round_display(df[row, L.DF_TRAP_PROB], 1e4)
+    out[E_OI_LOTS] = round_display(df[row, L.DF_OI_LOTS], 10.0)
+    out[E_GAMMA_1PCT] = round_display(df[row, L.DF_GAMMA_1PCT], 1e4)
+    out[E_THETA_BURN] = round_display(df[row, L.DF_THETA_BURN], 1e4)
+    out[E_DTE] = round_display(df[row, L.DF_DTE], 1e3)
+    out[E_OI_AGE_S] = round_display((now_ns - q[row, L.Q_OI_CHANGED_NS]) / NS, 10.0)
 
 
 @njit(cache=True, nogil=True)
@@ -997,15 +1021,11 @@ def assemble(rows, lo, hi, q, bars, head, bar_end_ns, p, di, df, battle, votes, 
     fresh = _live_fresh(di[driver, L.DI_FRESH]) or _live_fresh(di[trade, L.DI_FRESH])
     sig_i[SI_DRIVER] = driver
     sig_i[SI_TRADE_ROW] = trade
-    sig_i[SI_SOURCE] = source
     sig_i[SI_PATTERN] = pattern
     sig_i[SI_VERDICT] = verdict
-    sig_i[SI_BLOCKED] = 1 if blocked else 0
-    sig_i[SI_XV_BLOCK] = 1 if xv_block else 0
     sig_i[SI_REC] = rec
     sig_i[SI_FRESH] = 1 if fresh else 0
     sig_i[SI_OPPOSING] = 1 if opposing else 0
-    sig_f[SF_CONF] = conf
     sig_f[SF_OI_CONVICTION] = oi_conv
     sig_f[SF_VOL_AGGRESSION] = vol_aggr
     sig_f[SF_PROBABILITY] = prob
@@ -1016,7 +1036,7 @@ def assemble(rows, lo, hi, q, bars, head, bar_end_ns, p, di, df, battle, votes, 
         out = ev[EV_TOP + t]
         _evidence_row(int(votes[v, V_ROW]), q, df, bar_end_ns, out)
         out[E_DIRECTION] = votes[v, V_DIRECTION]
-        out[E_WEIGHT] = _r(votes[v, V_WEIGHT], 1e4)
+        out[E_WEIGHT] = round_display(votes[v, V_WEIGHT], 1e4)
         out[E_SOURCE] = votes[v, V_SOURCE]
     _evidence_row(driver, q, df, bar_end_ns, ev[EV_DRIVER])
     _evidence_row(trade, q, df, bar_end_ns, ev[EV_TRADE])

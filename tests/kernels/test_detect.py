@@ -20,6 +20,7 @@ from typing import Any
 import msgspec
 import numpy as np
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from smartflow.analytics.detectors import (
     BUILDUP_NAMES,
@@ -1070,3 +1071,17 @@ def test_avoid_reason_names_the_blocking_pattern() -> None:
     assert sig.option_type == "CE"
     assert sig.reason is not None
     assert "TRAP" in sig.reason
+
+
+@settings(deadline=None)  # the first example compiles the kernel
+@given(
+    st.integers(min_value=-(10**7), max_value=10**7),
+    st.integers(min_value=0, max_value=5),
+    st.floats(min_value=-1.0, max_value=1.0),
+)
+def test_evidence_rounding_is_pythons_round(k: int, nd: int, wiggle: float) -> None:
+    # Near-ties (k.5 at the last kept digit) are where rint(x·10ⁿ) and round(x, n) part ways.
+    for x in (k / 10**nd + 0.5 / 10**nd, k / 10**nd + wiggle, wiggle * 1e-3):
+        assert K.round_display(x, 10.0**nd) == round(x, nd), (x, nd)
+    assert math.isnan(K.round_display(math.inf, 10.0))
+    assert math.isnan(K.round_display(math.nan, 10.0))
