@@ -1085,3 +1085,26 @@ def test_evidence_rounding_is_pythons_round(k: int, nd: int, wiggle: float) -> N
         assert K.round_display(x, 10.0**nd) == round(x, nd), (x, nd)
     assert math.isnan(K.round_display(math.inf, 10.0))
     assert math.isnan(K.round_display(math.nan, 10.0))
+
+
+def test_vote_ranking_breaks_ties_by_row() -> None:
+    # (row, direction, weight, source) as assemble's _votes writes them, rows ascending.
+    votes = np.array(
+        [
+            [5, 1, 0.5, K.SOURCE_BUILDUP],
+            [7, 1, 0.9, K.SOURCE_FRESH],
+            [9, -1, 0.9, K.SOURCE_BUILDUP],
+            [11, 1, 0.2, K.SOURCE_BUILDUP],
+            [13, 1, 0.9, K.SOURCE_BUILDUP],
+            [15, 1, 0.1, K.SOURCE_BUILDUP],
+        ],
+        dtype=np.float64,
+    )
+    sig_i = np.zeros(K.NSI, np.int64)
+    driver, source = K._rank_votes(votes, votes.shape[0], 1, sig_i)
+    # The strongest bullish voter; of the two at 0.9 the lower row.
+    assert (driver, source) == (7, K.SOURCE_FRESH)
+    assert K._rank_votes(votes, votes.shape[0], -1, sig_i)[0] == 9
+    # Top five by weight, rows ascending on ties, whatever their direction.
+    top = sig_i[K.SI_TOP : K.SI_TOP + sig_i[K.SI_N_TOP]]
+    assert [int(votes[i, K.V_ROW]) for i in top] == [7, 9, 13, 5, 11]
