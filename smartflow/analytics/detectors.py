@@ -139,9 +139,18 @@ class SmartMoneyDetector:
         self.di = np.zeros((n, L.NDI), np.int64)
         self.df = np.full((n, L.NDF), np.nan)
         self.rows = chain.option_rows
-        self._zones: dict[tuple[int, int], tuple[np.ndarray, np.ndarray, int, int]] = {}
-        empty = np.zeros(0, np.int64)
-        self._no_zone = (empty, empty, 1, 0)
+        # The strike ladder for the kernels' ATM zone: each strike's call and put row (−1: none).
+        u = chain.universe
+        self.strikes = np.array(u.strikes_paise, np.int64)
+        self.ce_rows, self.pe_rows = (
+            np.array(
+                [chain.row_by_token[side[k].token] if k in side else -1 for k in u.strikes_paise],
+                np.int64,
+            )
+            for side in (u.calls, u.puts)
+        )
+        self.zone_calls = np.zeros(self.strikes.size, np.int64)
+        self.zone_puts = np.zeros(self.strikes.size, np.int64)
         # Evidence names contracts on every bar; the names never change.
         self._contracts: list[tuple[str, float, OptionType] | None] = [
             (i.token, i.strike, i.kind) if i else None  # type: ignore[misc]
@@ -155,7 +164,6 @@ class SmartMoneyDetector:
         self.latest: SmartMoneySignal | None = None
         self.last_emitted: SmartMoneySignal | None = None
         self._last_fresh_ns = 0
-        self._bar_ns = 0
         # Cost of the last bar's update (ns; /metrics and the bench read it, nothing decides on it).
         self.kernel_ns = 0
         self.update_ns = 0
@@ -168,14 +176,11 @@ class SmartMoneyDetector:
         """Run every detector on the bar just closed and assemble the signal."""
         t0 = time.perf_counter_ns()
         c = self.chain
-        self._bar_ns = bar_end_ns
-        calls, puts, lo, hi = self._zone(int(self.t.ce_pe_atm_range))
         K.update_bar(
             self.rows,
-            calls,
-            puts,
-            lo,
-            hi,
+            self.strikes,
+            self.ce_rows,
+            self.pe_rows,
             c.q,
             c.f,
             c.bars,
@@ -187,6 +192,8 @@ class SmartMoneyDetector:
             self.p,
             self.di,
             self.df,
+            self.zone_calls,
+            self.zone_puts,
             self.battle,
             self.votes,
             self.sig_i,
@@ -206,37 +213,6 @@ class SmartMoneyDetector:
             for cb in self.on_signal:
                 cb(signal)
         return signal
-
-    def _zone(self, each_side: int) -> tuple[np.ndarray, np.ndarray, int, int]:
-        """Battlefield rows (CE, PE) within ``each_side`` strikes of ATM and the voting strikes.
-
-        Votes come from ± 2 × ``each_side`` strikes (paise bounds; lo > hi without a spot).
-        """
-        c = self.chain
-        u = c.universe
-        centre = c.spot if c.spot > 0 else c.forward
-        if not centre > 0:
-            return self._no_zone
-        atm = u.atm_index(round(centre * 100))
-        zone = self._zones.get((atm, each_side))
-        if zone is None:
-            ks = u.strikes_paise
-            lo, hi = max(0, atm - each_side), min(len(ks), atm + each_side + 1)
-            calls, puts = [], []
-            for k in ks[lo:hi]:
-                ce, pe = u.calls.get(k), u.puts.get(k)
-                if ce is not None and pe is not None:
-                    calls.append(c.row_by_token[ce.token])
-                    puts.append(c.row_by_token[pe.token])
-            span = 2 * each_side
-            zone = (
-                np.array(calls, np.int64),
-                np.array(puts, np.int64),
-                int(ks[max(0, atm - span)]),
-                int(ks[min(len(ks) - 1, atm + span)]),
-            )
-            self._zones[(atm, each_side)] = zone
-        return zone
 
     # ---- assembly -----------------------------------------------------------------------
 

@@ -705,6 +705,60 @@ def control_of(oi_share, vol_share, skew, thr):
 
 
 @njit(cache=True, nogil=True)
+def atm_index(strikes, centre_paise):
+    """Index of the strike nearest ``centre_paise`` in ascending ``strikes`` (lower on a tie)."""
+    n = strikes.size
+    lo, hi = 0, n
+    while lo < hi:  # bisect_left
+        mid = (lo + hi) // 2
+        if strikes[mid] < centre_paise:
+            lo = mid + 1
+        else:
+            hi = mid
+    if lo == 0:
+        return 0
+    if lo == n:
+        return n - 1
+    return lo if strikes[lo] - centre_paise < centre_paise - strikes[lo - 1] else lo - 1
+
+
+@njit(cache=True, nogil=True)
+def zone(strikes, ce_rows, pe_rows, spot, fwd, each_side, calls, puts):
+    """The battlefield's rows and the voting strikes around ATM.
+
+    ATM is the strike nearest the spot (the forward before the first index tick). ``calls`` and
+    ``puts`` receive the CE and PE rows of the strikes within ``each_side`` of ATM that list both;
+    votes come from the strikes within ± 2 × ``each_side``.
+
+    Args:
+        strikes: int64[s] strikes, paise, ascending.
+        ce_rows: int64[s] chain row of each strike's call (−1: not listed).
+        pe_rows: int64[s] the same for puts.
+        spot: index level, rupees (NaN before the first tick).
+        fwd: forward, rupees.
+        each_side: ``ce_pe_atm_range``.
+        calls: int64[s] out.
+        puts: int64[s] out.
+
+    Returns:
+        (rows written to ``calls``/``puts``, lowest voting strike, highest) — lo > hi without a
+        price to centre on.
+    """
+    centre = spot if spot > 0 else fwd
+    if not centre > 0 or strikes.size == 0:
+        return 0, 1, 0
+    atm = atm_index(strikes, np.int64(np.rint(centre * 100.0)))
+    k = 0
+    for i in range(max(0, atm - each_side), min(strikes.size, atm + each_side + 1)):
+        if ce_rows[i] >= 0 and pe_rows[i] >= 0:
+            calls[k] = ce_rows[i]
+            puts[k] = pe_rows[i]
+            k += 1
+    span = 2 * each_side
+    return k, strikes[max(0, atm - span)], strikes[min(strikes.size - 1, atm + span)]
+
+
+@njit(cache=True, nogil=True)
 def battlefield(calls, puts, q, f, bars, head, n_valid, p, out):
     """CE vs PE control over the zone (module docs).
 
@@ -1045,10 +1099,9 @@ def assemble(rows, lo, hi, q, bars, head, bar_end_ns, p, di, df, battle, votes, 
 @njit(cache=True, nogil=True)
 def update_bar(
     rows,
-    calls,
-    puts,
-    lo,
-    hi,
+    strikes,
+    ce_rows,
+    pe_rows,
     q,
     f,
     bars,
@@ -1060,6 +1113,8 @@ def update_bar(
     p,
     di,
     df,
+    calls,
+    puts,
     battle,
     votes,
     sig_i,
@@ -1068,13 +1123,15 @@ def update_bar(
 ):
     """Everything a bar close computes, in one call.
 
-    Per-contract detectors, Γ and expected move, traps, the battlefield over ``calls``/``puts``
-    (written to ``battle``), then the signal's numbers (``assemble``, voting over strikes
-    ``lo``..``hi``). One dispatch instead of five: at a bar close the caller's caches are cold,
-    and type-checking a dozen array arguments per call is then a measurable part of the update.
+    Per-contract detectors, Γ and expected move, traps, the zone around ATM (``zone``: its rows
+    go to ``calls``/``puts``), the battlefield over it (written to ``battle``), then the signal's
+    numbers (``assemble``). One dispatch instead of six: at a bar close the caller's caches are
+    cold, and type-checking a dozen array arguments per call is then a measurable part of the
+    update.
     """
     detect_rows(rows, q, f, bars, head, n_valid, bar_end_ns, p, di, df)
     set_gamma_and_move(rows, f, spot, fwd, p[P_FRESH_MAX_AGE_S], df)
     run_traps(rows, q, f, bars, head, n_valid, p, di, df)
-    battlefield(calls, puts, q, f, bars, head, n_valid, p, battle)
+    k, lo, hi = zone(strikes, ce_rows, pe_rows, spot, fwd, int(p[P_ATM_RANGE]), calls, puts)
+    battlefield(calls[:k], puts[:k], q, f, bars, head, n_valid, p, battle)
     assemble(rows, lo, hi, q, bars, head, bar_end_ns, p, di, df, battle, votes, sig_i, sig_f, ev)

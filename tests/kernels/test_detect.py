@@ -1108,3 +1108,38 @@ def test_vote_ranking_breaks_ties_by_row() -> None:
     # Top five by weight, rows ascending on ties, whatever their direction.
     top = sig_i[K.SI_TOP : K.SI_TOP + sig_i[K.SI_N_TOP]]
     assert [int(votes[i, K.V_ROW]) for i in top] == [7, 9, 13, 5, 11]
+
+
+@settings(deadline=None)  # the first example compiles the kernel
+@given(
+    centre=st.one_of(
+        st.floats(18_000, 22_000),
+        st.integers(360, 440).map(lambda k: k * 50 + 25.0),  # halfway between two strikes
+        st.sampled_from([math.nan, 0.0, 10.0, 99_999.0]),
+    ),
+    from_forward=st.booleans(),
+    each_side=st.integers(0, 6),
+    missing=st.sets(st.integers(0, 40), max_size=8),
+)
+def test_zone_is_the_strikes_nearest_the_price(
+    centre: float, from_forward: bool, each_side: int, missing: set[int]
+) -> None:
+    """The kernel's zone is the universe's ATM (``atm_index``) and the listed pairs near it."""
+    ks = [(19_000 + 50 * i) * 100 for i in range(41)]
+    u = ChainUniverse.__new__(ChainUniverse)
+    u.strikes_paise = ks
+    # Strike i has no call when i is in ``missing``, no put when i + 1 is.
+    ce = np.array([-1 if i in missing else 10 + i for i in range(41)], np.int64)
+    pe = np.array([-1 if i + 1 in missing else 100 + i for i in range(41)], np.int64)
+    calls, puts = np.zeros(41, np.int64), np.zeros(41, np.int64)
+    spot, fwd = (math.nan, centre) if from_forward else (centre, math.nan)
+    k, lo, hi = K.zone(np.array(ks, np.int64), ce, pe, spot, fwd, each_side, calls, puts)
+    if not centre > 0:
+        assert (k, lo > hi) == (0, True)
+        return
+    atm = u.atm_index(round(centre * 100))
+    near = range(max(0, atm - each_side), min(41, atm + each_side + 1))
+    both = [i for i in near if ce[i] >= 0 and pe[i] >= 0]
+    assert calls[:k].tolist() == [10 + i for i in both]
+    assert puts[:k].tolist() == [100 + i for i in both]
+    assert (lo, hi) == (ks[max(0, atm - 2 * each_side)], ks[min(40, atm + 2 * each_side)])
