@@ -116,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     gr.add_argument("--contracts", type=int, default=400)
     gr.add_argument("--no-peers", action="store_true", help="skip peer libraries")
     det = bench_sub.add_parser("detectors", help="full detector update of a 50-strike chain")
-    det.add_argument("--seconds", type=float, default=150.0, help="simulated session length")
+    det.add_argument("--seconds", type=float, default=300.0, help="simulated session length")
     rep = bench_sub.add_parser("replay", help="whole-pipeline replay vs the SDK parsing only")
     rep.add_argument("tape", nargs="?", help="a tape (default: record a simulator session)")
     rep.add_argument("--instruments", metavar="FILE", help="scrip master for TAPE")
