@@ -147,7 +147,7 @@ def _measure(book: ChainBook, det: SmartMoneyDetector, frames: list[tuple[int, b
     )
     full, host = percentiles(in_sequence), percentiles(jitter)
     tail = (
-        f"\np99 ÷ p50 at bar closes: full update {full['p99_us'] / full['p50_us']:.2f}, "
+        f"\n\np99 ÷ p50 at bar closes: full update {full['p99_us'] / full['p50_us']:.2f}, "
         f"fixed arithmetic {host['p99_us'] / host['p50_us']:.2f} (the host's share of the tail)\n"
     )
     return text + markdown_table(["what", "samples", "p50 µs", "p99 µs", "max µs"], out) + tail
