@@ -29,11 +29,16 @@ the chain (kernels/detect.py documents every rule), then reads them as votes:
 
 The numbers (votes, driver, scores, verdicts, and the evidence's values rounded for display) are
 computed in the same kernel dispatch as the detectors (``kernels.detect.assemble``); this module
-names them and builds the ``Evidence`` objects.
+names them. A bar is handled in two steps: ``decide`` (at the bar close, before the strategy)
+runs the kernels and builds the signal without its ``reason`` and ``evidence``; ``explain`` (a
+``ChainBook.after_bar`` hook, once the strategy has acted on the bar) adds those two. Building the
+evidence's Python objects cost more than the detector kernels at a real bar close, and nothing
+that decides reads them.
 
 A signal is *emitted* (logged, written to replay, kept for the API) when it changes materially —
 recommendation, can_trade, market control, the contract to trade while actionable, or a new
-fresh position — and the latest one is always available; the strategy sees every bar's.
+fresh position: ``on_decision`` hooks get the decision, ``on_signal`` hooks the explained signal.
+The latest one is always available (explained between bars); the strategy sees every bar's.
 """
 
 from __future__ import annotations
@@ -43,9 +48,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import msgspec
 import numpy as np
 
-from smartflow.chain.state import ChainState
+from smartflow.chain.state import ChainBook, ChainState
 from smartflow.config import SmartMoneyConfig
 from smartflow.core.messages import (
     Evidence,
@@ -161,19 +167,40 @@ class SmartMoneyDetector:
         self.sig_i = np.zeros(K.NSI, np.int64)
         self.sig_f = np.zeros(K.NSF)
         self.ev = np.zeros((K.NEV_ROWS, K.NE))
+        # The bar's decision after ``decide``, the same signal explained after ``explain``.
         self.latest: SmartMoneySignal | None = None
         self.last_emitted: SmartMoneySignal | None = None
+        self.material = False
+        self._numbers: tuple[list[int], list[float], list[float]] = ([], [], [])
         self._last_fresh_ns = 0
         # Cost of the last bar's update (ns; /metrics and the bench read it, nothing decides on it).
         self.kernel_ns = 0
         self.update_ns = 0
+        self.explain_ns = 0
         self.emitted = 0
+        # Material changes: the decision as soon as it is made, the explained signal after it.
+        self.on_decision: list[Callable[[SmartMoneySignal], None]] = []
         self.on_signal: list[Callable[[SmartMoneySignal], None]] = []
 
     # ---- per bar ------------------------------------------------------------------------
 
+    def attach(self, book: ChainBook) -> None:
+        """Decide at each bar close with the other stages; explain after the bar's decisions."""
+        book.on_bar.append(self.decide)
+        book.after_bar.append(self.explain)
+
     def on_bar(self, bar_end_ns: int, seq: int) -> SmartMoneySignal:
-        """Run every detector on the bar just closed and assemble the signal."""
+        """Decide and explain in one step, for callers that drive the detector on its own."""
+        self.decide(bar_end_ns, seq)
+        return self.explain(bar_end_ns, seq)
+
+    def decide(self, bar_end_ns: int, seq: int) -> SmartMoneySignal:
+        """Run every detector on the bar just closed and make the signal's decision.
+
+        The decision is the whole signal but its ``reason`` and ``evidence``: everything the
+        strategy acts on. ``explain`` adds those two (and emits the signal when it changed
+        materially) once the bar's other hooks, the strategy among them, have run.
+        """
         t0 = time.perf_counter_ns()
         c = self.chain
         K.update_bar(
@@ -201,36 +228,46 @@ class SmartMoneyDetector:
             self.ev,
         )
         t1 = time.perf_counter_ns()
-        si = self.sig_i.tolist()
-        signal = self._assemble(bar_end_ns, seq, si, self.sig_f.tolist())
-        material = self._material(signal, si[K.SI_FRESH_NS])
+        si, sf, b = self.sig_i.tolist(), self.sig_f.tolist(), self.battle.tolist()
+        signal = self._decision(bar_end_ns, seq, si, sf, b)
+        self.material = self._material(signal, si[K.SI_FRESH_NS])
+        self._numbers = (si, sf, b)
         self.kernel_ns = t1 - t0
         self.update_ns = time.perf_counter_ns() - t0
         self.latest = signal
-        if material:
+        if self.material:
+            for cb in self.on_decision:
+                cb(signal)
+        return signal
+
+    def explain(self, bar_end_ns: int, seq: int) -> SmartMoneySignal:
+        """This bar's decision with its reason and evidence; emitted when it changed materially."""
+        t0 = time.perf_counter_ns()
+        decision = self.latest
+        if decision is None or decision.ts != bar_end_ns:
+            raise RuntimeError(f"explain() of bar {seq} before its decide()")
+        reason, evidence = self._explanation(*self._numbers)
+        signal = msgspec.structs.replace(decision, reason=reason, evidence=evidence)
+        self.latest = signal
+        if self.material:
             self.last_emitted = signal
             self.emitted += 1
             for cb in self.on_signal:
                 cb(signal)
+        self.explain_ns = time.perf_counter_ns() - t0
         return signal
 
     # ---- assembly -----------------------------------------------------------------------
 
-    def _assemble(self, ts: int, seq: int, si: list[int], sf: list[float]) -> SmartMoneySignal:
-        """The signal from the kernels' numbers (``assemble``): words, evidence, reasons."""
-        c, di, t = self.chain, self.di, self.t
-        b = self.battle.tolist()
+    def _decision(
+        self, ts: int, seq: int, si: list[int], sf: list[float], b: list[float]
+    ) -> SmartMoneySignal:
+        """The signal's fields the strategy reads, from the kernels' numbers (``assemble``)."""
+        c = self.chain
         control = CONTROL_NAMES[int(b[0])]
-        evidence: list[Evidence] = [self._battle_evidence(b)]
-        n_votes, net, direction = si[K.SI_N_VOTES], sf[K.SF_NET], si[K.SI_DIRECTION]
-        spot = c.spot if math.isfinite(c.spot) else None
-        if direction == 0:
-            why = (
-                "no OI build-up or fresh position near ATM"
-                if not n_votes
-                else f"build-ups disagree (net vote {net:+.2f})"
-            )
-            evidence.append(Evidence(rule="NET_VOTE", inputs={"net": _f(net), "votes": n_votes}))
+        level = c.spot
+        spot = level if math.isfinite(level) else None
+        if si[K.SI_DIRECTION] == 0:
             return SmartMoneySignal(
                 underlying=c.root,
                 ts=ts,
@@ -242,14 +279,64 @@ class SmartMoneyDetector:
                 fresh_position_detected=False,
                 market_control=control,
                 can_trade=False,
-                reason=why,
+                reason=None,
                 strike=None,
                 option_type=None,
                 token=None,
-                evidence=evidence,
+                evidence=[],
                 bar_seq=seq,
                 spot=spot,
             )
+        trade_row = si[K.SI_TRADE_ROW]
+        rec = REC_NAMES[si[K.SI_REC]]
+        prob = sf[K.SF_PROBABILITY]
+        # The same conditions ``_explanation`` words as the reason: any of them stops a trade.
+        can_trade = (
+            rec in ("BUY_CALL", "BUY_PUT")
+            and si[K.SI_VERDICT] == K.VERDICT_PROCEED
+            and not si[K.SI_OPPOSING]
+            and not prob < self.t.min_signal_probability
+        )
+        contract = self._contracts[trade_row]
+        assert contract is not None  # noqa: S101 — option rows always have an instrument
+        token, strike, kind = contract
+        return SmartMoneySignal(
+            underlying=c.root,
+            ts=ts,
+            recommendation=rec,
+            oi_conviction_score=sf[K.SF_OI_CONVICTION_SHOWN],
+            volume_aggression_score=sf[K.SF_VOL_AGGRESSION_SHOWN],
+            smart_money_probability=sf[K.SF_PROBABILITY_SHOWN],
+            trap_probability=sf[K.SF_TRAP_PROB_SHOWN],
+            fresh_position_detected=bool(si[K.SI_FRESH]),
+            market_control=control,
+            can_trade=can_trade,
+            reason=None,
+            strike=strike,
+            option_type=kind,
+            token=token,
+            evidence=[],
+            bar_seq=seq,
+            spot=spot,
+            fresh_strength=sf[K.SF_FRESH_STRENGTH],
+        )
+
+    def _explanation(
+        self, si: list[int], sf: list[float], b: list[float]
+    ) -> tuple[str | None, list[Evidence]]:
+        """The reason and the evidence of the decision ``_decision`` made from these numbers."""
+        c, di, t = self.chain, self.di, self.t
+        control = CONTROL_NAMES[int(b[0])]
+        evidence: list[Evidence] = [self._battle_evidence(b)]
+        n_votes, net, direction = si[K.SI_N_VOTES], sf[K.SF_NET], si[K.SI_DIRECTION]
+        if direction == 0:
+            why = (
+                "no OI build-up or fresh position near ATM"
+                if not n_votes
+                else f"build-ups disagree (net vote {net:+.2f})"
+            )
+            evidence.append(Evidence(rule="NET_VOTE", inputs={"net": _f(net), "votes": n_votes}))
+            return why, evidence
         driver, trade_row = si[K.SI_DRIVER], si[K.SI_TRADE_ROW]
         evidence.append(
             Evidence(
@@ -300,27 +387,7 @@ class SmartMoneyDetector:
             reasons.append(f"market control {control} opposes {rec}")
         if prob < t.min_signal_probability:
             reasons.append(f"smart-money probability {prob:.2f} < {t.min_signal_probability:.2f}")
-        inst = c.instruments[trade_row]
-        assert inst is not None  # noqa: S101 — option rows always have an instrument
-        return SmartMoneySignal(
-            underlying=c.root,
-            ts=ts,
-            recommendation=rec,
-            oi_conviction_score=round(sf[K.SF_OI_CONVICTION], 4),
-            volume_aggression_score=round(sf[K.SF_VOL_AGGRESSION], 4),
-            smart_money_probability=round(prob, 4),
-            trap_probability=round(sf[K.SF_TRAP_PROB], 4),
-            fresh_position_detected=bool(si[K.SI_FRESH]),
-            market_control=control,
-            can_trade=rec in ("BUY_CALL", "BUY_PUT") and not reasons,
-            reason="; ".join(reasons) if reasons else None,
-            strike=inst.strike,
-            option_type=inst.kind,  # type: ignore[arg-type]
-            token=inst.token,
-            evidence=evidence,
-            bar_seq=seq,
-            spot=spot,
-        )
+        return ("; ".join(reasons) if reasons else None), evidence
 
     def signal_pattern(self, row: int, direction: int) -> int:
         """The seed's cross-validation pattern of ``row`` read in the signal's ``direction``."""

@@ -260,7 +260,8 @@ class Daemon:
             c.root: SmartMoneyDetector(c, thresholds, cfg.detectors.bar_seconds) for c in chains
         }
         for det in self.detectors.values():
-            self.book.on_bar.append(det.on_bar)
+            det.attach(self.book)
+            det.on_decision.append(self._on_decision)
             det.on_signal.append(self._on_signal)
         self.flow = FlowAnalyzer(self.book, self.detectors, cfg.flow)
         self.book.on_bar.append(self.flow.on_bar)
@@ -277,7 +278,7 @@ class Daemon:
             flow=self.flow,
         )
         self.metrics = Metrics(self._metrics_snapshot)
-        self.book.on_bar.append(self._observe_bar)
+        self.book.after_bar.append(self._observe_bar)  # after the signals' explanation
         self.trading.router.on_intent.append(self._observe_intent)
         self.trading.router.on_sent.append(self._observe_sent)
         await self.trading.broker.start()
@@ -394,15 +395,18 @@ class Daemon:
         cancelled = await asyncio.wait_for(self.trading.router.shutdown(policy), 10)
         self.log.info("orders.stopped", policy=policy, cancelled=cancelled)
 
+    def _on_decision(self, _signal: SmartMoneySignal) -> None:
+        """A material signal was decided (its evidence comes after the strategy has seen it)."""
+        self.signals_emitted += 1
+        if self.metrics is not None and self.book is not None:
+            self.metrics.tick_to_signal.observe(self._latency_s(self.book.trigger_ns))
+
     def _on_signal(self, signal: SmartMoneySignal) -> None:
-        """A signal was emitted: count it now, publish it once the batch is done.
+        """The decided signal, explained: publish it once the batch is done.
 
         Logging, journalling and the API hooks wait until the engine has finished the batch,
         so they never stand between a bar close and the strategy's order intent.
         """
-        self.signals_emitted += 1
-        if self.metrics is not None and self.book is not None:
-            self.metrics.tick_to_signal.observe(self._latency_s(self.book.trigger_ns))
         self._unpublished.append(signal)
 
     def _publish_signals(self, _now_ns: int) -> None:
@@ -504,6 +508,7 @@ class Daemon:
             for det in self.detectors.values():
                 self.metrics.detector_update.observe(det.update_ns / 1e9)
                 self.metrics.detector_kernels.observe(det.kernel_ns / 1e9)
+                self.metrics.signal_explain.observe(det.explain_ns / 1e9)
 
     def _observe_intent(self, intent: OrderIntent) -> None:
         if self.metrics is not None and intent.tick_ns:

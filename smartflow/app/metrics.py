@@ -53,15 +53,20 @@ class Metrics:
         )
         self.detector_update = h(
             "smartflow_detector_update_seconds",
-            "Detector update at a bar close, per underlying (kernels, battlefield, signal)",
+            "Detector update at a bar close, per underlying (kernels, battlefield, the signal's "
+            "decision)",
         )
         self.detector_kernels = h(
             "smartflow_detector_kernels_seconds",
             "The numba part of the detector update at a bar close, per underlying",
         )
+        self.signal_explain = h(
+            "smartflow_signal_explain_seconds",
+            "The signal's reason and evidence, built after the strategy saw the bar",
+        )
         self.tick_to_signal = h(
             "smartflow_tick_to_signal_seconds",
-            "Receive of the packet that closed a bar → signal emitted",
+            "Receive of the packet that closed a bar → material signal decided",
         )
         self.tick_to_intent = h(
             "smartflow_tick_to_intent_seconds",

@@ -151,7 +151,7 @@ class Replayer:
             c.root: SmartMoneyDetector(c, thresholds, cfg.detectors.bar_seconds) for c in chains
         }
         for det in self.detectors.values():
-            self.book.on_bar.append(det.on_bar)
+            det.attach(self.book)
             det.on_signal.append(self.write_signal)
         self.flow = FlowAnalyzer(self.book, self.detectors, cfg.flow)
         self.book.on_bar.append(self.flow.on_bar)

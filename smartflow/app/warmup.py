@@ -52,7 +52,7 @@ def warm_up(model: ModelConfig, detectors: DetectorConfig) -> float:
     chain = ChainState(_universe(), model)
     book = ChainBook([chain], detectors)
     det = SmartMoneyDetector(chain, detectors.thresholds(), detectors.bar_seconds)
-    book.on_bar.append(det.on_bar)
+    det.attach(book)
     flow = FlowAnalyzer(book, {chain.root: det}, FlowConfig())
     book.on_bar.append(flow.on_bar)
     now = time.time_ns()

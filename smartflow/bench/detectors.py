@@ -4,12 +4,14 @@ The chain comes from the simulator's market model (50 strikes, CE and PE, with b
 fresh-position scenarios so every component has work), fed through the same ``ChainBook`` the
 daemon uses. Measured separately:
 
-* full update: what runs at every bar close — the six detector kernels over all 100 contracts,
-  the battlefield, and the signal assembly with its evidence (``SmartMoneyDetector.on_bar`` up
-  to handing the signal on) — timed at each real bar close of the replay, between ticks, as the
-  daemon runs it: caches hold tick-path code then, not this;
+* full update: what runs at every bar close before the strategy sees the signal — the six
+  detector kernels over all 100 contracts, the battlefield, and the signal's decision
+  (``SmartMoneyDetector.decide``) — timed at each real bar close of the replay, between ticks,
+  as the daemon runs it: caches hold tick-path code then, not this;
 * of which the detector kernels: the numba part, one dispatch (detectors, battlefield, votes,
   scores and the evidence numbers);
+* then the signal's reason and evidence (``explain``), which runs after the bar's other hooks
+  (the strategy among them) and is timed separately;
 * the same update repeated on one bar (caches hot): what the code costs once it is resident;
 * per-tick incremental update: one packet applied (decode, chain state, order flow, IV and
   greeks of the touched contract) through ``ChainBook.process``;
@@ -61,7 +63,7 @@ def _session(seconds: float) -> tuple[ChainBook, SmartMoneyDetector, list[tuple[
     chain = ChainState(select(master, "NIFTY", start_ns), cfg.model)
     book = ChainBook([chain], cfg.detectors)
     det = SmartMoneyDetector(chain, cfg.detectors.thresholds(), cfg.detectors.bar_seconds)
-    book.on_bar.append(det.on_bar)
+    det.attach(book)
     frames = [
         (int.from_bytes(f[35:43], "little") * 1_000_000, f)
         for _, f in market.advance(start_ns + int(seconds * 1e9))
@@ -99,18 +101,19 @@ def run_detectors_bench(seconds: float = 300.0) -> str:
 def _measure(book: ChainBook, det: SmartMoneyDetector, frames: list[tuple[int, bytes]]) -> str:
     in_sequence: list[int] = []
     in_kernels: list[int] = []
-
+    in_explain: list[int] = []
     jitter: list[int] = []
     _fixed_work(JITTER_STEPS)
 
     def timed(_end: int, _seq: int) -> None:
         in_sequence.append(det.update_ns)
         in_kernels.append(det.kernel_ns)
+        in_explain.append(det.explain_ns)
         t = time.perf_counter_ns()
         _fixed_work(JITTER_STEPS)
         jitter.append(time.perf_counter_ns() - t)
 
-    book.on_bar.append(timed)  # after the detector's own hook: reads what it just measured
+    book.after_bar.append(timed)  # after the detector's explain: reads what it just measured
     tick = []
     for fr in frames:
         if fr[0] >= book.bar_end_ns:
@@ -121,18 +124,21 @@ def _measure(book: ChainBook, det: SmartMoneyDetector, frames: list[tuple[int, b
     c = det.chain
     rows_opts = c.option_rows
     n_contracts = int(np.count_nonzero(c.q[rows_opts, L.Q_TICKS] > 0))
-    hot, hot_kernels = [], []
-    book.on_bar.remove(timed)
+    hot, hot_kernels, hot_explain = [], [], []
+    book.after_bar.remove(timed)
     for _ in range(300):
         det.on_bar(book.bar_end_ns - book.bar_ns, book.bar_seq - 1)
         hot.append(det.update_ns)
         hot_kernels.append(det.kernel_ns)
+        hot_explain.append(det.explain_ns)
     out = []
     for name, samples in (
         ("bar close, in sequence: full update (kernels + battlefield + signal)", in_sequence),
         ("bar close, in sequence: of which detector kernels", in_kernels),
+        ("bar close, after the strategy: the signal's reason and evidence", in_explain),
         ("one bar repeated (hot caches): full update", hot),
         ("one bar repeated (hot caches): of which detector kernels", hot_kernels),
+        ("one bar repeated (hot caches): reason and evidence", hot_explain),
         ("per-tick incremental update (1 packet → state, flow, greeks)", tick),
         ("host jitter: fixed arithmetic at the same bar closes", jitter),
     ):

@@ -9,7 +9,7 @@ what the daemon subscribes) at R packets/s. At each rate we measure, in the same
   tick → decision (every batch: the strategy has evaluated the packet for exits, an intent
   would be queued), tick → bar decision (every bar close, from the packet that closed it:
   greeks repriced, detectors, flow, and the strategy has evaluated the bar's signal — where
-  entries are decided), tick → signal (a material signal emitted), tick → order intent (when
+  entries are decided), tick → signal (a material signal decided), tick → order intent (when
   the strategy acts; few per run, so the bar decisions are its sample).
 
 A flood run (the simulator sending as fast as it can) gives both ceilings; the report states the
@@ -219,7 +219,7 @@ async def daemon_run(url: str, seconds: float, tmp: Path) -> DaemonRun:
 
         await asyncio.sleep(1.0)  # the window subscription and first bars settle
         for det in daemon.detectors.values():
-            det.on_signal.insert(0, on_signal)  # at emission, before anyone acts on it
+            det.on_decision.insert(0, on_signal)  # when decided, before anyone acts on it
         book.on_bar.append(on_bar)  # last: after the strategy has seen the bar's signal
         daemon.trading.router.on_intent.append(on_intent)
         engine.decision_samples = out.decision_ns

@@ -258,6 +258,9 @@ class ChainBook:
         self.bar_end_ns = 0
         self.bar_seq = 0
         self.on_bar: list[BarHook] = []
+        # After every on_bar hook of the same bar: work that explains or publishes a decision
+        # already acted on (signal evidence), kept off the path from bar close to order intent.
+        self.after_bar: list[BarHook] = []
         self.on_event: list[EventHook] = []
         self.stats = ApplyStats()
         self.last_ns = 0
@@ -310,6 +313,8 @@ class ChainBook:
         seq = self.bar_seq
         self.bar_seq += 1
         for hook in self.on_bar:
+            hook(bar_end_ns, seq)
+        for hook in self.after_bar:
             hook(bar_end_ns, seq)
 
     def _apply(self, frames: Sequence[tuple[int, bytes]]) -> None:

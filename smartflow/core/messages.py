@@ -28,6 +28,7 @@ class SmartMoneySignal(msgspec.Struct, frozen=True, kw_only=True):
 
     ``strike``/``option_type``/``token`` name the contract the recommendation is about (the one to
     trade for BUY_*; the strongest evidence otherwise). ``ts`` is the bar's end, Unix ns.
+    ``fresh_strength`` is the strength (0–1) of the fresh position on that contract, 0 without one.
     """
 
     underlying: str
@@ -47,6 +48,7 @@ class SmartMoneySignal(msgspec.Struct, frozen=True, kw_only=True):
     evidence: list[Evidence]
     bar_seq: int = 0
     spot: float | None = None
+    fresh_strength: float = 0.0
 
 
 Purpose = Literal["ENTRY", "EXIT"]

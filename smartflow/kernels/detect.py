@@ -176,7 +176,14 @@ SF_VOL_AGGRESSION = 2
 SF_PROBABILITY = 3
 SF_TRAP_PROB = 4
 SF_QUALITY = 5
-NSF = 6
+# As the signal shows them: the four scores rounded to 4 places, and the fresh position's strength
+# on the contract to trade (0 without one).
+SF_OI_CONVICTION_SHOWN = 6
+SF_VOL_AGGRESSION_SHOWN = 7
+SF_PROBABILITY_SHOWN = 8
+SF_TRAP_PROB_SHOWN = 9
+SF_FRESH_STRENGTH = 10
+NSF = 11
 
 V_ROW = 0
 V_DIRECTION = 1
@@ -1085,6 +1092,12 @@ def assemble(rows, lo, hi, q, bars, head, bar_end_ns, p, di, df, battle, votes, 
     sig_f[SF_PROBABILITY] = prob
     sig_f[SF_TRAP_PROB] = trap_p
     sig_f[SF_QUALITY] = quality
+    sig_f[SF_OI_CONVICTION_SHOWN] = round_display(oi_conv, 1e4)
+    sig_f[SF_VOL_AGGRESSION_SHOWN] = round_display(vol_aggr, 1e4)
+    sig_f[SF_PROBABILITY_SHOWN] = round_display(prob, 1e4)
+    sig_f[SF_TRAP_PROB_SHOWN] = round_display(trap_p, 1e4)
+    if di[trade, L.DI_FRESH] != FRESH_NONE:
+        sig_f[SF_FRESH_STRENGTH] = _num(round_display(df[trade, L.DF_FRESH_STRENGTH], 1e4))
     for t in range(sig_i[SI_N_TOP]):
         v = sig_i[SI_TOP + t]
         out = ev[EV_TOP + t]

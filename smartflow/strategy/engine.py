@@ -186,10 +186,7 @@ class Strategy:
         lots = self.size(signal, aggressive, premium, contract.lot_size)
         if lots <= 0:
             return
-        strength = 0.0
-        for ev in signal.evidence:
-            if ev.rule == "FRESH_POSITION" and ev.token == token:
-                strength = float(ev.inputs.get("strength") or 0.0)
+        strength = signal.fresh_strength
         kind = "AGGRESSIVE" if aggressive else "NORMAL"
         intent = OrderIntent(
             intent_id=self._intent_id("entry", now_ns),
