@@ -133,7 +133,7 @@ def _measure(book: ChainBook, det: SmartMoneyDetector, frames: list[tuple[int, b
         hot_explain.append(det.explain_ns)
     out = []
     for name, samples in (
-        ("bar close, in sequence: full update (kernels + battlefield + signal)", in_sequence),
+        ("bar close, in sequence: full update to the decision", in_sequence),
         ("bar close, in sequence: of which detector kernels", in_kernels),
         ("bar close, after the strategy: the signal's reason and evidence", in_explain),
         ("one bar repeated (hot caches): full update", hot),

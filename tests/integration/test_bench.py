@@ -38,7 +38,7 @@ def test_decode_bench_compares_with_the_sdk() -> None:
 def test_detectors_bench_times_real_bar_closes() -> None:
     rows = _rows(run_detectors_bench(40.0))
     by_name = {r[0]: r for r in rows}
-    in_sequence = by_name["bar close, in sequence: full update (kernels + battlefield + signal)"]
+    in_sequence = by_name["bar close, in sequence: full update to the decision"]
     # ~27 one-second bars after the first third of a 40 s session.
     assert int(in_sequence[1]) >= 20
     kernels = by_name["bar close, in sequence: of which detector kernels"]
