@@ -14,6 +14,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
 import numpy as np
 import pytest
 import structlog
@@ -23,12 +24,12 @@ from smartflow.analytics.flow import Confluence, FlowAnalyzer
 from smartflow.chain.state import ChainBook, ChainState, FlowParams
 from smartflow.config import DetectorConfig, FlowConfig, ModelConfig, StrategyConfig
 from smartflow.core.messages import Quote, SmartMoneySignal
-from smartflow.core.timeutil import expiry_ns
+from smartflow.core.timeutil import expiry_ns, ns_at_ist
 from smartflow.feed import protocol as p
 from smartflow.instruments.master import Instrument
 from smartflow.instruments.universe import ChainUniverse
 from smartflow.kernels import layout as L
-from smartflow.strategy.engine import Strategy
+from smartflow.strategy.engine import Contract, Strategy
 
 
 ROOT = "TEST"
@@ -663,3 +664,36 @@ def test_quiet_intervals_raise_no_whale() -> None:
     _warm_contract(r, packets=20)
     assert not r.flow.whales
     assert np.isclose(r.chain.f[CE_ROW, L.F_EWMA_DVOL], LOT)
+
+
+@pytest.mark.parametrize("fresh_strength", [0.0, 0.5, 0.8765])
+def test_entry_target_widens_with_the_signals_fresh_strength(fresh_strength: float) -> None:
+    """target = target % × (1 + the fresh position's strength on the contract bought)."""
+    contract = Contract(
+        token="3",
+        symbol="C",
+        exchange="NFO",
+        lot_size=LOT,
+        underlying=ROOT,
+        option_type="CE",
+        expiry=dt.date(2030, 1, 1),
+    )
+
+    class Quotes:
+        def quote(self, token: str) -> Quote | None:
+            return Quote(bid=99.5, ask=100.0, ltp=99.8, tick=0.05)
+
+    submitted = []
+    s = Strategy(
+        StrategyConfig(),
+        lambda token: contract if token == "3" else None,
+        _Book(),
+        Quotes(),
+        lambda intent: submitted.append(intent) is None,
+        structlog.get_logger(),
+    )
+    now = ns_at_ist(dt.date(2029, 12, 3), dt.time(10, 0))
+    sig = msgspec.structs.replace(_signal("BUY_CALL", 0.9), ts=now, fresh_strength=fresh_strength)
+    s.on_signal(sig, now)
+    assert len(submitted) == 1
+    assert s.held["3"].target_pct == StrategyConfig().target_pct * (1 + fresh_strength)
