@@ -262,32 +262,12 @@ class SmartMoneyDetector:
     def _decision(
         self, ts: int, seq: int, si: list[int], sf: list[float], b: list[float]
     ) -> SmartMoneySignal:
-        """The signal's fields the strategy reads, from the kernels' numbers (``assemble``)."""
+        """The signal's fields the strategy reads, from the kernels' numbers (``assemble``).
+
+        Without a direction the kernel leaves NEUTRAL and zero scores; no contract is named.
+        """
         c = self.chain
-        control = CONTROL_NAMES[int(b[0])]
         level = c.spot
-        spot = level if math.isfinite(level) else None
-        if si[K.SI_DIRECTION] == 0:
-            return SmartMoneySignal(
-                underlying=c.root,
-                ts=ts,
-                recommendation="NEUTRAL",
-                oi_conviction_score=0.0,
-                volume_aggression_score=0.0,
-                smart_money_probability=0.0,
-                trap_probability=0.0,
-                fresh_position_detected=False,
-                market_control=control,
-                can_trade=False,
-                reason=None,
-                strike=None,
-                option_type=None,
-                token=None,
-                evidence=[],
-                bar_seq=seq,
-                spot=spot,
-            )
-        trade_row = si[K.SI_TRADE_ROW]
         rec = REC_NAMES[si[K.SI_REC]]
         prob = sf[K.SF_PROBABILITY]
         # The same conditions ``_explanation`` words as the reason: any of them stops a trade.
@@ -297,9 +277,8 @@ class SmartMoneyDetector:
             and not si[K.SI_OPPOSING]
             and not prob < self.t.min_signal_probability
         )
-        contract = self._contracts[trade_row]
-        assert contract is not None  # noqa: S101 — option rows always have an instrument
-        token, strike, kind = contract
+        contract = self._contracts[si[K.SI_TRADE_ROW]] if si[K.SI_DIRECTION] else None
+        token, strike, kind = contract or (None, None, None)
         return SmartMoneySignal(
             underlying=c.root,
             ts=ts,
@@ -309,7 +288,7 @@ class SmartMoneyDetector:
             smart_money_probability=sf[K.SF_PROBABILITY_SHOWN],
             trap_probability=sf[K.SF_TRAP_PROB_SHOWN],
             fresh_position_detected=bool(si[K.SI_FRESH]),
-            market_control=control,
+            market_control=CONTROL_NAMES[int(b[0])],
             can_trade=can_trade,
             reason=None,
             strike=strike,
@@ -317,7 +296,7 @@ class SmartMoneyDetector:
             token=token,
             evidence=[],
             bar_seq=seq,
-            spot=spot,
+            spot=level if math.isfinite(level) else None,
             fresh_strength=sf[K.SF_FRESH_STRENGTH],
         )
 

@@ -1096,8 +1096,6 @@ def assemble(rows, lo, hi, q, bars, head, bar_end_ns, p, di, df, battle, votes, 
     sig_f[SF_VOL_AGGRESSION_SHOWN] = round_display(vol_aggr, 1e4)
     sig_f[SF_PROBABILITY_SHOWN] = round_display(prob, 1e4)
     sig_f[SF_TRAP_PROB_SHOWN] = round_display(trap_p, 1e4)
-    if di[trade, L.DI_FRESH] != FRESH_NONE:
-        sig_f[SF_FRESH_STRENGTH] = _num(round_display(df[trade, L.DF_FRESH_STRENGTH], 1e4))
     for t in range(sig_i[SI_N_TOP]):
         v = sig_i[SI_TOP + t]
         out = ev[EV_TOP + t]
@@ -1107,6 +1105,8 @@ def assemble(rows, lo, hi, q, bars, head, bar_end_ns, p, di, df, battle, votes, 
         out[E_SOURCE] = votes[v, V_SOURCE]
     _evidence_row(driver, q, df, bar_end_ns, ev[EV_DRIVER])
     _evidence_row(trade, q, df, bar_end_ns, ev[EV_TRADE])
+    if di[trade, L.DI_FRESH] != FRESH_NONE:
+        sig_f[SF_FRESH_STRENGTH] = _num(ev[EV_TRADE, E_FRESH_STRENGTH])
 
 
 @njit(cache=True, nogil=True)
