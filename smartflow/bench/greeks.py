@@ -124,15 +124,9 @@ def _time_per_call_ns(
     out = [np.empty(samples, dtype=np.int64) for _ in calls]
     for i in range(samples):
         for (fn, args), times in zip(calls, out, strict=True):
-            if len(args) == 1:
-                (arg,) = args
-                t0 = time.perf_counter_ns()
-                for _ in range(per_sample):
-                    fn(arg)
-            else:
-                t0 = time.perf_counter_ns()
-                for _ in range(per_sample):
-                    fn(*args)
+            t0 = time.perf_counter_ns()
+            for _ in range(per_sample):
+                fn(*args)
             times[i] = (time.perf_counter_ns() - t0) // per_sample
     return out
 
