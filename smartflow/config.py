@@ -151,8 +151,13 @@ class DetectorConfig(Base, frozen=True):
     """A single interval (between two packets) trading at least this value is a whale print."""
     whale_volume_multiple: PositiveFloat = 3.0
     """...or at least this multiple of the contract's average interval quantity."""
+    rehearsal_ms: Annotated[float, Meta(ge=0)] = 5.0
+    """Rehearse each bar's detector update on scratch state this long before the bar closes
+    (0: never), so its code and data are in cache when the bar closes. Changes no output."""
 
     def __post_init__(self) -> None:
+        if self.rehearsal_ms >= self.bar_seconds * 1000:
+            raise ValueError("detectors.rehearsal_ms: must be shorter than a bar")
         unknown = sorted(set(self.overrides) - set(SmartMoneyConfig.__struct_fields__))
         if unknown:
             raise ValueError(f"detectors.overrides: unknown threshold `{unknown[0]}`")
