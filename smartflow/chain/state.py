@@ -9,10 +9,10 @@ not on how they were batched, conflated into the mailbox or timed by the schedul
 what makes live and replay agree. Bars are aligned to multiples of ``bar_seconds`` since the
 epoch. ``advance_to(now)`` closes bars by the clock when the market is quiet.
 
-A bar close runs cold: a second of packets has evicted the detectors' code and data, and at a
-close they cost ~1.5× what they do resident. So ``rehearsal_ms`` before each close (at the first
-packet or clock tick inside that window) the ``before_close`` hooks rehearse the close's work
-on scratch state, leaving the real close only what changed since.
+A bar close runs cold: a bar of packets has evicted the detectors' code and data (a close costs
+~1.5× what it does when they are in cache; ``smartflow bench detectors`` times both). So
+``rehearsal_ms`` before each close (at the first packet or engine wake-up inside that window) the
+``before_close`` hooks run the close's work on scratch state, and the close finds it in cache.
 
 Per-tick greeks (for the API and dashboards) are recomputed for the rows a batch touched, at each
 row's own receive time and the current forward. When the forward moves (it does on most quotes
