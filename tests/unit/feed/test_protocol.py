@@ -78,11 +78,15 @@ def test_decode_agrees_with_sdk_on_10000_random_packets(mode: int) -> None:
         assert _same(ours, theirs), (frame.hex(), ours, theirs)
 
 
+PRINTABLE = "".join(map(chr, range(0x21, 0x7F)))  # what a token may hold
+
+
 @settings(max_examples=300, deadline=None)
 @given(
     mode=st.sampled_from([1, 2, 3, 4]),
     exchange=st.sampled_from(EXCHANGES),
-    token=st.binary(min_size=1, max_size=25).filter(lambda t: all(0x21 <= c <= 0x7E for c in t)),
+    # Printable ASCII drawn directly: filtering random bytes down to it starves the generator.
+    token=st.text(PRINTABLE, min_size=1, max_size=25).map(str.encode),
     body=st.binary(min_size=443, max_size=443),
 )
 def test_decode_agrees_with_sdk_property(
