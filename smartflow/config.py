@@ -285,6 +285,20 @@ class FeedConfig(Base, frozen=True):
     ping_interval_s: PositiveFloat = 10.0
     stall_timeout_s: PositiveFloat = 30.0
     """No frame of any kind for this long → reconnect."""
+    data_stall_s: PositiveFloat = 20.0
+    """In market hours, no market data (binary packets; pongs do not count) for this long on a
+    socket that carries subscriptions → the feed is stale: resubscribe; still silent after as long
+    again → reconnect; then re-login; then keep reconnecting with backoff until data flows. The
+    systemd watchdog is withheld once a stall outlasts those three steps."""
+    subscribe_confirm_s: PositiveFloat = 5.0
+    """SmartStream never acknowledges a subscription, only rejects one (E1001/E1002): a pair counts
+    as confirmed once data arrived for it, or once this long passed without an error."""
+    subscribe_retry_s: PositiveFloat = 2.0
+    """First retry delay after a rejected subscription; doubles (with jitter) per failure."""
+    subscribe_retry_max_s: PositiveFloat = 60.0
+    token_silent_s: PositiveFloat = 120.0
+    """A subscribed contract with no packet for this long (market time) while others of its
+    exchange segment stream is listed as silent in the status API and counted in metrics."""
     backoff_initial_s: PositiveFloat = 0.5
     backoff_max_s: PositiveFloat = 30.0
     healthy_after_s: PositiveFloat = 30.0

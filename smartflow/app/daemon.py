@@ -30,6 +30,7 @@ from smartflow.analytics.flow import FlowAnalyzer
 from smartflow.api.server import ApiServer
 from smartflow.app.apisource import DaemonApiSource
 from smartflow.app.engine import Engine
+from smartflow.app.health import feed_health
 from smartflow.app.metrics import Metrics
 from smartflow.app.sdnotify import Notifier
 from smartflow.app.stats import StatsReporter
@@ -122,12 +123,14 @@ class Daemon:
         self.signal_hooks: list[Callable[[SmartMoneySignal], None]] = []
         self.session: AngelSession | None = None
         self._feed_auth_hook: AuthFailureHook | None = None
+        self._feed_relogin_hook: AuthFailureHook | None = None
         self.flow: FlowAnalyzer | None = None
         self.metrics: Metrics | None = None
         self.api: ApiServer | None = None
         self.kernels_warm = False
         self.notifier = Notifier()
         self._last_stale: list[str] = []
+        self._last_feed_problems: list[str] = []
         self._unpublished: list[SmartMoneySignal] = []
 
     # ---- signals ------------------------------------------------------------------------
@@ -220,6 +223,7 @@ class Daemon:
             self.log,
         )
         self._feed_auth_hook = session.on_stream_auth_failure
+        self._feed_relogin_hook = session.relogin_for_stream
         return cfg.feed.url, session.stream_headers, master
 
     async def start(self) -> None:
@@ -307,6 +311,8 @@ class Daemon:
             self.recorder,
             on_auth_failure=self._feed_auth_hook,
             seed=cfg.sim.seed if cfg.mode == "sim" else None,
+            in_session=self.trading.guard.market_open,
+            relogin=self._feed_relogin_hook,
         )
         self.subs = SubscriptionManager(
             self.book, self.feed, cfg.market, cfg.model.rate, self.log.bind(stage="subscriptions")
@@ -471,7 +477,12 @@ class Daemon:
                 2 * self.cfg.feed.stall_timeout_s
             ):
                 stale.append("feed frames")
+        stale += feed_health(self.feed).withhold_watchdog
         return stale
+
+    def feed_problems(self) -> list[str]:
+        """The feed's health problems (stale data, unconverged subscriptions) for ``/healthz``."""
+        return feed_health(self.feed).problems
 
     def status_line(self) -> str:
         """One-line summary for systemd's STATUS=."""
@@ -491,7 +502,14 @@ class Daemon:
         interval = (self.notifier.watchdog_s or 10.0) / 2
         while True:
             stale = self.stale_stages()
-            lines = [f"STATUS={self.status_line()}"]
+            problems = self.feed_problems()
+            if problems != self._last_feed_problems:
+                if problems:
+                    self.log.warning("health.feed", problems=problems)
+                else:
+                    self.log.info("health.feed_ok")
+                self._last_feed_problems = problems
+            lines = [f"STATUS={self.status_line()}{'; ' if problems else ''}{'; '.join(problems)}"]
             if not stale:
                 lines.insert(0, "WATCHDOG=1")
             elif stale != self._last_stale:
@@ -555,6 +573,7 @@ class Daemon:
             "kill_switch": 1 if self.trading and self.trading.guard.killed else 0,
             "busy_s": self.engine.busy_ns / 1e9 if self.engine else 0.0,
             "ready": 1 if self.ready.is_set() else 0,
+            "feed_health": self.feed.stats.snapshot() if self.feed else {},
         }
 
     def _signal_stats(self) -> dict[str, Any]:

@@ -173,6 +173,7 @@ class _Snapshot(Collector):
         pnl.add_metric(["realised"], s["realised"])
         pnl.add_metric(["unrealised"], s["unrealised"])
         yield pnl
+        yield from _feed_families(s["feed_health"])
         for name, doc, value in (
             ("smartflow_sockets_connected", "SmartStream sockets up", s["sockets"]),
             ("smartflow_kill_switch", "1 while the kill switch is tripped", s["kill_switch"]),
@@ -180,3 +181,62 @@ class _Snapshot(Collector):
             ("smartflow_ready", "1 once the daemon reported ready", s["ready"]),
         ):
             yield GaugeMetricFamily(name, doc, value=value)
+
+
+def _feed_families(f: dict[str, Any]) -> Iterator[Metric]:
+    """Data stalls, their recovery steps, subscription convergence and silent contracts."""
+    yield CounterMetricFamily(
+        "smartflow_feed_data_stalls",
+        "Episodes of no market data in market hours on a subscribed socket (pongs do not count)",
+        value=f.get("data_stalls", 0),
+    )
+    steps = CounterMetricFamily(
+        "smartflow_feed_stall_steps",
+        "Data-stall recovery steps taken (resubscribe, reconnect, relogin)",
+        labels=["step"],
+    )
+    for step in ("resubscribe", "reconnect", "relogin"):
+        steps.add_metric([step], f.get("stall_steps", {}).get(step, 0))
+    yield steps
+    refused = CounterMetricFamily(
+        "smartflow_feed_subscribe_rejected",
+        "Subscription pairs refused by the server, by error code",
+        labels=["code"],
+    )
+    for code, n in sorted(f.get("subscribe_rejected", {}).items()):
+        refused.add_metric([code], n)
+    yield refused
+    yield CounterMetricFamily(
+        "smartflow_feed_subscribe_retries",
+        "Retries of refused subscriptions",
+        value=f.get("subscribe_retries", 0),
+    )
+    pairs = GaugeMetricFamily(
+        "smartflow_feed_subscriptions",
+        "Wanted (token, mode) pairs by state at the server; confirmed = data or no error "
+        "within the confirm window",
+        labels=["state"],
+    )
+    counts = f.get("subscriptions", {})
+    for state in ("wanted", "confirmed", "pending", "rejected", "unsent"):
+        pairs.add_metric([state], counts.get(state, 0))
+    yield pairs
+    for name, doc, value in (
+        (
+            "smartflow_feed_stale",
+            "1 while a subscribed socket has had no market data in market hours",
+            1 if f.get("stalled") else 0,
+        ),
+        (
+            "smartflow_feed_converged",
+            "1 while the server carries every wanted pair (no refusal pending a retry)",
+            1 if f.get("subscriptions_converged", True) else 0,
+        ),
+        (
+            "smartflow_feed_silent_tokens",
+            "Subscribed contracts with no packet for token_silent_s while their segment streams "
+            "(listed in the status API)",
+            f.get("silent_tokens", 0),
+        ),
+    ):
+        yield GaugeMetricFamily(name, doc, value=value)

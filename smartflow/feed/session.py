@@ -10,6 +10,18 @@ Liveness is checked three ways: websockets' protocol pings, a text ``ping`` ever
 no frame of any kind arrived for ``stall_timeout_s``. Reconnects back off exponentially with jitter
 and the backoff resets once a connection has stayed up for ``healthy_after_s``.
 
+A live socket is not a working feed: pongs can keep flowing while the market data has stopped
+(Angel users report exactly that, e.g. after the daily token rollover). So in market hours a
+socket that carries subscriptions and received no binary packet for ``data_stall_s`` is *stale*,
+and each further ``data_stall_s`` of silence takes the next step: resubscribe, reconnect,
+re-login (when a login hook exists), then reconnect again. Data on the socket ends the episode.
+
+SmartStream never acknowledges a subscription; it only rejects one with an E1001/E1002 error frame
+carrying the request's correlation id (angel-smartapi.md §2.2, §2.6). A sent pair is therefore
+*pending* until data arrives for it or ``subscribe_confirm_s`` passes without an error, and then
+*confirmed*. A rejected pair is retried with jittered, doubling backoff and alarmed (log and
+counter) until the server takes it; ``FeedStats.subscriptions`` compares wanted and confirmed.
+
 The reader never awaits anything downstream: each valid packet goes to a synchronous ``sink``
 (normally a per-token ``Conflator``). Malformed packets are counted by kind and logged once per
 kind; nothing else about them is trusted. A 401 on the upgrade is an authentication failure,
@@ -48,9 +60,15 @@ YIELD_EVERY = 32
 FRAME_QUEUE = 256
 
 
+STALL_STEPS = ("resubscribe", "reconnect", "relogin")
+"""Data-stall escalation; after the last step every further silence reconnects again."""
+SILENT_LISTED = 50
+"""Silent contracts named in the status API (all are counted)."""
+
+
 @dataclass
 class FeedStats:
-    """Counters a stats line and the metrics endpoint read."""
+    """Counters a stats line, the status API, health and the metrics endpoint read."""
 
     frames: Counter[str] = field(default_factory=Counter)
     rejected: Counter[str] = field(default_factory=Counter)
@@ -62,7 +80,20 @@ class FeedStats:
     connection_limit: int = 0
     bytes: int = 0
     last_frame_ns: int = 0
-    last_data_ns: int = 0
+    data_stalls: int = 0
+    """Stale episodes: market hours, subscriptions, and no market data for ``data_stall_s``."""
+    stall_steps: Counter[str] = field(default_factory=Counter)
+    subscribe_rejected: Counter[str] = field(default_factory=Counter)
+    """Pairs the server refused, by error code (each refusal of a retried pair counts)."""
+    subscribe_retries: int = 0
+    stalled: list[dict[str, Any]] = field(default_factory=list)
+    """One entry per stale socket: index, seconds without data, escalation steps taken."""
+    subscriptions: dict[str, int] = field(default_factory=dict)
+    """Pairs wanted / confirmed / pending / rejected / unsent (refreshed every second)."""
+    unconverged: bool = False
+    """Some wanted pair is rejected, or has not been sent on an open socket for a confirm window."""
+    silent_tokens: int = 0
+    silent_list: list[str] = field(default_factory=list)
 
     def snapshot(self) -> dict[str, Any]:
         """Return a plain copy for logs and metrics."""
@@ -77,11 +108,25 @@ class FeedStats:
             "auth_failures": self.auth_failures,
             "connection_limit": self.connection_limit,
             "bytes": self.bytes,
+            "data_stalls": self.data_stalls,
+            "stall_steps": dict(self.stall_steps),
+            "stalled": list(self.stalled),
+            "subscribe_rejected": dict(self.subscribe_rejected),
+            "subscribe_retries": self.subscribe_retries,
+            "subscriptions": dict(self.subscriptions),
+            "subscriptions_converged": not self.unconverged,
+            "silent_tokens": self.silent_tokens,
+            "silent_list": list(self.silent_list),
         }
 
 
 class FeedSession:
-    """SmartStream client over up to ``max_sockets`` sockets."""
+    """SmartStream client over up to ``max_sockets`` sockets.
+
+    ``in_session(clock_ns)`` says whether the market is open (data expected; default: always);
+    ``relogin(reason)`` is the data-stall escalation's re-login (live: a fresh TOTP login; None
+    skips that step).
+    """
 
     def __init__(
         self,
@@ -94,6 +139,8 @@ class FeedSession:
         recorder: TapeWriter | None = None,
         on_auth_failure: AuthFailureHook | None = None,
         seed: int | None = None,
+        in_session: Callable[[int], bool] | None = None,
+        relogin: AuthFailureHook | None = None,
     ) -> None:
         self.cfg = cfg
         self.url = url
@@ -104,7 +151,14 @@ class FeedSession:
         self.log = log
         self.recorder = recorder
         self._on_auth_failure = on_auth_failure
+        self._in_session = in_session or (lambda _ns: True)
+        self._relogin = relogin
         self.stats = FeedStats()
+        # Clock time of the last packet per conflation key (mode, exchange, token): what confirms
+        # a subscription and what shows a contract silent while its segment streams.
+        self._last_seen: dict[bytes, int] = {}
+        self._keys: dict[Pair, bytes] = {}
+        self._wanted_since: dict[Pair, int] = {}
         self._rng = random.Random(seed)
         self._connections: list[_Connection] = []
         self._wanted: set[Pair] = set()
@@ -137,8 +191,17 @@ class FeedSession:
             )
         added = wanted - self._wanted
         removed = self._wanted - wanted
+        now = self.clock.now_ns()
+        for pair in removed:
+            self._last_seen.pop(self._keys.pop(pair), None)
+            self._wanted_since.pop(pair, None)
+        for pair in added:
+            self._keys[pair] = _key(self.mode, pair)
+            self._wanted_since[pair] = now
         for conn in self._connections:
             conn.wanted -= removed
+            for pair in removed:
+                conn.rejected.pop(pair, None)
         for pair in sorted(added):
             conn = self._connection_with_room()
             conn.wanted.add(pair)
@@ -163,9 +226,13 @@ class FeedSession:
         """Run every socket until ``stop()``; raises if a socket fails fatally."""
         self._failed = asyncio.get_running_loop().create_future()
         self._spawn_missing()
+        monitor = asyncio.create_task(self._monitor(), name="feed-monitor")
         try:
             await self._failed
         finally:
+            monitor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await monitor
             for t in self._tasks:
                 t.cancel()
             for t in self._tasks:
@@ -240,8 +307,9 @@ class FeedSession:
                 )
             return
         stats.frames[p.MODE_NAMES[frame[0]]] += 1
-        stats.last_data_ns = recv_ns
-        self._sink(recv_ns, frame[:27], frame)
+        key = frame[:27]
+        self._last_seen[key] = recv_ns
+        self._sink(recv_ns, key, frame)
 
     def on_text(self, recv_ns: int, text: str, conn: _Connection) -> None:
         """Handle ``pong`` and server error frames."""
@@ -251,8 +319,8 @@ class FeedSession:
             self.stats.text["pong"] += 1
         elif isinstance(parsed, p.ErrorFrame):
             self.stats.server_errors[parsed.errorCode] += 1
-            failed = conn.pending.pop(parsed.correlationID, [])
-            conn.sent.difference_update(failed)
+            failed = conn.on_error(parsed.correlationID)
+            retry_s = conn.reject(failed, parsed.errorCode) if failed else None
             self.log.error(
                 "feed.server_error",
                 code=parsed.errorCode,
@@ -260,6 +328,7 @@ class FeedSession:
                 correlation_id=parsed.correlationID,
                 socket=conn.index,
                 unsubscribed=len(failed),
+                retry_in_s=None if retry_s is None else round(retry_s, 3),
             )
         else:
             self.stats.text["unknown"] += 1
@@ -271,6 +340,70 @@ class FeedSession:
         """Jittered delay: uniformly between half and all of the current backoff."""
         return backoff * (0.5 + 0.5 * self._rng.random())
 
+    # ---- data stalls, convergence, silent contracts --------------------------------------
+
+    def in_session(self) -> bool:
+        """Market hours now (data is expected on every subscribed socket)."""
+        return self._in_session(self.clock.now_ns())
+
+    def data_since(self, pair: Pair, since_ns: int) -> bool:
+        """A packet for ``pair`` arrived at or after clock time ``since_ns``."""
+        key = self._keys.get(pair)
+        return key is not None and self._last_seen.get(key, -1) >= since_ns
+
+    async def relogin(self, reason: str) -> bool:
+        """The escalation's re-login; False when there is no login to redo (sim, tests)."""
+        if self._relogin is None:
+            return False
+        try:
+            await self._relogin(reason)
+        except Exception as e:  # a failed login must not end the feed: it keeps reconnecting
+            self.log.error("feed.relogin_failed", error=f"{type(e).__name__}: {e}")
+        return True
+
+    async def _monitor(self) -> None:
+        """Every second: confirm or retry subscriptions, refresh the health view."""
+        loop = asyncio.get_running_loop()
+        unsent_since: float | None = None
+        while True:
+            await asyncio.sleep(min(1.0, self.cfg.subscribe_confirm_s / 4))
+            wall = loop.time()
+            for conn in self._connections:
+                conn.sweep(wall)
+            counts = {"wanted": len(self._wanted)}
+            for state in ("confirmed", "pending", "rejected", "unsent"):
+                counts[state] = 0
+            for conn in self._connections:
+                for state, n in conn.states().items():
+                    counts[state] += n
+            self.stats.subscriptions = counts
+            if counts["unsent"]:
+                unsent_since = wall if unsent_since is None else unsent_since
+            else:
+                unsent_since = None
+            overdue = unsent_since is not None and (
+                wall - unsent_since >= self.cfg.subscribe_confirm_s
+            )
+            self.stats.unconverged = bool(counts["rejected"]) or overdue
+            self.stats.stalled = [c.stall_view(wall) for c in self._connections if c.stall_step]
+            self._find_silent()
+
+    def _find_silent(self) -> None:
+        """Contracts without a packet for ``token_silent_s`` while their segment streams."""
+        now = self.clock.now_ns()
+        window = int(self.cfg.token_silent_s * _NS)
+        live_segments = set()
+        quiet: list[Pair] = []
+        for pair, since in self._wanted_since.items():
+            last = self._last_seen.get(self._keys[pair], since)
+            if now - last <= window:
+                live_segments.add(pair[0])
+            elif now - since > window:
+                quiet.append(pair)
+        silent = sorted(pair for pair in quiet if pair[0] in live_segments)
+        self.stats.silent_tokens = len(silent)
+        self.stats.silent_list = [f"{exch}:{token}" for exch, token in silent[:SILENT_LISTED]]
+
 
 class _Connection:
     """One socket: connect, subscribe, serve, and reconnect forever."""
@@ -280,7 +413,18 @@ class _Connection:
         self.index = index
         self.wanted: set[Pair] = set()
         self.sent: set[Pair] = set()
-        self.pending: dict[str, list[Pair]] = {}
+        # correlation id -> (wall time sent, clock time sent, pairs); unsubscribes carry none.
+        self.pending: dict[str, tuple[float, int, list[Pair]]] = {}
+        self.confirmed: set[Pair] = set()
+        self.rejected: dict[Pair, str] = {}
+        # Refused at least once and not confirmed since: a retry in flight is not yet success.
+        self.doubtful: set[Pair] = set()
+        self.retry_at = 0.0
+        self.retry_backoff = session.cfg.subscribe_retry_s
+        self.data_frames = 0
+        self.silent_since = 0.0
+        self.stall_step = 0
+        self._sending = asyncio.Lock()
         self.ready = asyncio.Event()
         self.changed = asyncio.Event()
         self.ws: ClientConnection | None = None
@@ -315,6 +459,9 @@ class _Connection:
                     self.ws = ws
                     self.sent = set()
                     self.pending.clear()
+                    self.confirmed.clear()
+                    self.rejected.clear()
+                    self.retry_at = 0.0
                     await self._sync(ws)
                     self.ready.set()
                     s.log.info("feed.connected", socket=self.index, tokens=len(self.sent))
@@ -329,6 +476,10 @@ class _Connection:
             finally:
                 self.ws = None
                 self.ready.clear()
+                # What a closed socket carried is gone at the server: nothing is confirmed.
+                self.sent.clear()
+                self.confirmed.clear()
+                self.pending.clear()
             if self.closing():
                 return
             s.stats.reconnects += 1
@@ -370,12 +521,15 @@ class _Connection:
         s = self.session
         clock = s.clock
         on_binary = s.on_binary
+        if not self.stall_step:
+            self.silent_since = asyncio.get_running_loop().time()
         n = 0
         try:
             async for msg in ws:
                 # Per socket: frames on another socket must not hide this one's stall.
                 self.last_frame_ns = now = clock.now_ns()
                 if isinstance(msg, bytes):
+                    self.data_frames += 1
                     on_binary(now, msg)
                 else:
                     s.on_text(now, msg, self)
@@ -399,8 +553,10 @@ class _Connection:
         timeout_ns = int(s.cfg.stall_timeout_s * _NS)
         since = s.clock.now_ns()
         last_seen = self.last_frame_ns
+        seen_data = self.data_frames
+        loop = asyncio.get_running_loop()
         while True:
-            await asyncio.sleep(min(1.0, s.cfg.stall_timeout_s / 4))
+            await asyncio.sleep(min(1.0, s.cfg.stall_timeout_s / 4, s.cfg.data_stall_s / 4))
             now = s.clock.now_ns()
             if self.last_frame_ns != last_seen:
                 last_seen = self.last_frame_ns
@@ -411,6 +567,134 @@ class _Connection:
                 # Close without a handshake: a stalled peer would not answer one.
                 ws.transport.abort()
                 return
+            wall = loop.time()
+            if self.data_frames != seen_data:
+                seen_data = self.data_frames
+                self._data_flows(wall)
+            elif not self.sent or not s.in_session():
+                # Silence is expected: nothing subscribed here, or the market is shut.
+                if self.stall_step:
+                    s.log.info("feed.stall_cleared", socket=self.index, reason="no data expected")
+                    self.stall_step = 0
+                self.silent_since = wall
+            elif wall - self.silent_since >= (
+                self.stall_step + 1
+            ) * s.cfg.data_stall_s and await self._escalate(ws, wall):
+                return
+
+    def _data_flows(self, wall: float) -> None:
+        if self.stall_step:
+            s = self.session
+            s.log.warning(
+                "feed.data_resumed",
+                socket=self.index,
+                silent_s=round(wall - self.silent_since, 3),
+                steps=self.stall_step,
+            )
+            self.stall_step = 0
+        self.silent_since = wall
+
+    async def _escalate(self, ws: ClientConnection, wall: float) -> bool:
+        """Take the next data-stall step; True when the socket was aborted."""
+        s = self.session
+        step = STALL_STEPS[self.stall_step] if self.stall_step < len(STALL_STEPS) else "reconnect"
+        self.stall_step += 1
+        if self.stall_step == 1:
+            s.stats.data_stalls += 1
+        if step == "relogin" and not await s.relogin(f"no market data on socket {self.index}"):
+            step = "reconnect"
+        s.stats.stall_steps[step] += 1
+        s.log.warning(
+            "feed.data_stall",
+            socket=self.index,
+            silent_s=round(wall - self.silent_since, 3),
+            step=step,
+            tokens=len(self.sent),
+        )
+        if step == "resubscribe":
+            await self._resubscribe(ws)
+            return False
+        ws.transport.abort()
+        return True
+
+    def stall_view(self, wall: float) -> dict[str, Any]:
+        """This socket's stale episode for the status API and health."""
+        return {
+            "socket": self.index,
+            "silent_s": round(wall - self.silent_since, 1),
+            "steps": self.stall_step,
+        }
+
+    # ---- subscription convergence --------------------------------------------------------
+
+    def on_error(self, corr: str) -> list[Pair]:
+        """The pairs an error frame refused: its request's, or every unconfirmed one."""
+        entry = self.pending.pop(corr, None) if corr else None
+        if entry is not None:
+            failed = [pair for pair in entry[2] if pair in self.sent]
+        else:
+            # No (known) correlation id: only pairs not yet confirmed can be the refused ones.
+            failed = sorted(self.sent - self.confirmed)
+            for key in [k for k, v in self.pending.items() if v[2]]:
+                del self.pending[key]
+        self.sent.difference_update(failed)
+        return failed
+
+    def reject(self, pairs: list[Pair], code: str) -> float:
+        """Hold refused pairs for a retry; returns seconds until it."""
+        s = self.session
+        s.stats.subscribe_rejected[code] += len(pairs)
+        for pair in pairs:
+            if pair in self.wanted:
+                self.rejected[pair] = code
+                self.doubtful.add(pair)
+        loop_now = asyncio.get_running_loop().time()
+        if not self.retry_at:
+            self.retry_at = loop_now + s.backoff_delay(self.retry_backoff)
+            self.retry_backoff = min(self.retry_backoff * 2, s.cfg.subscribe_retry_max_s)
+        return max(0.0, self.retry_at - loop_now)
+
+    def sweep(self, wall: float) -> None:
+        """Confirm pairs that streamed or outlived the error window; start due retries."""
+        s = self.session
+        window = s.cfg.subscribe_confirm_s
+        for corr, (sent_wall, sent_ns, pairs) in list(self.pending.items()):
+            if wall - sent_wall >= window:
+                self.confirmed.update(pair for pair in pairs if pair in self.sent)
+                del self.pending[corr]
+            else:
+                self.confirmed.update(
+                    pair for pair in pairs if pair in self.sent and s.data_since(pair, sent_ns)
+                )
+        self.confirmed &= self.sent
+        self.doubtful -= self.confirmed
+        self.doubtful &= self.wanted
+        if self.rejected and self.retry_at and wall >= self.retry_at and self.ws is not None:
+            s.stats.subscribe_retries += 1
+            s.log.warning(
+                "feed.subscribe_retry",
+                socket=self.index,
+                pairs=len(self.rejected),
+                codes=sorted(set(self.rejected.values())),
+            )
+            self.rejected.clear()
+            self.retry_at = 0.0
+            self.changed.set()
+        elif not self.rejected and not self.pending and self.retry_at == 0.0:
+            self.retry_backoff = s.cfg.subscribe_retry_s
+
+    def states(self) -> dict[str, int]:
+        """Wanted pairs of this socket by state."""
+        wanted = self.wanted
+        confirmed = self.confirmed & wanted
+        refused = (self.rejected.keys() | self.doubtful) & wanted - confirmed
+        sent = self.sent & wanted
+        return {
+            "confirmed": len(confirmed),
+            "pending": len(sent - confirmed - refused),
+            "rejected": len(refused),
+            "unsent": len(wanted - sent - refused),
+        }
 
     async def _resync(self, ws: ClientConnection) -> None:
         while True:
@@ -423,28 +707,40 @@ class _Connection:
         return f"sf{self.index}{self._corr:07d}"[-10:]
 
     async def _sync(self, ws: ClientConnection) -> None:
-        """Send the subscribe/unsubscribe messages that make ``sent`` equal ``wanted``."""
+        """Send the subscribe/unsubscribe messages that make ``sent`` equal ``wanted``.
+
+        Pairs the server refused wait for their retry (``sweep``) instead of being resent here.
+        """
+        async with self._sending:
+            add = sorted(self.wanted - self.sent - self.rejected.keys())
+            remove = sorted(self.sent - self.wanted)
+            await self._send(ws, p.UNSUBSCRIBE, remove)
+            await self._send(ws, p.SUBSCRIBE, add)
+
+    async def _resubscribe(self, ws: ClientConnection) -> None:
+        """Unsubscribe everything, then subscribe it again (Angel ignores a repeated subscribe)."""
+        async with self._sending:
+            await self._send(ws, p.UNSUBSCRIBE, sorted(self.sent))
+            self.confirmed.clear()
+            await self._send(ws, p.SUBSCRIBE, sorted(self.wanted - self.rejected.keys()))
+
+    async def _send(self, ws: ClientConnection, action: int, pairs: list[Pair]) -> None:
         s = self.session
-        add = sorted(self.wanted - self.sent)
-        remove = sorted(self.sent - self.wanted)
         batch = s.cfg.subscribe_batch
-        for action, pairs in ((p.UNSUBSCRIBE, remove), (p.SUBSCRIBE, add)):
-            for i in range(0, len(pairs), batch):
-                chunk = pairs[i : i + batch]
-                by_exch: dict[int, list[str]] = {}
-                for exch, token in chunk:
-                    by_exch.setdefault(exch, []).append(token)
-                corr = self._next_corr()
-                await ws.send(p.subscription(action, s.mode, by_exch, corr))
-                if action == p.SUBSCRIBE:
-                    self.sent.update(chunk)
-                    self.pending[corr] = chunk
-                else:
-                    self.sent.difference_update(chunk)
-        # Correlation ids only matter until the server would have answered with an error.
-        if len(self.pending) > 64:
-            for key in list(self.pending)[:-64]:
-                del self.pending[key]
+        loop = asyncio.get_running_loop()
+        for i in range(0, len(pairs), batch):
+            chunk = pairs[i : i + batch]
+            by_exch: dict[int, list[str]] = {}
+            for exch, token in chunk:
+                by_exch.setdefault(exch, []).append(token)
+            corr = self._next_corr()
+            await ws.send(p.subscription(action, s.mode, by_exch, corr))
+            if action == p.SUBSCRIBE:
+                self.sent.update(chunk)
+                self.pending[corr] = (loop.time(), s.clock.now_ns(), chunk)
+            else:
+                self.sent.difference_update(chunk)
+                self.pending[corr] = (loop.time(), s.clock.now_ns(), [])
 
     def closing(self) -> bool:
         """``close()`` was called (possibly while this socket's loop was awaiting)."""
@@ -461,6 +757,11 @@ class _Connection:
                         by_exch.setdefault(exch, []).append(token)
                     await ws.send(p.subscription(p.UNSUBSCRIBE, self.session.mode, by_exch))
                 await ws.close()
+
+
+def _key(mode: int, pair: Pair) -> bytes:
+    """A packet's first 27 bytes for ``pair``: mode, exchange type, NUL-padded token."""
+    return bytes((mode, pair[0])) + pair[1].encode("ascii").ljust(25, b"\0")
 
 
 def headers_for(jwt: str, api_key: str, client_code: str, feed_token: str) -> dict[str, str]:

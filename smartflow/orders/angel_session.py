@@ -368,6 +368,23 @@ class AngelSession:
             return {}
         return {"Authorization": f"Bearer {self._tokens.jwt.reveal()}"}
 
+    async def relogin_for_stream(self, reason: str) -> None:
+        """``FeedSession`` data-stall hook: a fresh login, so the next reconnect has new tokens.
+
+        A socket silent after the daily token rollover is what this is for. Tokens issued within
+        ``min_relogin_interval_s`` are kept (another socket's stall just renewed them).
+
+        Raises:
+            TransientError: the session is logged out for the day.
+        """
+        async with self._lock:
+            if self._logged_out:
+                raise TransientError("Angel session logged out for the day")
+            t = self._tokens
+            if t is None or time.monotonic() - t.issued_mono >= self.min_relogin_interval_s:
+                self.log.warning("angel.stream_stall_relogin", reason=reason)
+                await self._login_locked()
+
     async def on_stream_auth_failure(self, reason: str) -> None:
         """``FeedSession`` auth-failure hook: re-login, so the reconnect gets new tokens.
 

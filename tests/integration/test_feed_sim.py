@@ -218,25 +218,46 @@ async def test_server_enforces_1000_pairs_per_socket() -> None:
         assert server.text_errors == Counter({"E1002": 2, "E1001": 1})
 
 
-async def test_session_counts_server_error_frames(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_refused_pairs_are_counted_retried_and_taken_once_the_quota_allows(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     # Shrink the simulator's quota so a batch of the session's own subscriptions is refused.
     monkeypatch.setattr(sim_server, "MAX_PAIRS_PER_SOCKET", 5)
     async with running_sim() as server:
         frames, sink = _collector()
-        cfg = msgspec.structs.replace(FAST_FEED, subscribe_batch=4, max_sockets=1)
+        cfg = msgspec.structs.replace(
+            FAST_FEED,
+            subscribe_batch=4,
+            max_sockets=1,
+            subscribe_confirm_s=0.5,
+            subscribe_retry_s=0.2,
+            subscribe_retry_max_s=0.5,
+        )
         wanted = sorted(chain_pairs(server.market, options=6))
         with capture_logs() as logs:
             session = make_session(server, sink, cfg=cfg)
             session.set_subscriptions(set(wanted))
             async with running(session):
                 await asyncio.wait_for(session.wait_ready(), 5)
-                await eventually(lambda: session.stats.server_errors["E1002"] == 1)
+                # The refused batch is retried (and refused again) while the quota is short.
+                await eventually(lambda: session.stats.server_errors["E1002"] >= 2, 10)
                 accepted = set(wanted[:4])
-                await eventually(lambda: _pairs_seen(frames) == accepted)
+                assert _pairs_seen(frames) == accepted
                 assert session._connections[0].sent == accepted
-        assert session.stats.server_errors == Counter({"E1002": 1})
+                assert session.stats.subscribe_rejected["E1002"] >= 8
+                await eventually(lambda: session.stats.subscriptions.get("rejected") == 4, 10)
+                assert session.stats.unconverged
+                monkeypatch.setattr(sim_server, "MAX_PAIRS_PER_SOCKET", 1000)
+                await eventually(lambda: _pairs_seen(frames) == set(wanted), 10)
+                await eventually(
+                    lambda: (
+                        session.stats.subscriptions.get("confirmed") == len(wanted)
+                        and not session.stats.unconverged
+                    ),
+                    10,
+                )
+        assert session.stats.subscribe_retries >= 2
         errors = [e for e in logs if e["event"] == "feed.server_error"]
-        assert len(errors) == 1
         assert errors[0]["code"] == "E1002"
         assert errors[0]["unsubscribed"] == 4
         assert errors[0]["correlation_id"]
