@@ -6,7 +6,9 @@ fail, with different consequences:
 * **stale** — in market hours a subscribed socket got no market data for ``data_stall_s`` (pongs
   do not count). ``/healthz`` says so at once while the feed resubscribes, reconnects and
   re-logs in; once those steps have all been taken and the socket is still silent, the systemd
-  watchdog is withheld too, so systemd restarts the process as the last step.
+  watchdog is withheld too, so systemd restarts the process as the last step — but only if data
+  had flowed since the open: hours know no exchange holidays, and a market that never traded
+  today must not restart the daemon all day (it stays stale in ``/healthz`` and keeps retrying).
 * **not converged** — a subscription the server refused (E1001/E1002) is waiting for its retry,
   or a wanted pair has not been sent on an open socket within ``subscribe_confirm_s``.
   ``/healthz`` reports it; the watchdog is kept (a restart cannot raise a server-side limit).
@@ -44,7 +46,7 @@ def feed_health(feed: FeedSession | None) -> FeedHealth:
             f"feed stale: no market data on socket {s['socket']} for {s['silent_s']:.0f} s "
             f"(recovery steps taken: {s['steps']})"
         )
-        if s["steps"] > len(STALL_STEPS):
+        if s["steps"] > len(STALL_STEPS) and s["market_seen"]:
             withhold.append(f"feed data (socket {s['socket']})")
     if stats.unconverged:
         n = stats.subscriptions

@@ -61,7 +61,9 @@ FRAME_QUEUE = 256
 
 
 STALL_STEPS = ("resubscribe", "reconnect", "relogin")
-"""Data-stall escalation; after the last step every further silence reconnects again."""
+"""Data-stall escalation; after the last step the socket reconnects again at doubling intervals."""
+STALL_REPEAT_MAX_S = 300.0
+"""Longest wait between reconnects of a long stall (a holiday is silent all day: few lines)."""
 SILENT_LISTED = 50
 """Silent contracts named in the status API (all are counted)."""
 
@@ -153,6 +155,9 @@ class FeedSession:
         self._on_auth_failure = on_auth_failure
         self._in_session = in_session or (lambda _ns: True)
         self._relogin = relogin
+        # Data arrived since the market opened: a silence after that is a fault worth a restart;
+        # a market that never traded today (a holiday: hours know no holidays) is not.
+        self.market_seen = False
         self.stats = FeedStats()
         # Clock time of the last packet per conflation key (mode, exchange, token): what confirms
         # a subscription and what shows a contract silent while its segment streams.
@@ -568,18 +573,22 @@ class _Connection:
                 ws.transport.abort()
                 return
             wall = loop.time()
+            in_session = s.in_session()
+            if not in_session:
+                s.market_seen = False
             if self.data_frames != seen_data:
                 seen_data = self.data_frames
+                s.market_seen = s.market_seen or in_session
                 self._data_flows(wall)
-            elif not self.sent or not s.in_session():
+            elif not self.sent or not in_session:
                 # Silence is expected: nothing subscribed here, or the market is shut.
                 if self.stall_step:
                     s.log.info("feed.stall_cleared", socket=self.index, reason="no data expected")
                     self.stall_step = 0
                 self.silent_since = wall
-            elif wall - self.silent_since >= (
-                self.stall_step + 1
-            ) * s.cfg.data_stall_s and await self._escalate(ws, wall):
+            elif wall - self.silent_since >= stall_step_due(
+                self.stall_step, s.cfg.data_stall_s
+            ) and await self._escalate(ws, wall):
                 return
 
     def _data_flows(self, wall: float) -> None:
@@ -623,6 +632,7 @@ class _Connection:
             "socket": self.index,
             "silent_s": round(wall - self.silent_since, 1),
             "steps": self.stall_step,
+            "market_seen": self.session.market_seen,
         }
 
     # ---- subscription convergence --------------------------------------------------------
@@ -757,6 +767,18 @@ class _Connection:
                         by_exch.setdefault(exch, []).append(token)
                     await ws.send(p.subscription(p.UNSUBSCRIBE, self.session.mode, by_exch))
                 await ws.close()
+
+
+def stall_step_due(step: int, every_s: float) -> float:
+    """Seconds of silence after which escalation step ``step`` (0-based) is taken.
+
+    The named steps come ``every_s`` apart; then each further reconnect waits twice as long as
+    the one before, up to ``STALL_REPEAT_MAX_S``.
+    """
+    due = min(step + 1, len(STALL_STEPS)) * every_s
+    for extra in range(1, step - len(STALL_STEPS) + 2):
+        due += min(every_s * 2**extra, STALL_REPEAT_MAX_S)
+    return due
 
 
 def _key(mode: int, pair: Pair) -> bytes:

@@ -139,6 +139,24 @@ async def test_silent_socket_escalates_until_data_flows_again() -> None:
         assert any(e["event"] == "feed.data_resumed" for e in logs)
 
 
+async def test_a_market_that_never_traded_today_is_stale_but_not_restarted() -> None:
+    # Hours know no exchange holidays: a feed silent since the open keeps retrying and reports
+    # stale, but does not ask systemd for a restart (that would loop all day).
+    async with running_sim() as server, proxied(server) as proxy:
+        _frames, sink = _collector()
+        proxy.drop_data = True
+        session = _session(server, proxy, sink)
+        session.set_subscriptions(chain_pairs(server.market))
+        async with running(session):
+            await asyncio.wait_for(session.wait_ready(), WAIT_S)
+            await eventually(lambda: sum(session.stats.stall_steps.values()) > 4, WAIT_S)
+            await eventually(lambda: bool(session.stats.stalled), WAIT_S)
+            health = feed_health(session)
+            assert any(p.startswith("feed stale") for p in health.problems)
+            assert health.withhold_watchdog == []
+            assert not session.market_seen
+
+
 async def test_no_relogin_hook_means_the_step_reconnects() -> None:
     async with running_sim() as server, proxied(server) as proxy:
         _frames, sink = _collector()
