@@ -356,15 +356,19 @@ class FeedSession:
         key = self._keys.get(pair)
         return key is not None and self._last_seen.get(key, -1) >= since_ns
 
-    async def relogin(self, reason: str) -> bool:
-        """The escalation's re-login; False when there is no login to redo (sim, tests)."""
+    @property
+    def can_relogin(self) -> bool:
+        """A re-login hook exists (live); sim and tests have static credentials."""
+        return self._relogin is not None
+
+    async def relogin(self, reason: str) -> None:
+        """The escalation's re-login; a failure is logged, and the socket reconnects anyway."""
         if self._relogin is None:
-            return False
+            return
         try:
             await self._relogin(reason)
         except Exception as e:  # a failed login must not end the feed: it keeps reconnecting
             self.log.error("feed.relogin_failed", error=f"{type(e).__name__}: {e}")
-        return True
 
     async def _monitor(self) -> None:
         """Every second: confirm or retry subscriptions, refresh the health view."""
@@ -607,11 +611,11 @@ class _Connection:
         """Take the next data-stall step; True when the socket was aborted."""
         s = self.session
         step = STALL_STEPS[self.stall_step] if self.stall_step < len(STALL_STEPS) else "reconnect"
+        if step == "relogin" and not s.can_relogin:
+            step = "reconnect"
         self.stall_step += 1
         if self.stall_step == 1:
             s.stats.data_stalls += 1
-        if step == "relogin" and not await s.relogin(f"no market data on socket {self.index}"):
-            step = "reconnect"
         s.stats.stall_steps[step] += 1
         s.log.warning(
             "feed.data_stall",
@@ -623,6 +627,8 @@ class _Connection:
         if step == "resubscribe":
             await self._resubscribe(ws)
             return False
+        if step == "relogin":
+            await s.relogin(f"no market data on socket {self.index}")
         ws.transport.abort()
         return True
 

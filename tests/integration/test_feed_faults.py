@@ -27,8 +27,18 @@ from support.proxy import FaultProxy
 from smartflow.app.daemon import Daemon, RunOptions
 from smartflow.app.health import feed_health
 from smartflow.app.warmup import warm_up
-from smartflow.config import ApiConfig, Config, Credentials, FeedConfig, MarketConfig, SimConfig
+from smartflow.config import (
+    ApiConfig,
+    Config,
+    Credentials,
+    FeedConfig,
+    MarketConfig,
+    OrdersConfig,
+    Secret,
+    SimConfig,
+)
 from smartflow.feed.session import STALL_STEPS, FeedSession, Pair, Sink, static_headers
+from smartflow.orders.angel_session import AngelSession
 from smartflow.sim.server import STREAM_PATH, SimServer
 
 
@@ -137,6 +147,54 @@ async def test_silent_socket_escalates_until_data_flows_again() -> None:
         stall_logs = [e["step"] for e in logs if e["event"] == "feed.data_stall"]
         assert stall_logs[:3] == list(STALL_STEPS)
         assert any(e["event"] == "feed.data_resumed" for e in logs)
+
+
+async def test_relogin_step_logs_in_again_and_reconnects_with_new_tokens() -> None:
+    # Live wiring: the escalation's re-login is AngelSession.relogin_for_stream (a TOTP login at
+    # the simulator's REST side); the reconnect after it carries the new feed token.
+    async with running_sim() as server, proxied(server) as proxy:
+        c = server.creds
+        creds = Credentials(
+            api_key=Secret(c.api_key),
+            client_code=Secret(c.client_code),
+            pin=Secret(c.pin),
+            totp_secret=Secret(c.totp_secret),
+        )
+        angel = AngelSession(
+            creds,
+            OrdersConfig(broker="angel", rest_url=server.http_url),
+            min_relogin_interval_s=0.0,
+        )
+        frames, sink = _collector()
+        feed = FeedSession(
+            FAULT_FEED,
+            proxy.ws_url(STREAM_PATH),
+            angel.stream_headers,
+            sink,
+            server.clock,
+            structlog.get_logger().bind(stage="feed"),
+            seed=1,
+            relogin=angel.relogin_for_stream,
+        )
+        feed.set_subscriptions(chain_pairs(server.market))
+        try:
+            async with running(feed):
+                await asyncio.wait_for(feed.wait_ready(), WAIT_S)
+                await eventually(lambda: len(frames) > 5, WAIT_S)
+                first = (await angel.stream_headers())["x-feed-token"]
+                assert angel.logins == 1
+                proxy.drop_data = True
+                await eventually(
+                    lambda: feed.stats.stall_steps["relogin"] == 1 and angel.logins == 2, WAIT_S
+                )
+                proxy.drop_data = False
+                await eventually(lambda: not feed.stats.stalled, WAIT_S)
+                now = (await angel.stream_headers())["x-feed-token"]
+                assert now != first
+                assert server.rest.is_live_feed_token(now)
+                assert feed.stats.auth_failures == 0
+        finally:
+            await angel.close()
 
 
 async def test_a_market_that_never_traded_today_is_stale_but_not_restarted() -> None:
