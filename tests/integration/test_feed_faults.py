@@ -238,12 +238,13 @@ async def test_no_stall_outside_market_hours() -> None:
             await eventually(lambda: _converged(session, len(pairs)), WAIT_S)
             proxy.drop_data = True
             dropped = proxy.counts["data_dropped"]
-            # Several stall timeouts of silence pass (by the proxy's count of swallowed packets
-            # and pongs, not by a sleep), and still no step is taken.
+            pongs = proxy.counts["pongs_passed"]
+            # Several stall timeouts of silence pass (ten pongs at one ping every 0.5 s: 5 s, by
+            # the proxy's counts, not by a sleep), and still no step is taken.
             await eventually(
                 lambda: (
-                    proxy.counts["data_dropped"] > dropped + 1000
-                    and proxy.counts["pongs_passed"] > 10
+                    proxy.counts["data_dropped"] > dropped + 50
+                    and proxy.counts["pongs_passed"] > pongs + 10
                 ),
                 WAIT_S,
             )
