@@ -381,82 +381,88 @@ async def test_daemon_health_follows_silent_socket_and_refused_subscriptions(
     async with running_sim(sim) as server, proxied(server) as proxy:
         cfg = _daemon_config(tmp_path / "state", sim, proxy.http_url)
         await asyncio.to_thread(warm_up, cfg.model, cfg.detectors)
-        daemon = Daemon(cfg, Credentials(), RunOptions())
-        try:
-            await asyncio.wait_for(daemon.start(), START_TIMEOUT_S)
-            assert daemon.api is not None
-            base = f"http://127.0.0.1:{daemon.api.port}"
-            async with aiohttp.ClientSession(base_url=base) as http:
+        with capture_logs() as logs:
+            daemon = Daemon(cfg, Credentials(), RunOptions())
+            try:
+                await asyncio.wait_for(daemon.start(), START_TIMEOUT_S)
+                assert daemon.api is not None
+                base = f"http://127.0.0.1:{daemon.api.port}"
+                async with aiohttp.ClientSession(base_url=base) as http:
 
-                async def health() -> tuple[int, list[str]]:
-                    async with http.get("/healthz") as r:
-                        body = await r.json()
-                        return r.status, body["problems"]
+                    async def health() -> tuple[int, list[str]]:
+                        async with http.get("/healthz") as r:
+                            body = await r.json()
+                            return r.status, body["problems"]
 
-                async def healthy() -> bool:
-                    return (await health())[0] == 200
+                    async def healthy() -> bool:
+                        return (await health())[0] == 200
 
-                async def problem(prefix: str) -> bool:
-                    status, problems = await health()
-                    return status == 503 and any(p.startswith(prefix) for p in problems)
+                    async def problem(prefix: str) -> bool:
+                        status, problems = await health()
+                        return status == 503 and any(p.startswith(prefix) for p in problems)
 
-                async def metric(name: str, **labels: str) -> float:
-                    async with http.get("/metrics") as r:
-                        text = await r.text()
-                    for fam in text_string_to_metric_families(text):
-                        for s in fam.samples:
-                            if s.name == name and all(
-                                s.labels.get(k) == v for k, v in labels.items()
-                            ):
-                                return float(s.value)
-                    raise AssertionError(f"no sample {name} {labels}")
+                    async def metric(name: str, **labels: str) -> float:
+                        async with http.get("/metrics") as r:
+                            text = await r.text()
+                        for fam in text_string_to_metric_families(text):
+                            for s in fam.samples:
+                                if s.name == name and all(
+                                    s.labels.get(k) == v for k, v in labels.items()
+                                ):
+                                    return float(s.value)
+                        raise AssertionError(f"no sample {name} {labels}")
 
-                await _until(healthy, "healthy once subscribed")
-                assert await metric("smartflow_feed_converged") == 1
+                    await _until(healthy, "healthy once subscribed")
+                    assert await metric("smartflow_feed_converged") == 1
 
-                # Silent socket: data dropped, pongs flowing.
-                proxy.drop_data = True
-                await _until(lambda: problem("feed stale"), "/healthz stale")
-                assert await metric("smartflow_feed_stale") == 1
+                    # Silent socket: data dropped, pongs flowing.
+                    proxy.drop_data = True
+                    await _until(lambda: problem("feed stale"), "/healthz stale")
+                    assert await metric("smartflow_feed_stale") == 1
 
-                async def escalated() -> bool:
-                    steps = "smartflow_feed_stall_steps_total"
-                    return (
-                        await metric(steps, step="resubscribe") >= 1
-                        and await metric(steps, step="reconnect") >= 1
+                    async def escalated() -> bool:
+                        steps = "smartflow_feed_stall_steps_total"
+                        return (
+                            await metric(steps, step="resubscribe") >= 1
+                            and await metric(steps, step="reconnect") >= 1
+                        )
+
+                    await _until(escalated, "resubscribe and reconnect counted")
+
+                    async def watchdog_withheld() -> bool:
+                        return any(s.startswith("feed data") for s in daemon.stale_stages())
+
+                    await _until(watchdog_withheld, "watchdog withheld after every step")
+                    assert daemon.feed is not None
+                    assert daemon.feed.stats.stalls == 0
+                    proxy.drop_data = False
+                    await _until(healthy, "healthy again once data flows")
+                    assert not daemon.stale_stages()
+                    assert await metric("smartflow_feed_stale") == 0
+
+                    # Refused subscriptions after a reconnect.
+                    proxy.reject_subscribe = "E1002"
+                    proxy.cut()
+                    await _until(
+                        lambda: problem("subscriptions not converged"), "/healthz degraded"
                     )
 
-                await _until(escalated, "resubscribe and reconnect counted")
+                    async def retried() -> bool:
+                        return await metric("smartflow_feed_subscribe_retries_total") >= 2
 
-                async def watchdog_withheld() -> bool:
-                    return any(s.startswith("feed data") for s in daemon.stale_stages())
-
-                await _until(watchdog_withheld, "watchdog withheld after every step")
-                assert daemon.feed is not None
-                assert daemon.feed.stats.stalls == 0
-                proxy.drop_data = False
-                await _until(healthy, "healthy again once data flows")
-                assert not daemon.stale_stages()
-                assert await metric("smartflow_feed_stale") == 0
-
-                # Refused subscriptions after a reconnect.
-                proxy.reject_subscribe = "E1002"
-                proxy.cut()
-                await _until(lambda: problem("subscriptions not converged"), "/healthz degraded")
-
-                async def retried() -> bool:
-                    return await metric("smartflow_feed_subscribe_retries_total") >= 2
-
-                await _until(retried, "refusals retried")
-                assert await metric("smartflow_feed_subscribe_rejected_total", code="E1002") > 0
-                assert await metric("smartflow_feed_converged") == 0
-                # A refusal is for /healthz, not for a restart: the watchdog keeps being fed.
-                assert not [s for s in daemon.stale_stages() if s.startswith("feed data")]
-                proxy.reject_subscribe = None
-                await _until(healthy, "healthy again once the server takes the pairs")
-                async with http.get("/api/smart-money/status") as r:
-                    feed = (await r.json())["feed"]
-                assert feed["subscriptions_converged"] is True
-                assert feed["subscriptions"]["confirmed"] == feed["subscriptions"]["wanted"]
-        finally:
-            await daemon.shutdown()
+                    await _until(retried, "refusals retried")
+                    assert await metric("smartflow_feed_subscribe_rejected_total", code="E1002") > 0
+                    assert await metric("smartflow_feed_converged") == 0
+                    # A refusal is for /healthz, not for a restart: the watchdog keeps being fed.
+                    assert not [s for s in daemon.stale_stages() if s.startswith("feed data")]
+                    proxy.reject_subscribe = None
+                    await _until(healthy, "healthy again once the server takes the pairs")
+                    async with http.get("/api/smart-money/status") as r:
+                        feed = (await r.json())["feed"]
+                    assert feed["subscriptions_converged"] is True
+                    assert feed["subscriptions"]["confirmed"] == feed["subscriptions"]["wanted"]
+            finally:
+                await daemon.shutdown()
+        # The health loop said it too (systemd's STATUS line carries the same problems).
+        feed_logs = [e for e in logs if e["event"] == "health.feed"]
+        assert any(p.startswith("feed stale") for e in feed_logs for p in e["problems"])
