@@ -14,7 +14,9 @@ A live socket is not a working feed: pongs can keep flowing while the market dat
 (Angel users report exactly that, e.g. after the daily token rollover). So in market hours a
 socket that carries subscriptions and received no binary packet for ``data_stall_s`` is *stale*,
 and each further ``data_stall_s`` of silence takes the next step: resubscribe, reconnect,
-re-login (when a login hook exists), then reconnect again. Data on the socket ends the episode.
+re-login (when a login hook exists); after that it reconnects at doubling intervals (at most
+``STALL_REPEAT_MAX_S`` apart). Data on the socket ends the episode. Per socket, like the frame
+watchdog: with Angel's 1000 pairs a socket, a chain's sockets each carry many contracts.
 
 SmartStream never acknowledges a subscription; it only rejects one with an E1001/E1002 error frame
 carrying the request's correlation id (angel-smartapi.md §2.2, §2.6). A sent pair is therefore
