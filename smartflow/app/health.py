@@ -42,8 +42,10 @@ def feed_health(feed: FeedSession | None) -> FeedHealth:
     problems = []
     withhold = []
     for s in stats.stalled:
+        # No seconds in the text: it changes only with a step, so each change is logged once
+        # (the status API has the silence in seconds).
         problems.append(
-            f"feed stale: no market data on socket {s['socket']} for {s['silent_s']:.0f} s "
+            f"feed stale: no market data on socket {s['socket']} "
             f"(recovery steps taken: {s['steps']})"
         )
         if s["steps"] > len(STALL_STEPS) and s["market_seen"]:
