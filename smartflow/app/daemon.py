@@ -5,7 +5,9 @@ login → the simulator in sim mode → scrip master and chains → kernel warm-
 feed connected and subscribed → ready. Shutdown: stop intake (unsubscribe, close sockets) →
 stop the engine → flush the tape → stop the simulator. The first SIGINT/SIGTERM asks for that;
 a second one exits at once. A stage task that ends on its own is a fault: the daemon exits
-non-zero so systemd restarts it.
+non-zero so systemd restarts it. Every shutdown step runs whatever the one before did; the last
+line (``daemon.stopped``) names what failed, journal writes included, and the exit code is then
+non-zero.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from smartflow.analytics.flow import FlowAnalyzer
 from smartflow.api.server import ApiServer
 from smartflow.app.apisource import DaemonApiSource
 from smartflow.app.engine import Engine
+from smartflow.app.journaltools import hold_daemon_lock, journal_path
 from smartflow.app.metrics import Metrics
 from smartflow.app.sdnotify import Notifier
 from smartflow.app.stats import StatsReporter
@@ -39,7 +42,7 @@ from smartflow.app.warmup import warm_up
 from smartflow.chain.state import ChainBook, ChainState, FlowParams
 from smartflow.config import Config, Credentials, fingerprint
 from smartflow.core.clock import Clock, LiveClock, ScaledClock
-from smartflow.core.errors import FatalError
+from smartflow.core.errors import ConfigError, FatalError
 from smartflow.core.mailbox import Conflator
 from smartflow.core.messages import OrderIntent, SmartMoneySignal
 from smartflow.core.timeutil import ist_date, parse_hhmm
@@ -53,7 +56,7 @@ from smartflow.feed.session import (
 from smartflow.instruments.fetch import load_scrip_master
 from smartflow.instruments.master import ScripMaster
 from smartflow.instruments.universe import select
-from smartflow.journal.store import Journal
+from smartflow.journal.store import Journal, JournalWriteError
 from smartflow.orders.angel import AngelGateway
 from smartflow.orders.angel_session import AngelSession
 from smartflow.orders.port import BrokerPort
@@ -63,8 +66,10 @@ from smartflow.sim.server import (
     STREAM_PATH,
     SimCredentials,
     SimServer,
+    resume_session,
     session_start,
 )
+from smartflow.sim.universe import PROFILES
 from smartflow.tape.format import TapeWriter
 
 
@@ -129,6 +134,8 @@ class Daemon:
         self.notifier = Notifier()
         self._last_stale: list[str] = []
         self._unpublished: list[SmartMoneySignal] = []
+        self._lock_file: Any = None
+        self.shutdown_problems: list[str] = []
 
     # ---- signals ------------------------------------------------------------------------
 
@@ -152,6 +159,12 @@ class Daemon:
     async def _start_sim(self) -> tuple[str, HeadersProvider, ScripMaster]:
         cfg = self.cfg
         start_ns, day = session_start(cfg.sim.session_start_ist)
+        if self.journal is not None:
+            # A restart continues the session rather than rewinding it over the journal.
+            resumed = resume_session(start_ns, self.journal.last_ts_ns())
+            if resumed != start_ns:
+                self.log.info("sim.session_resumed", skipped_s=round((resumed - start_ns) / 1e9, 3))
+            start_ns = resumed
         clock = ScaledClock(start_ns, cfg.sim.speed)
         self.clock = clock
         self.speed = cfg.sim.speed
@@ -228,6 +241,16 @@ class Daemon:
         self.log.info(
             "daemon.starting", mode=cfg.mode, config_sha=fingerprint(cfg), pid=os.getpid()
         )
+        if cfg.mode == "sim" and not cfg.sim.external_url:
+            unknown = [u for u in cfg.market.underlyings if u not in PROFILES]
+            if unknown:
+                raise ConfigError(
+                    f"market.underlyings: the simulator has no {', '.join(unknown)} "
+                    f"(it knows {', '.join(PROFILES)})"
+                )
+        # Before the slow warm-up: a state_dir that cannot hold the journal fails at once.
+        self.journal = Journal(journal_path(cfg), log=self.log.bind(stage="journal"))
+        self._lock_file = hold_daemon_lock(cfg.state_dir)
         # Kernels first: compiling takes ~25 s on a cold cache, and nothing below should start
         # its clock (the simulator's scenarios, the feed's timers) before it is done.
         seconds = await asyncio.to_thread(warm_up, cfg.model, cfg.detectors)
@@ -265,7 +288,6 @@ class Daemon:
             det.on_signal.append(self._on_signal)
         self.flow = FlowAnalyzer(self.book, self.detectors, cfg.flow)
         self.book.on_bar.append(self.flow.on_bar)
-        self.journal = Journal(Path(cfg.state_dir) / "journal.sqlite3")
         self.trading = Trading(
             cfg,
             self.book,
@@ -277,6 +299,7 @@ class Daemon:
             speed=self.speed,
             flow=self.flow,
         )
+        self.trading.router.kill_token = self.creds.kill_token
         self.metrics = Metrics(self._metrics_snapshot)
         self.book.after_bar.append(self._observe_bar)  # after the signals' explanation
         self.book.before_close.append(self._observe_rehearsal)  # after the detectors' rehearsal
@@ -471,6 +494,9 @@ class Daemon:
                 2 * self.cfg.feed.stall_timeout_s
             ):
                 stale.append("feed frames")
+        if self.journal is not None and self.journal.failing:
+            # Entries are refused meanwhile (no order without its record).
+            stale.append("journal writes")
         return stale
 
     def status_line(self) -> str:
@@ -555,6 +581,7 @@ class Daemon:
             "kill_switch": 1 if self.trading and self.trading.guard.killed else 0,
             "busy_s": self.engine.busy_ns / 1e9 if self.engine else 0.0,
             "ready": 1 if self.ready.is_set() else 0,
+            "journal_write_failures": dict(self.journal.write_failures) if self.journal else {},
         }
 
     def _signal_stats(self) -> dict[str, Any]:
@@ -570,7 +597,20 @@ class Daemon:
         except asyncio.CancelledError:
             raise
         except Exception as e:
-            self.log.warning("daemon.shutdown_error", stage=what, error=repr(e))
+            self._shutdown_failed(what, e)
+
+    def _shutdown_failed(self, what: str, e: BaseException) -> None:
+        self.log.error("daemon.shutdown_error", stage=what, error=repr(e))
+        self.shutdown_problems.append(f"{what}: {e}")
+
+    def _step(self, what: str, fn: Callable[[], Any]) -> None:
+        """A synchronous shutdown step: a failure is logged and reported, never fatal."""
+        try:
+            fn()
+        except JournalWriteError:
+            pass  # logged and counted by the journal; the last line reports it
+        except Exception as e:
+            self._shutdown_failed(what, e)
 
     # ---- run ----------------------------------------------------------------------------
 
@@ -599,13 +639,25 @@ class Daemon:
                 timer.cancel()
         except FatalError as e:
             self.log.error("daemon.fatal", error=str(e))
-            code = 1
+            code = 2 if isinstance(e, ConfigError) else 1
         except Exception as e:  # the process boundary: a crash is logged, then exit 1
             self.log.exception("daemon.crashed", error=repr(e))
             code = 1
         finally:
             await self.shutdown()
-        self.log.info("daemon.stopped", exit_code=code)
+        problems = list(self.shutdown_problems)
+        if self.journal is not None and self.journal.write_failures:
+            kinds = ", ".join(f"{k} {n}" for k, n in sorted(self.journal.write_failures.items()))
+            problems.insert(
+                0,
+                f"journal {self.journal.path}: {self.journal.total_write_failures} writes "
+                f"failed ({kinds})",
+            )
+        if problems:
+            code = code or 1
+            self.log.error("daemon.stopped", exit_code=code, problems="; ".join(problems))
+        else:
+            self.log.info("daemon.stopped", exit_code=code)
         return code
 
     async def shutdown(self) -> None:
@@ -616,16 +668,15 @@ class Daemon:
         if self.trading is not None:
             policy = self.cfg.orders.on_shutdown
             await self._quietly("orders.shutdown", self._stop_orders(policy))
-        for name, task in self.tasks.items():
-            task.cancel(msg=f"shutdown: {name}")
-        for name, task in self.tasks.items():
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._quietly(name, task)
+        await self._stop_tasks()
+        await self._release()
+
+    async def _release(self) -> None:
+        """Close what the stages used, each step whatever the one before did."""
         if self.api is not None:
             await self._quietly("api.stop", self.api.stop())
         if self.recorder is not None:
-            self.recorder.close()
-            self.log.info("tape.closed", path=str(self.recorder.path), frames=self.recorder.records)
+            self._step("tape.close", self._close_tape)
         if self.trading is not None:
             await self._quietly("broker.close", self.trading.broker.close())
         if self.session is not None:
@@ -633,10 +684,33 @@ class Daemon:
             # the daily cycle logs out after the close.
             await self._quietly("session.close", self.session.close())
         if self.journal is not None:
-            self.journal.close()
-            self.log.info("journal.closed", path=self.journal.path, writes=self.journal.writes)
+            self._step("journal.close", self._close_journal)
+        if self._lock_file is not None:
+            self._step("state_dir.unlock", self._lock_file.close)
         if self.sim is not None:
-            await self.sim.stop()
+            await self._quietly("sim.stop", self.sim.stop())
+
+    async def _stop_tasks(self) -> None:
+        for name, task in self.tasks.items():
+            task.cancel(msg=f"shutdown: {name}")
+        for name, task in self.tasks.items():
+            if task.done():
+                # Ended before the shutdown: run() has reported it already.
+                if not task.cancelled():
+                    task.exception()
+                continue
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._quietly(name, task)
+
+    def _close_tape(self) -> None:
+        assert self.recorder is not None  # noqa: S101 — checked by the caller
+        self.recorder.close()
+        self.log.info("tape.closed", path=str(self.recorder.path), frames=self.recorder.records)
+
+    def _close_journal(self) -> None:
+        assert self.journal is not None  # noqa: S101 — checked by the caller
+        self.journal.close()
+        self.log.info("journal.closed", path=self.journal.path, writes=self.journal.writes)
 
 
 def _fault_hang(spec: str) -> tuple[str, float] | None:
