@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable
@@ -271,6 +272,9 @@ class Journal:
                 raise JournalError(f"state_dir {parent}: {e.strerror or e}") from None
             if not parent.is_dir():
                 raise JournalError(f"state_dir {parent}: not a directory")
+            if not os.access(parent, os.W_OK | os.X_OK):
+                # SQLite would say only "unable to open database file".
+                raise JournalError(f"state_dir {parent}: not writable")
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal")
         self._lock = threading.Lock()
         try:
