@@ -651,7 +651,7 @@ class Daemon:
             problems.insert(
                 0,
                 f"journal {self.journal.path}: {self.journal.total_write_failures} writes "
-                f"failed ({kinds})",
+                f"failed ({kinds}), last: {self.journal.last_failure}",
             )
         if problems:
             code = code or 1

@@ -260,6 +260,8 @@ class Journal:
         """Failed writes by kind (signal, order, fill, risk_event, ...), since the start."""
         self.failing = ""
         """Why the last write failed; empty once a write has succeeded since."""
+        self.last_failure = ""
+        """Why the last failed write failed (kept after later successes)."""
         if readonly and not Path(self.path).is_file():
             raise FileNotFoundError(f"no journal at {self.path}")
         if self.path != ":memory:" and not readonly:
@@ -338,6 +340,7 @@ class Journal:
     def _write_failed(self, kind: str, e: BaseException) -> None:
         n = self.write_failures[kind] = self.write_failures.get(kind, 0) + 1
         self.failing = f"{kind}: {_why(e)}"
+        self.last_failure = _why(e)
         self.log.error("journal.write_failed", kind=kind, error=_why(e), failures=n, path=self.path)
 
     def run(self, fn: Callable[[sqlite3.Connection], T], kind: str = "write") -> T:
