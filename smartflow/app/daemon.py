@@ -250,7 +250,10 @@ class Daemon:
                 )
         # Before the slow warm-up: a state_dir that cannot hold the journal fails at once.
         self.journal = Journal(journal_path(cfg), log=self.log.bind(stage="journal"))
-        self._lock_file = hold_daemon_lock(cfg.state_dir)
+        try:
+            self._lock_file = hold_daemon_lock(cfg.state_dir)
+        except OSError as e:
+            raise FatalError(f"state_dir {cfg.state_dir}: {e.strerror or e}") from None
         # Kernels first: compiling takes ~25 s on a cold cache, and nothing below should start
         # its clock (the simulator's scenarios, the feed's timers) before it is done.
         seconds = await asyncio.to_thread(warm_up, cfg.model, cfg.detectors)
@@ -511,6 +514,7 @@ class Daemon:
             f"orders={router.limiter.granted if router else 0} "
             f"pnl={realised + unrealised:.2f}"
             f"{' KILLED' if self.trading and self.trading.guard.killed else ''}"
+            f"{' JOURNAL-FAILING' if self.journal and self.journal.failing else ''}"
         )
 
     async def _health_loop(self) -> None:
