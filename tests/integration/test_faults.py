@@ -379,6 +379,10 @@ def test_a_restarted_simulator_continues_its_session_clock(tmp_path: Path) -> No
         first.close()
     before = [t for (t,) in _rows(db, stamps)]
     assert before, "the first session journalled nothing"
+    # A trip asked for while no daemon runs is not confirmed, but the next start applies it.
+    queued = _cli(tmp_path, "kill", "--reason", "queued")
+    assert queued.returncode == 1
+    assert "trip not confirmed: no daemon running on state; the trip stays queued" in queued.stderr
     second = Daemon(tmp_path, "--duration", "12")
     try:
         assert second.proc.wait(timeout=START_TIMEOUT_S) == 0
@@ -386,6 +390,9 @@ def test_a_restarted_simulator_continues_its_session_clock(tmp_path: Path) -> No
         second.close()
     resumed = [e for e in second.lines() if e.get("event") == "sim.session_resumed"]
     assert len(resumed) == 1
+    restored = next(e for e in second.lines() if e.get("event") == "router.restored")
+    assert restored["kill_switch"] is True
+    assert _rows(db, "SELECT status FROM kill_requests") == [("done",)]
     after = sorted(set(t for (t,) in _rows(db, stamps)) - set(before))
     assert after, "the second session journalled nothing"
     assert after[0] > max(before)
