@@ -7,6 +7,7 @@ completed shutdown and a non-zero exit; the smaller faults each end in one line 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import errno
 import json
@@ -21,8 +22,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
+from structlog.testing import capture_logs
 
-from smartflow.config import decode
+from smartflow.app.daemon import Daemon as InProcessDaemon, RunOptions
+from smartflow.config import (
+    ApiConfig,
+    Config,
+    Credentials,
+    LogConfig,
+    ScenarioConfig,
+    SimConfig,
+    decode,
+)
 
 
 pytestmark = pytest.mark.slow
@@ -303,6 +315,65 @@ def test_a_full_disk_is_loud_blocks_entries_and_exits_non_zero(tmp_path: Path) -
     assert "last: database or disk is full" in last["problems"]
     # The shutdown ran its sequence after the failures, not a crash half-way.
     assert "orders.stopped" in [e.get("event") for e in lines]
+
+
+async def _eventually(what: Callable[[], Any], timeout_s: float, note: str) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        got = what()
+        if got:
+            return got
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {note}")
+
+
+async def test_journal_write_failures_in_a_running_daemon(tmp_path: Path) -> None:
+    # Where no tmpfs can be mounted: every insert on the daemon's own SQLite connection fails
+    # with SQLite's disk-full message, injected from the test through temporary triggers.
+    cfg = Config(
+        state_dir=str(tmp_path / "state"),
+        sim=SimConfig(
+            seed=5,
+            speed=10.0,
+            ticks_per_second=150,
+            scenarios=[ScenarioConfig(kind="fresh_position", start_s=30, duration_s=40, side="CE")],
+        ),
+        api=ApiConfig(enabled=False),
+        log=LogConfig(stats_interval_s=60),
+    )
+    with capture_logs() as logs:
+        daemon = InProcessDaemon(cfg, Credentials(), RunOptions(), structlog.get_logger())
+        run = asyncio.create_task(daemon.run())
+        await _eventually(lambda: daemon.ready.is_set() or run.done(), START_TIMEOUT_S, "ready")
+        journal = daemon.journal
+        assert journal is not None
+        assert daemon.trading is not None
+        assert daemon.metrics is not None
+        for table in ("signals", "orders", "order_events", "fills", "risk_events", "kill_events"):
+            journal.query(
+                f"CREATE TEMP TRIGGER full_{table} BEFORE INSERT ON {table} "
+                "BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END"
+            )
+        await _eventually(lambda: journal.write_failures.get("signal"), 120, "a failed signal")
+        assert "journal writes" in daemon.stale_stages()
+        assert "JOURNAL-FAILING" in daemon.status_line()
+        exposition = daemon.metrics.exposition().decode()
+        assert 'smartflow_journal_write_failures_total{kind="signal"}' in exposition
+        router = daemon.trading.router
+        await _eventually(lambda: router.refused_by_kind.get("journal"), 120, "a refused entry")
+        assert router.orders == {}
+        daemon.stop_event.set()
+        code = await run
+    assert code == 1
+    failed = [e for e in logs if e["event"] == "journal.write_failed"]
+    assert {e["kind"] for e in failed} >= {"signal", "risk_event"}
+    assert all(e["error"] == "database or disk is full" for e in failed)
+    last = logs[-1]
+    assert last["event"] == "daemon.stopped"
+    assert last["log_level"] == "error"
+    assert last["exit_code"] == 1
+    assert "writes failed" in last["problems"]
+    assert "last: database or disk is full" in last["problems"]
 
 
 # ---- 7. the smaller faults: one line, an exit code, no traceback ------------------------------
