@@ -159,8 +159,9 @@ class Daemon:
     async def _start_sim(self) -> tuple[str, HeadersProvider, ScripMaster]:
         cfg = self.cfg
         start_ns, day = session_start(cfg.sim.session_start_ist)
-        if self.journal is not None:
-            # A restart continues the session rather than rewinding it over the journal.
+        if self.journal is not None and not cfg.sim.external_url:
+            # A restart continues the session rather than rewinding it over the journal (an
+            # external simulator keeps its own clock).
             resumed = resume_session(start_ns, self.journal.last_ts_ns())
             if resumed != start_ns:
                 self.log.info("sim.session_resumed", skipped_s=round((resumed - start_ns) / 1e9, 3))

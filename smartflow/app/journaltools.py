@@ -236,7 +236,8 @@ def kill(
                 )
                 return KILL_EXIT_UNCONFIRMED
     finally:
-        j.close()
+        # A running daemon checkpoints its own journal; a TRUNCATE from here would wait on it.
+        j.close(checkpoint=not running)
     if req is None:
         print(f"smartflow: kill request {req_id} vanished from {path}", file=sys.stderr)
         return KILL_EXIT_UNCONFIRMED

@@ -376,8 +376,8 @@ class Journal:
         """Failed writes of every kind since the start."""
         return sum(self.write_failures.values())
 
-    def close(self) -> None:
-        """Checkpoint and close; idempotent.
+    def close(self, checkpoint: bool = True) -> None:
+        """Checkpoint (unless told not to: another process owns the file) and close; idempotent.
 
         Raises:
             JournalWriteError: the checkpoint failed. The file is closed anyway and stays
@@ -387,7 +387,7 @@ class Journal:
         def c() -> None:
             with self._lock:
                 try:
-                    if self.path != ":memory:" and not self.readonly:
+                    if checkpoint and self.path != ":memory:" and not self.readonly:
                         self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
                 except (sqlite3.Error, OSError) as e:
                     self._write_failed("checkpoint", e)
