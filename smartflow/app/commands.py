@@ -88,9 +88,12 @@ def cmd_sim(args: argparse.Namespace) -> int:
     except ConfigError as e:
         return _fail(e)
     applog.configure(args.log_format or cfg.log.format, cfg.log.level)
-    code: int = _run_async(
-        run_simulator(cfg, args.host, args.port, args.duration, args.tape, args.rate)
-    )
+    try:
+        code: int = _run_async(
+            run_simulator(cfg, args.host, args.port, args.duration, args.tape, args.rate)
+        )
+    except ConfigError as e:
+        return _fail(e)
     return code
 
 

@@ -69,7 +69,7 @@ from smartflow.sim.server import (
     resume_session,
     session_start,
 )
-from smartflow.sim.universe import PROFILES
+from smartflow.sim.universe import check_roots
 from smartflow.tape.format import TapeWriter
 
 
@@ -243,12 +243,7 @@ class Daemon:
             "daemon.starting", mode=cfg.mode, config_sha=fingerprint(cfg), pid=os.getpid()
         )
         if cfg.mode == "sim" and not cfg.sim.external_url:
-            unknown = [u for u in cfg.market.underlyings if u not in PROFILES]
-            if unknown:
-                raise ConfigError(
-                    f"market.underlyings: the simulator has no {', '.join(unknown)} "
-                    f"(it knows {', '.join(PROFILES)})"
-                )
+            check_roots(cfg.market.underlyings)
         # Before the slow warm-up: a state_dir that cannot hold the journal fails at once.
         self.journal = Journal(journal_path(cfg), log=self.log.bind(stage="journal"))
         try:

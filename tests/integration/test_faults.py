@@ -392,9 +392,11 @@ def test_an_unknown_underlying_is_one_line(tmp_path: Path) -> None:
     text = _one_line(result)
     assert result.returncode == 2
     (fatal,) = [json.loads(x) for x in text.splitlines() if '"daemon.fatal"' in x]
-    assert fatal["error"] == (
-        "market.underlyings: the simulator has no NIFTI (it knows NIFTY, SENSEX, BANKNIFTY)"
-    )
+    message = "market.underlyings: the simulator has no NIFTI (it knows NIFTY, SENSEX, BANKNIFTY)"
+    assert fatal["error"] == message
+    sim = _cli(tmp_path, "sim", "--config", "cfg.toml", "--port", "0", "--duration", "1")
+    assert sim.returncode == 2
+    assert _one_line(sim).strip() == f"smartflow: {message}"
 
 
 def test_state_dir_faults_name_the_path(tmp_path: Path) -> None:
