@@ -353,6 +353,7 @@ class Daemon:
             "engine": self.engine.stats,
             "signals": self._signal_stats,
             "orders": self.trading.router.stats,
+            "journal": self._journal_stats,
         }
         self._spawn("feed", self.feed.run())
         self._spawn("engine", self.engine.run())
@@ -582,6 +583,14 @@ class Daemon:
             "busy_s": self.engine.busy_ns / 1e9 if self.engine else 0.0,
             "ready": 1 if self.ready.is_set() else 0,
             "journal_write_failures": dict(self.journal.write_failures) if self.journal else {},
+        }
+
+    def _journal_stats(self) -> dict[str, Any]:
+        assert self.journal is not None  # noqa: S101 — set by start()
+        return {
+            "writes": self.journal.writes,
+            "write_failures": dict(self.journal.write_failures),
+            "failing": self.journal.failing,
         }
 
     def _signal_stats(self) -> dict[str, Any]:

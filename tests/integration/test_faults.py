@@ -193,12 +193,13 @@ def test_cli_kill_reaches_a_daemon_without_the_api(tmp_path: Path) -> None:
     try:
         daemon.wait_for(_event("daemon.ready"), START_TIMEOUT_S)
 
-        wrong = _cli(tmp_path, "kill", "--reason", "drill", token="not-the-token")
+        # A loaded machine may take a while to answer: the default 5 s is for operators.
+        wrong = _cli(tmp_path, "kill", "--reason", "drill", "--timeout", "60", token="not-it")
         assert wrong.returncode == 3, wrong.stderr
         assert "refused by the daemon: wrong kill token" in wrong.stderr
         assert _rows(db, "SELECT * FROM kill_events") == []
 
-        right = _cli(tmp_path, "kill", "--reason", "drill")
+        right = _cli(tmp_path, "kill", "--reason", "drill", "--timeout", "60")
         assert right.returncode == 0, right.stderr
         ack = json.loads(right.stdout)
         assert ack["kill_switch"] is True
@@ -215,7 +216,7 @@ def test_cli_kill_reaches_a_daemon_without_the_api(tmp_path: Path) -> None:
         late = "SELECT * FROM orders WHERE purpose='ENTRY' AND created_ns >= ?"
         assert _rows(db, late, (trip_ns,)) == []
 
-        reset = _cli(tmp_path, "kill", "--reset")
+        reset = _cli(tmp_path, "kill", "--reset", "--timeout", "60")
         assert reset.returncode == 0, reset.stderr
         assert json.loads(reset.stdout) == {"kill_switch": False}
 
