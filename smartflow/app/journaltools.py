@@ -229,9 +229,10 @@ def kill(
                     return KILL_EXIT_UNCONFIRMED
                 req = j.kill_request(req_id)  # acknowledged at the last moment
             else:
+                when = "once it responds" if running else "at its next start"
                 print(
                     f"smartflow: kill switch trip not confirmed: {why}; the trip stays queued "
-                    f"in {path} and the daemon applies it when it next reads the journal",
+                    f"in {path} and the daemon applies it {when}",
                     file=sys.stderr,
                 )
                 return KILL_EXIT_UNCONFIRMED

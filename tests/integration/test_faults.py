@@ -457,6 +457,7 @@ def test_a_restarted_simulator_continues_its_session_clock(tmp_path: Path) -> No
     queued = _cli(tmp_path, "kill", "--reason", "queued")
     assert queued.returncode == 1
     assert "trip not confirmed: no daemon running on state; the trip stays queued" in queued.stderr
+    assert queued.stderr.rstrip().endswith("the daemon applies it at its next start")
     second = Daemon(tmp_path, "--duration", "12")
     try:
         assert second.proc.wait(timeout=START_TIMEOUT_S) == 0
