@@ -251,7 +251,7 @@ class DaemonApiSource:
             problems.append("feed not connected")
         elif d.feed.connected < len(d.feed._connections):
             problems.append("a feed socket is down")
-        problems += d.feed_problems()
+        problems += d.health_problems()
         if d.engine is None or (now - d.engine.heartbeat_ns) / 1e9 > HEARTBEAT_STALE_S:
             problems.append("engine heartbeat stale")
         if d.trading is None:

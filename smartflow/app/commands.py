@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -87,9 +88,12 @@ def cmd_sim(args: argparse.Namespace) -> int:
     except ConfigError as e:
         return _fail(e)
     applog.configure(args.log_format or cfg.log.format, cfg.log.level)
-    code: int = _run_async(
-        run_simulator(cfg, args.host, args.port, args.duration, args.tape, args.rate)
-    )
+    try:
+        code: int = _run_async(
+            run_simulator(cfg, args.host, args.port, args.duration, args.tape, args.rate)
+        )
+    except ConfigError as e:
+        return _fail(e)
     return code
 
 
@@ -140,45 +144,60 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def _journal_command(args: argparse.Namespace, show: Callable[[Config], int]) -> int:
+    """Run a journal reader; a missing, corrupt or unreadable journal is one line, exit 1."""
+    import sqlite3
+
+    from smartflow.app.journaltools import journal_path
+    from smartflow.journal.store import JournalError, JournalWriteError
+
+    try:
+        cfg = _load(args)
+    except ConfigError as e:
+        return _fail(e)
+    try:
+        return show(cfg)
+    except (FileNotFoundError, JournalError, JournalWriteError) as e:
+        return _fail(e)
+    except sqlite3.Error as e:
+        return _fail(RuntimeError(f"journal {journal_path(cfg)}: {e}"))
+
+
 def cmd_orders(args: argparse.Namespace) -> int:
     """Orders from the journal."""
     from smartflow.app import journaltools
 
-    try:
-        return journaltools.orders(_load(args), sys.stdout, args.json, args.day)
-    except (ConfigError, FileNotFoundError) as e:
-        return _fail(e)
+    return _journal_command(
+        args, lambda cfg: journaltools.orders(cfg, sys.stdout, args.json, args.day)
+    )
 
 
 def cmd_positions(args: argparse.Namespace) -> int:
     """Positions from the journal."""
     from smartflow.app import journaltools
 
-    try:
-        return journaltools.positions(_load(args), sys.stdout, args.json, args.day)
-    except (ConfigError, FileNotFoundError) as e:
-        return _fail(e)
+    return _journal_command(
+        args, lambda cfg: journaltools.positions(cfg, sys.stdout, args.json, args.day)
+    )
 
 
 def cmd_pnl(args: argparse.Namespace) -> int:
     """Realised P&L per day from the journal."""
     from smartflow.app import journaltools
 
-    try:
-        return journaltools.pnl(_load(args), sys.stdout, args.json)
-    except (ConfigError, FileNotFoundError) as e:
-        return _fail(e)
+    return _journal_command(args, lambda cfg: journaltools.pnl(cfg, sys.stdout, args.json))
 
 
 def cmd_kill(args: argparse.Namespace) -> int:
-    """Trip or reset the kill switch."""
+    """Trip or reset the kill switch of the running daemon; exit 0 only on its acknowledgement."""
     from smartflow.app import journaltools
 
-    try:
-        cfg = _load(args)
-    except ConfigError as e:
-        return _fail(e)
-    return journaltools.kill(cfg, load_credentials(), args.reset, args.reason, sys.stdout)
+    return _journal_command(
+        args,
+        lambda cfg: journaltools.kill(
+            cfg, load_credentials(), args.reset, args.reason, sys.stdout, args.timeout
+        ),
+    )
 
 
 def cmd_bench(args: argparse.Namespace) -> int:

@@ -5,7 +5,9 @@ login → the simulator in sim mode → scrip master and chains → kernel warm-
 feed connected and subscribed → ready. Shutdown: stop intake (unsubscribe, close sockets) →
 stop the engine → flush the tape → stop the simulator. The first SIGINT/SIGTERM asks for that;
 a second one exits at once. A stage task that ends on its own is a fault: the daemon exits
-non-zero so systemd restarts it.
+non-zero so systemd restarts it. Every shutdown step runs whatever the one before did; the last
+line (``daemon.stopped``) names what failed, journal writes included, and the exit code is then
+non-zero.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from smartflow.api.server import ApiServer
 from smartflow.app.apisource import DaemonApiSource
 from smartflow.app.engine import Engine
 from smartflow.app.health import feed_health
+from smartflow.app.journaltools import hold_daemon_lock, journal_path
 from smartflow.app.metrics import Metrics
 from smartflow.app.sdnotify import Notifier
 from smartflow.app.stats import StatsReporter
@@ -40,7 +43,7 @@ from smartflow.app.warmup import warm_up
 from smartflow.chain.state import ChainBook, ChainState, FlowParams
 from smartflow.config import Config, Credentials, fingerprint
 from smartflow.core.clock import Clock, LiveClock, ScaledClock
-from smartflow.core.errors import FatalError
+from smartflow.core.errors import ConfigError, FatalError
 from smartflow.core.mailbox import Conflator
 from smartflow.core.messages import OrderIntent, SmartMoneySignal
 from smartflow.core.timeutil import ist_date, parse_hhmm
@@ -54,7 +57,7 @@ from smartflow.feed.session import (
 from smartflow.instruments.fetch import load_scrip_master
 from smartflow.instruments.master import ScripMaster
 from smartflow.instruments.universe import select
-from smartflow.journal.store import Journal
+from smartflow.journal.store import Journal, JournalWriteError
 from smartflow.orders.angel import AngelGateway
 from smartflow.orders.angel_session import AngelSession
 from smartflow.orders.port import BrokerPort
@@ -64,8 +67,10 @@ from smartflow.sim.server import (
     STREAM_PATH,
     SimCredentials,
     SimServer,
+    resume_session,
     session_start,
 )
+from smartflow.sim.universe import check_roots
 from smartflow.tape.format import TapeWriter
 
 
@@ -132,6 +137,8 @@ class Daemon:
         self._last_stale: list[str] = []
         self._last_feed_problems: list[str] = []
         self._unpublished: list[SmartMoneySignal] = []
+        self._lock_file: Any = None
+        self.shutdown_problems: list[str] = []
 
     # ---- signals ------------------------------------------------------------------------
 
@@ -155,6 +162,13 @@ class Daemon:
     async def _start_sim(self) -> tuple[str, HeadersProvider, ScripMaster]:
         cfg = self.cfg
         start_ns, day = session_start(cfg.sim.session_start_ist)
+        if self.journal is not None and not cfg.sim.external_url:
+            # A restart continues the session rather than rewinding it over the journal (an
+            # external simulator keeps its own clock).
+            resumed = resume_session(start_ns, self.journal.last_ts_ns())
+            if resumed != start_ns:
+                self.log.info("sim.session_resumed", skipped_s=round((resumed - start_ns) / 1e9, 3))
+            start_ns = resumed
         clock = ScaledClock(start_ns, cfg.sim.speed)
         self.clock = clock
         self.speed = cfg.sim.speed
@@ -232,6 +246,14 @@ class Daemon:
         self.log.info(
             "daemon.starting", mode=cfg.mode, config_sha=fingerprint(cfg), pid=os.getpid()
         )
+        if cfg.mode == "sim" and not cfg.sim.external_url:
+            check_roots(cfg.market.underlyings)
+        # Before the slow warm-up: a state_dir that cannot hold the journal fails at once.
+        self.journal = Journal(journal_path(cfg), log=self.log.bind(stage="journal"))
+        try:
+            self._lock_file = hold_daemon_lock(cfg.state_dir)
+        except OSError as e:
+            raise FatalError(f"state_dir {cfg.state_dir}: {e.strerror or e}") from None
         # Kernels first: compiling takes ~25 s on a cold cache, and nothing below should start
         # its clock (the simulator's scenarios, the feed's timers) before it is done.
         seconds = await asyncio.to_thread(warm_up, cfg.model, cfg.detectors)
@@ -269,7 +291,6 @@ class Daemon:
             det.on_signal.append(self._on_signal)
         self.flow = FlowAnalyzer(self.book, self.detectors, cfg.flow)
         self.book.on_bar.append(self.flow.on_bar)
-        self.journal = Journal(Path(cfg.state_dir) / "journal.sqlite3")
         self.trading = Trading(
             cfg,
             self.book,
@@ -281,6 +302,7 @@ class Daemon:
             speed=self.speed,
             flow=self.flow,
         )
+        self.trading.router.kill_token = self.creds.kill_token
         self.metrics = Metrics(self._metrics_snapshot)
         self.book.after_bar.append(self._observe_bar)  # after the signals' explanation
         self.book.before_close.append(self._observe_rehearsal)  # after the detectors' rehearsal
@@ -337,6 +359,7 @@ class Daemon:
             "engine": self.engine.stats,
             "signals": self._signal_stats,
             "orders": self.trading.router.stats,
+            "journal": self._journal_stats,
         }
         self._spawn("feed", self.feed.run())
         self._spawn("engine", self.engine.run())
@@ -478,11 +501,17 @@ class Daemon:
             ):
                 stale.append("feed frames")
         stale += feed_health(self.feed).withhold_watchdog
+        if self.journal is not None and self.journal.failing:
+            # Entries are refused meanwhile (no order without its record).
+            stale.append("journal writes")
         return stale
 
-    def feed_problems(self) -> list[str]:
-        """The feed's health problems (stale data, unconverged subscriptions) for ``/healthz``."""
-        return feed_health(self.feed).problems
+    def health_problems(self) -> list[str]:
+        """What makes ``/healthz`` fail: stale data, unconverged subscriptions, failing writes."""
+        problems = list(feed_health(self.feed).problems)
+        if self.journal is not None and self.journal.failing:
+            problems.append(f"journal writes failing: {self.journal.failing}")
+        return problems
 
     def status_line(self) -> str:
         """One-line summary for systemd's STATUS=."""
@@ -496,13 +525,14 @@ class Daemon:
             f"orders={router.limiter.granted if router else 0} "
             f"pnl={realised + unrealised:.2f}"
             f"{' KILLED' if self.trading and self.trading.guard.killed else ''}"
+            f"{' JOURNAL-FAILING' if self.journal and self.journal.failing else ''}"
         )
 
     async def _health_loop(self) -> None:
         interval = (self.notifier.watchdog_s or 10.0) / 2
         while True:
             stale = self.stale_stages()
-            problems = self.feed_problems()
+            problems = feed_health(self.feed).problems
             if problems != self._last_feed_problems:
                 if problems:
                     self.log.warning("health.feed", problems=problems)
@@ -574,6 +604,15 @@ class Daemon:
             "busy_s": self.engine.busy_ns / 1e9 if self.engine else 0.0,
             "ready": 1 if self.ready.is_set() else 0,
             "feed_health": self.feed.stats.snapshot() if self.feed else {},
+            "journal_write_failures": dict(self.journal.write_failures) if self.journal else {},
+        }
+
+    def _journal_stats(self) -> dict[str, Any]:
+        assert self.journal is not None  # noqa: S101 — set by start()
+        return {
+            "writes": self.journal.writes,
+            "write_failures": dict(self.journal.write_failures),
+            "failing": self.journal.failing,
         }
 
     def _signal_stats(self) -> dict[str, Any]:
@@ -589,7 +628,20 @@ class Daemon:
         except asyncio.CancelledError:
             raise
         except Exception as e:
-            self.log.warning("daemon.shutdown_error", stage=what, error=repr(e))
+            self._shutdown_failed(what, e)
+
+    def _shutdown_failed(self, what: str, e: BaseException) -> None:
+        self.log.error("daemon.shutdown_error", stage=what, error=repr(e))
+        self.shutdown_problems.append(f"{what}: {e}")
+
+    def _step(self, what: str, fn: Callable[[], Any]) -> None:
+        """A synchronous shutdown step: a failure is logged and reported, never fatal."""
+        try:
+            fn()
+        except JournalWriteError:
+            pass  # logged and counted by the journal; the last line reports it
+        except Exception as e:
+            self._shutdown_failed(what, e)
 
     # ---- run ----------------------------------------------------------------------------
 
@@ -618,13 +670,25 @@ class Daemon:
                 timer.cancel()
         except FatalError as e:
             self.log.error("daemon.fatal", error=str(e))
-            code = 1
+            code = 2 if isinstance(e, ConfigError) else 1
         except Exception as e:  # the process boundary: a crash is logged, then exit 1
             self.log.exception("daemon.crashed", error=repr(e))
             code = 1
         finally:
             await self.shutdown()
-        self.log.info("daemon.stopped", exit_code=code)
+        problems = list(self.shutdown_problems)
+        if self.journal is not None and self.journal.write_failures:
+            kinds = ", ".join(f"{k} {n}" for k, n in sorted(self.journal.write_failures.items()))
+            problems.insert(
+                0,
+                f"journal {self.journal.path}: {self.journal.total_write_failures} writes "
+                f"failed ({kinds}), last: {self.journal.last_failure}",
+            )
+        if problems:
+            code = code or 1
+            self.log.error("daemon.stopped", exit_code=code, problems="; ".join(problems))
+        else:
+            self.log.info("daemon.stopped", exit_code=code)
         return code
 
     async def shutdown(self) -> None:
@@ -635,16 +699,15 @@ class Daemon:
         if self.trading is not None:
             policy = self.cfg.orders.on_shutdown
             await self._quietly("orders.shutdown", self._stop_orders(policy))
-        for name, task in self.tasks.items():
-            task.cancel(msg=f"shutdown: {name}")
-        for name, task in self.tasks.items():
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._quietly(name, task)
+        await self._stop_tasks()
+        await self._release()
+
+    async def _release(self) -> None:
+        """Close what the stages used, each step whatever the one before did."""
         if self.api is not None:
             await self._quietly("api.stop", self.api.stop())
         if self.recorder is not None:
-            self.recorder.close()
-            self.log.info("tape.closed", path=str(self.recorder.path), frames=self.recorder.records)
+            self._step("tape.close", self._close_tape)
         if self.trading is not None:
             await self._quietly("broker.close", self.trading.broker.close())
         if self.session is not None:
@@ -652,10 +715,33 @@ class Daemon:
             # the daily cycle logs out after the close.
             await self._quietly("session.close", self.session.close())
         if self.journal is not None:
-            self.journal.close()
-            self.log.info("journal.closed", path=self.journal.path, writes=self.journal.writes)
+            self._step("journal.close", self._close_journal)
+        if self._lock_file is not None:
+            self._step("state_dir.unlock", self._lock_file.close)
         if self.sim is not None:
-            await self.sim.stop()
+            await self._quietly("sim.stop", self.sim.stop())
+
+    async def _stop_tasks(self) -> None:
+        for name, task in self.tasks.items():
+            task.cancel(msg=f"shutdown: {name}")
+        for name, task in self.tasks.items():
+            if task.done():
+                # Ended before the shutdown: run() has reported it already.
+                if not task.cancelled():
+                    task.exception()
+                continue
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._quietly(name, task)
+
+    def _close_tape(self) -> None:
+        assert self.recorder is not None  # noqa: S101 — checked by the caller
+        self.recorder.close()
+        self.log.info("tape.closed", path=str(self.recorder.path), frames=self.recorder.records)
+
+    def _close_journal(self) -> None:
+        assert self.journal is not None  # noqa: S101 — checked by the caller
+        self.journal.close()
+        self.log.info("journal.closed", path=self.journal.path, writes=self.journal.writes)
 
 
 def _fault_hang(spec: str) -> tuple[str, float] | None:

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-import asyncio
+import fcntl
+import secrets
 import sys
 import time
 from collections import defaultdict
 from pathlib import Path
 from typing import IO, Any
 
-import aiohttp
 import msgspec
 
 from smartflow.config import Config, Credentials
 from smartflow.core.timeutil import ist_date
 from smartflow.journal.store import Journal
+from smartflow.orders.guard import kill_mac
 
 
 def journal_path(cfg: Config) -> Path:
@@ -145,39 +146,106 @@ def pnl(cfg: Config, out: IO[str], as_json: bool) -> int:
     return 0
 
 
-async def _post(url: str, token: str, body: dict[str, Any]) -> tuple[int, Any]:
-    timeout = aiohttp.ClientTimeout(total=10)
-    async with (
-        aiohttp.ClientSession(timeout=timeout) as session,
-        session.post(url, json=body, headers={"Authorization": f"Bearer {token}"}) as resp,
-    ):
-        return resp.status, await resp.json(content_type=None)
+def _lock_path(state_dir: str | Path) -> Path:
+    return Path(state_dir) / "daemon.lock"
 
 
-def kill(cfg: Config, creds: Credentials, reset: bool, reason: str, out: IO[str]) -> int:
-    """Trip (or reset) the kill switch of the running daemon; journal it if none is running."""
-    if creds.kill_token is None:
+def hold_daemon_lock(state_dir: str | Path) -> IO[str]:
+    """Mark a daemon as running on ``state_dir`` until the returned file is closed.
+
+    A shared lock: the CLI tells "no daemon" from "a daemon that does not answer" by trying for
+    an exclusive one, and two daemons are not stopped from starting here.
+    """
+    f = open(_lock_path(state_dir), "a")  # noqa: SIM115 — held for the daemon's lifetime
+    fcntl.flock(f, fcntl.LOCK_SH)
+    return f
+
+
+def daemon_running(state_dir: str | Path) -> bool:
+    """Whether a daemon holds ``state_dir`` now."""
+    path = _lock_path(state_dir)
+    if not path.is_file():
+        return False
+    with open(path, "a") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(f, fcntl.LOCK_UN)
+    return False
+
+
+KILL_EXIT_REFUSED = 3
+"""``smartflow kill``: the daemon refused the request (wrong token, or it has none)."""
+KILL_EXIT_UNCONFIRMED = 1
+"""``smartflow kill``: no daemon acknowledged the request in time."""
+
+
+def kill(
+    cfg: Config,
+    creds: Credentials,
+    reset: bool,
+    reason: str,
+    out: IO[str],
+    timeout_s: float = 5.0,
+) -> int:
+    """Trip (or reset) the kill switch of the running daemon and wait for its acknowledgement.
+
+    The request goes through the journal, so it needs no HTTP API: the daemon's router reads
+    it within a second, checks its MAC against the daemon's own kill token, applies it and
+    acknowledges it. Exit 0 only on that acknowledgement. A trip nobody confirms stays queued
+    (the next start applies it, token checked); a reset nobody confirms is withdrawn.
+    """
+    if creds.kill_token is None or not creds.kill_token:
         print(
             "smartflow: no kill_token credential ($CREDENTIALS_DIRECTORY/kill_token or "
             "SMARTFLOW_KILL_TOKEN)",
             file=sys.stderr,
         )
         return 2
-    host, _, port = cfg.api.listen.rpartition(":")
-    url = f"http://{host}:{port}/api/kill" + ("/reset" if reset else "")
+    action = "reset" if reset else "trip"
+    path = journal_path(cfg)
+    running = daemon_running(cfg.state_dir)
+    j = Journal(path)
     try:
-        status, body = asyncio.run(_post(url, creds.kill_token.reveal(), {"reason": reason}))
-    except (aiohttp.ClientConnectionError, TimeoutError):
-        # No daemon listening: record it so the next start comes up with the switch as asked.
-        j = Journal(journal_path(cfg))
-        try:
-            asyncio.run(j.kill_event(time.time_ns(), "reset" if reset else "trip", "cli", reason))
-        finally:
-            j.close()
-        out.write(
-            f"no daemon at {url}; kill switch {'reset' if reset else 'tripped'} in the "
-            f"journal ({journal_path(cfg)}) for the next start\n"
+        nonce = secrets.token_hex(16)
+        mac = kill_mac(creds.kill_token.reveal(), nonce, action, reason)
+        req_id = j.request_kill(time.time_ns(), action, reason, nonce, mac)
+        req = j.kill_request(req_id)
+        if running:
+            deadline = time.monotonic() + timeout_s
+            while req is not None and req.status == "pending" and time.monotonic() < deadline:
+                time.sleep(0.1)
+                req = j.kill_request(req_id)
+        if req is not None and req.status == "pending":
+            why = (
+                f"daemon running but not responding within {timeout_s:g} s"
+                if running
+                else f"no daemon running on {cfg.state_dir}"
+            )
+            if reset:
+                if j.expire_kill_request(req_id, f"not confirmed: {why}"):
+                    print(f"smartflow: kill switch reset not confirmed: {why}", file=sys.stderr)
+                    return KILL_EXIT_UNCONFIRMED
+                req = j.kill_request(req_id)  # acknowledged at the last moment
+            else:
+                when = "once it responds" if running else "at its next start"
+                print(
+                    f"smartflow: kill switch trip not confirmed: {why}; the trip stays queued "
+                    f"in {path} and the daemon applies it {when}",
+                    file=sys.stderr,
+                )
+                return KILL_EXIT_UNCONFIRMED
+    finally:
+        # A running daemon checkpoints its own journal; a TRUNCATE from here would wait on it.
+        j.close(checkpoint=not running)
+    if req is None:
+        print(f"smartflow: kill request {req_id} vanished from {path}", file=sys.stderr)
+        return KILL_EXIT_UNCONFIRMED
+    if req.status == "refused":
+        print(
+            f"smartflow: kill switch {action} refused by the daemon: {req.detail}", file=sys.stderr
         )
-        return 0
-    out.write(msgspec.json.encode(body).decode() + "\n")
-    return 0 if status == 200 else 1
+        return KILL_EXIT_REFUSED
+    out.write(req.detail + "\n")
+    return 0

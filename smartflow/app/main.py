@@ -107,6 +107,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config(kill)
     kill.add_argument("--reset", action="store_true", help="re-arm trading instead")
     kill.add_argument("--reason", default="operator", help="recorded with the event")
+    kill.add_argument(
+        "--timeout",
+        type=float,
+        default=5.0,
+        metavar="S",
+        help="wait this long for the daemon's acknowledgement (default 5); exit 1 without it",
+    )
 
     bench = sub.add_parser("bench", help="measure speed against peers, in one run")
     bench_sub = bench.add_subparsers(dest="bench_command", required=True, metavar="YARDSTICK")

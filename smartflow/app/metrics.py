@@ -151,6 +151,14 @@ class _Snapshot(Collector):
             ("smartflow_fills", "Fills booked", s["fills"]),
         ):
             yield CounterMetricFamily(name, doc, value=value)
+        journal = CounterMetricFamily(
+            "smartflow_journal_write_failures",
+            "Journal writes that did not commit, by kind (signal, order, fill, ...)",
+            labels=["kind"],
+        )
+        for kind, n in sorted(s.get("journal_write_failures", {}).items()):
+            journal.add_metric([kind], n)
+        yield journal
         risk = CounterMetricFamily(
             "smartflow_risk_rejections", "Intents refused, by reason", labels=["reason"]
         )

@@ -12,6 +12,7 @@ from smartflow.core.clock import ScaledClock
 from smartflow.sim.market import Market
 from smartflow.sim.server import SimServer, session_start
 from smartflow.sim.tapefeed import TapeSource
+from smartflow.sim.universe import check_roots
 from smartflow.tape.format import open_tape
 
 
@@ -29,6 +30,7 @@ async def run_simulator(
     instead of the market model, which still serves the instruments.
     """
     log = structlog.get_logger().bind(stage="sim")
+    check_roots(cfg.market.underlyings)
     start_ns, day = session_start(cfg.sim.session_start_ist)
     clock = ScaledClock(start_ns, cfg.sim.speed)
     market = Market(cfg.sim, cfg.market.underlyings, start_ns, day)

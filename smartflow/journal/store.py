@@ -6,11 +6,19 @@ fsync never blocks the event loop; the router awaits the commit of a new order *
 request leaves, which is what lets a restart find every order it may have sent. Positions are
 updated in the same transaction as the fill that moves them. Queryable with the ``sqlite3``
 shell; ``smartflow orders|positions|pnl`` read it.
+
+A write that fails (a full disk, an I/O error) is never silent: it is logged with its reason,
+counted by kind in ``write_failures``, and ``failing`` holds the reason until a later write
+succeeds, so the router can refuse entries (no order without its record) and health can say so.
+``smartflow kill`` reaches a running daemon through ``kill_requests``: the router applies each
+pending request whose MAC checks out against its kill token and acknowledges it in the same row.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable
@@ -19,6 +27,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import msgspec
+import structlog
+
+from smartflow.core.errors import FatalError, TransientError
 
 
 T = TypeVar("T")
@@ -103,9 +114,47 @@ CREATE TABLE IF NOT EXISTS kill_events (
     source TEXT NOT NULL,
     reason TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS kill_requests (
+    id INTEGER PRIMARY KEY,
+    ts_ns INTEGER NOT NULL,             -- wall clock of the CLI that asked
+    action TEXT NOT NULL,               -- trip | reset
+    reason TEXT NOT NULL,
+    nonce TEXT NOT NULL,
+    mac TEXT NOT NULL,                  -- HMAC-SHA256 of nonce, action and reason (kill token)
+    status TEXT NOT NULL DEFAULT 'pending',  -- pending | done | refused | expired
+    ack_ns INTEGER,
+    detail TEXT NOT NULL DEFAULT ''
+);
 """
 
 OPEN_STATES = ("NEW", "SENT", "OPEN", "PARTIAL", "UNKNOWN")
+
+
+class JournalError(FatalError):
+    """The journal cannot be opened or read; the message names the path."""
+
+
+class JournalWriteError(TransientError):
+    """A write did not reach the journal (already logged and counted by the journal)."""
+
+    def __init__(self, kind: str, reason: str) -> None:
+        super().__init__(f"journal write ({kind}) failed: {reason}")
+        self.kind = kind
+        self.reason = reason
+
+
+class KillRequest(msgspec.Struct, frozen=True, kw_only=True):
+    """A kill-switch request left by ``smartflow kill`` for the running daemon."""
+
+    id: int
+    ts_ns: int
+    action: str
+    reason: str
+    nonce: str
+    mac: str
+    status: str = "pending"
+    ack_ns: int | None = None
+    detail: str = ""
 
 
 class OrderRow(msgspec.Struct, kw_only=True):
@@ -196,23 +245,57 @@ class Journal:
         synchronous: SQLite ``synchronous`` pragma (``FULL`` survives power loss).
     """
 
-    def __init__(self, path: str | Path, synchronous: str = "FULL", readonly: bool = False) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        synchronous: str = "FULL",
+        readonly: bool = False,
+        log: Any = None,
+    ) -> None:
         self.path = str(path)
         self.readonly = readonly
+        self.log = log or structlog.get_logger()
+        self.writes = 0
+        self.write_failures: dict[str, int] = {}
+        """Failed writes by kind (signal, order, fill, risk_event, ...), since the start."""
+        self.failing = ""
+        """Why the last write failed; empty once a write has succeeded since."""
+        self.last_failure = ""
+        """Why the last failed write failed (kept after later successes)."""
         if readonly and not Path(self.path).is_file():
             raise FileNotFoundError(f"no journal at {self.path}")
         if self.path != ":memory:" and not readonly:
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            parent = Path(self.path).parent
+            try:
+                parent.mkdir(parents=True, exist_ok=True)
+            except FileExistsError:
+                raise JournalError(f"state_dir {parent}: exists and is not a directory") from None
+            except OSError as e:
+                raise JournalError(f"state_dir {parent}: {e.strerror or e}") from None
+            if not parent.is_dir():
+                raise JournalError(f"state_dir {parent}: not a directory")
+            if not os.access(parent, os.W_OK | os.X_OK):
+                # SQLite would say only "unable to open database file".
+                raise JournalError(f"state_dir {parent}: not writable")
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal")
         self._lock = threading.Lock()
-        self._db = self._pool.submit(self._open, synchronous).result()
-        self.writes = 0
+        try:
+            self._db = self._pool.submit(self._open, synchronous).result()
+        except (sqlite3.Error, OSError) as e:
+            self._pool.shutdown(wait=True)
+            raise JournalError(f"journal {self.path}: {_why(e)}") from None
 
     def _open(self, synchronous: str) -> sqlite3.Connection:
         if self.readonly:
             # A second process (the CLI) reading beside a running daemon: WAL allows it.
             db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False)
             db.row_factory = sqlite3.Row
+            try:
+                # sqlite3 opens lazily: a corrupt file shows itself on the first read.
+                db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+            except sqlite3.Error:
+                db.close()
+                raise
             return db
         db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         db.row_factory = sqlite3.Row
@@ -228,48 +311,95 @@ class Journal:
 
     # ---- plumbing -----------------------------------------------------------------------
 
-    def _tx(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    def _tx(self, kind: str, fn: Callable[[sqlite3.Connection], T]) -> T:
         with self._lock:
             db = self._db
-            db.execute("BEGIN IMMEDIATE")
             try:
+                db.execute("BEGIN IMMEDIATE")
                 out = fn(db)
+                db.execute("COMMIT")
+            except (sqlite3.Error, OSError) as e:
+                self._rollback(db)
+                self._write_failed(kind, e)
+                raise JournalWriteError(kind, _why(e)) from e
             except BaseException:
-                db.execute("ROLLBACK")
+                self._rollback(db)
                 raise
-            db.execute("COMMIT")
             self.writes += 1
+            self.failing = ""
             return out
 
-    def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``fn`` in one transaction on the writer thread and wait for it (blocking)."""
-        return self._pool.submit(self._tx, fn).result()
+    @staticmethod
+    def _rollback(db: sqlite3.Connection) -> None:
+        # SQLite may already have rolled back by itself (SQLITE_FULL does): a second ROLLBACK
+        # would raise and hide the real error.
+        if db.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                db.execute("ROLLBACK")
 
-    async def arun(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``fn`` in one transaction on the writer thread; await the commit."""
-        return await asyncio.wrap_future(self._pool.submit(self._tx, fn))
+    def _write_failed(self, kind: str, e: BaseException) -> None:
+        n = self.write_failures[kind] = self.write_failures.get(kind, 0) + 1
+        self.failing = f"{kind}: {_why(e)}"
+        self.last_failure = _why(e)
+        self.log.error("journal.write_failed", kind=kind, error=_why(e), failures=n, path=self.path)
+
+    def run(self, fn: Callable[[sqlite3.Connection], T], kind: str = "write") -> T:
+        """Run ``fn`` in one transaction on the writer thread and wait for it (blocking).
+
+        Raises:
+            JournalWriteError: the transaction did not commit (logged and counted).
+        """
+        return self._pool.submit(self._tx, kind, fn).result()
+
+    async def arun(self, fn: Callable[[sqlite3.Connection], T], kind: str = "write") -> T:
+        """Run ``fn`` in one transaction on the writer thread; await the commit.
+
+        Raises:
+            JournalWriteError: the transaction did not commit (logged and counted).
+        """
+        return await asyncio.wrap_future(self._pool.submit(self._tx, kind, fn))
+
+    def _read(self, sql: str, args: Iterable[Any]) -> list[sqlite3.Row]:
+        with self._lock:
+            return list(self._db.execute(sql, tuple(args)))
 
     def query(self, sql: str, args: Iterable[Any] = ()) -> list[sqlite3.Row]:
         """Read on the writer thread (reads see every committed write, in order)."""
+        return self._pool.submit(self._read, sql, args).result()
 
-        def q() -> list[sqlite3.Row]:
-            with self._lock:
-                return list(self._db.execute(sql, tuple(args)))
+    async def aquery(self, sql: str, args: Iterable[Any] = ()) -> list[sqlite3.Row]:
+        """``query`` without blocking the event loop."""
+        return await asyncio.wrap_future(self._pool.submit(self._read, sql, args))
 
-        return self._pool.submit(q).result()
+    @property
+    def total_write_failures(self) -> int:
+        """Failed writes of every kind since the start."""
+        return sum(self.write_failures.values())
 
-    def close(self) -> None:
-        """Checkpoint and close; idempotent."""
+    def close(self, checkpoint: bool = True) -> None:
+        """Checkpoint (unless told not to: another process owns the file) and close; idempotent.
+
+        Raises:
+            JournalWriteError: the checkpoint failed. The file is closed anyway and stays
+                consistent: SQLite replays the write-ahead log on the next open.
+        """
 
         def c() -> None:
             with self._lock:
-                if self.path != ":memory:" and not self.readonly:
-                    self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-                self._db.close()
+                try:
+                    if checkpoint and self.path != ":memory:" and not self.readonly:
+                        self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                except (sqlite3.Error, OSError) as e:
+                    self._write_failed("checkpoint", e)
+                    raise JournalWriteError("checkpoint", _why(e)) from e
+                finally:
+                    self._db.close()
 
         if not self._pool._shutdown:
-            self._pool.submit(c).result()
-            self._pool.shutdown(wait=True)
+            try:
+                self._pool.submit(c).result()
+            finally:
+                self._pool.shutdown(wait=True)
 
     # ---- orders -------------------------------------------------------------------------
 
@@ -301,12 +431,12 @@ class Journal:
 
     async def new_order(self, o: OrderRow, detail: str = "") -> None:
         """Commit a new order (state NEW) — before anything is sent."""
-        await self.arun(lambda db: self._insert_order(db, o, detail))
+        await self.arun(lambda db: self._insert_order(db, o, detail), "order")
 
     async def order_state(self, o: OrderRow, detail: str = "") -> None:
         """Commit the order's current fields as a state change."""
         snapshot = msgspec.structs.replace(o)
-        await self.arun(lambda db: self._update_order(db, snapshot, detail))
+        await self.arun(lambda db: self._update_order(db, snapshot, detail), "order_state")
 
     def next_order_seq(self, day: str) -> int:
         """1 + the number of orders already journalled for ``day``."""
@@ -382,7 +512,7 @@ class Journal:
             self._update_order(db, snapshot, f"fill {f.fill_id} {f.quantity}@{f.price}")
             return True, realised
 
-        return await self.arun(tx)
+        return await self.arun(tx, "fill")
 
     def fills(self, day: str | None = None) -> list[FillRow]:
         """Fills, oldest first."""
@@ -406,8 +536,10 @@ class Journal:
         self, ts_ns: int, underlying: str, recommendation: str, can_trade: bool, body: bytes
     ) -> None:
         """Record an emitted signal (fire-and-forget on the writer thread)."""
+        # A failure is logged and counted by _tx; nobody waits for this one.
         self._pool.submit(
             self._tx,
+            "signal",
             lambda db: db.execute(
                 "INSERT INTO signals (ts_ns, underlying, recommendation, can_trade, body) "
                 "VALUES (?,?,?,?,?)",
@@ -421,7 +553,8 @@ class Journal:
             lambda db: db.execute(
                 "INSERT INTO risk_events (ts_ns, kind, reason, detail) VALUES (?,?,?,?)",
                 (ts_ns, kind, reason, detail),
-            )
+            ),
+            "risk_event",
         )
 
     async def kill_event(self, ts_ns: int, action: str, source: str, reason: str) -> None:
@@ -430,7 +563,8 @@ class Journal:
             lambda db: db.execute(
                 "INSERT INTO kill_events (ts_ns, action, source, reason) VALUES (?,?,?,?)",
                 (ts_ns, action, source, reason),
-            )
+            ),
+            "kill_event",
         )
 
     def kill_active(self) -> tuple[bool, str]:
@@ -439,6 +573,70 @@ class Journal:
         if rows and rows[0]["action"] == "trip":
             return True, str(rows[0]["reason"])
         return False, ""
+
+    def request_kill(self, ts_ns: int, action: str, reason: str, nonce: str, mac: str) -> int:
+        """Leave a kill-switch request for the running daemon; return its id."""
+
+        def tx(db: sqlite3.Connection) -> int:
+            cur = db.execute(
+                "INSERT INTO kill_requests (ts_ns, action, reason, nonce, mac) VALUES (?,?,?,?,?)",
+                (ts_ns, action, reason, nonce, mac),
+            )
+            return int(cur.lastrowid or 0)
+
+        return self.run(tx, "kill_request")
+
+    def kill_request(self, request_id: int) -> KillRequest | None:
+        """One kill-switch request as it stands now."""
+        rows = self.query("SELECT * FROM kill_requests WHERE id=?", (request_id,))
+        return KillRequest(**dict(rows[0])) if rows else None
+
+    def expire_kill_request(self, request_id: int, detail: str) -> bool:
+        """Withdraw a request nobody acknowledged; False when the daemon got to it first."""
+        return self.run(
+            lambda db: (
+                db.execute(
+                    "UPDATE kill_requests SET status='expired', detail=? "
+                    "WHERE id=? AND status='pending'",
+                    (detail, request_id),
+                ).rowcount
+                == 1
+            ),
+            "kill_request",
+        )
+
+    async def pending_kill_requests(self) -> list[KillRequest]:
+        """Requests not yet acknowledged, oldest first."""
+        rows = await self.aquery("SELECT * FROM kill_requests WHERE status='pending' ORDER BY id")
+        return [KillRequest(**dict(r)) for r in rows]
+
+    async def ack_kill_request(
+        self, request_id: int, status: str, ack_ns: int, detail: str
+    ) -> None:
+        """Acknowledge a request: ``done`` or ``refused``, with what happened."""
+        await self.arun(
+            lambda db: db.execute(
+                "UPDATE kill_requests SET status=?, ack_ns=?, detail=? WHERE id=?",
+                (status, ack_ns, detail, request_id),
+            ),
+            "kill_request",
+        )
+
+    def last_ts_ns(self) -> int:
+        """The latest time the daemon's clock wrote (0 for an empty journal).
+
+        Kill events and requests are left out: the CLI writes them on the wall clock, while
+        this is where a restarted simulator's session clock resumes from.
+        """
+        rows = self.query(
+            "SELECT MAX(t) AS t FROM ("
+            "SELECT MAX(updated_ns) AS t FROM orders UNION ALL "
+            "SELECT MAX(ts_ns) FROM order_events UNION ALL "
+            "SELECT MAX(ts_ns) FROM fills UNION ALL "
+            "SELECT MAX(ts_ns) FROM signals UNION ALL "
+            "SELECT MAX(ts_ns) FROM risk_events)"
+        )
+        return int(rows[0]["t"] or 0)
 
     def risk_events(self) -> list[dict[str, Any]]:
         """Every risk event, oldest first."""
@@ -454,6 +652,14 @@ class Journal:
             "signals",
             "risk_events",
             "kill_events",
+            "kill_requests",
         ):
             raise ValueError(table)
         return int(self.query(f"SELECT COUNT(*) AS n FROM {table}")[0]["n"])  # noqa: S608
+
+
+def _why(e: BaseException) -> str:
+    """An error's reason without its type's noise (``database or disk is full``)."""
+    if isinstance(e, OSError) and e.strerror:
+        return f"{e.strerror}" + (f" ({e.filename})" if e.filename else "")
+    return str(e) or type(e).__name__

@@ -10,10 +10,14 @@ limit price must lie within the price band around the current LTP.
 The kill switch is tripped by the loss limit, by ``POST /api/kill`` (bearer token) or by
 ``smartflow kill``; it cancels open orders, flattens positions if configured, and refuses entries
 until reset. Its state is journalled, so a restart does not silently re-arm trading.
+``smartflow kill`` reaches the daemon through the journal with a MAC under the kill token
+(``kill_mac``), never the token itself: the daemon checks it against its own token.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from dataclasses import dataclass
 
 from smartflow.config import RiskConfig
@@ -103,3 +107,14 @@ class RiskGuard:
         """Re-arm trading."""
         self.killed = False
         self.kill_reason = ""
+
+
+def kill_mac(token: str, nonce: str, action: str, reason: str) -> str:
+    """HMAC-SHA256 binding one kill-switch request (nonce, action, reason) to the kill token."""
+    msg = "\n".join((nonce, action, reason)).encode()
+    return hmac.new(token.encode(), msg, hashlib.sha256).hexdigest()
+
+
+def kill_mac_ok(token: str, nonce: str, action: str, reason: str, mac: str) -> bool:
+    """Whether ``mac`` was made with ``token`` for this request (constant-time compare)."""
+    return hmac.compare_digest(kill_mac(token, nonce, action, reason), mac)

@@ -18,24 +18,42 @@ Unfilled orders are re-priced to the current marketable level after ``chase_afte
 up to ``max_chases`` for entries (then cancelled) and without limit for exits, which must
 complete. Limit prices are the opposite best ± ``protection_ticks``, clamped into the risk price
 band around the LTP.
+
+No order without its record: while journal writes fail, entries are refused; an order whose
+NEW or SENT record did not commit is never sent. What the broker already did (fills, replies) is
+still applied in memory, so positions stay true while the journal cannot keep up; every failed
+write is logged and counted by the journal. Every ``KILL_POLL_S`` the router applies the kill-switch
+requests ``smartflow kill`` left in the journal and acknowledges each there.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
+import sqlite3
 import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from smartflow.config import OrdersConfig, RiskConfig
+import msgspec
+
+from smartflow.config import OrdersConfig, RiskConfig, Secret
 from smartflow.core.clock import Clock
 from smartflow.core.errors import TransientError
 from smartflow.core.messages import OrderIntent, Quote
 from smartflow.core.timeutil import ist_date
-from smartflow.journal.store import FillRow, Journal, OrderRow, PositionRow
-from smartflow.orders.guard import Exposure, RiskGuard
+from smartflow.journal.store import (
+    FillRow,
+    Journal,
+    JournalError,
+    JournalWriteError,
+    KillRequest,
+    OrderRow,
+    PositionRow,
+)
+from smartflow.orders.guard import Exposure, RiskGuard, kill_mac_ok
 from smartflow.orders.port import BrokerOrder, BrokerPort, PlaceRequest, Reply
 from smartflow.orders.ratelimit import RateLimiter
 
@@ -44,6 +62,7 @@ NS = 1_000_000_000
 UNKNOWN_GRACE_S = 60.0
 INTENT_CAPACITY = 64
 TERMINAL = ("FILLED", "CANCELLED", "REJECTED")
+KILL_POLL_S = 1.0
 
 
 class MarketView(Protocol):
@@ -119,6 +138,9 @@ class OrderRouter:
         self._sent_ns: dict[str, int] = {}
         self._day = ""
         self._seq = 0
+        self.kill_token: Secret | None = None
+        """What ``smartflow kill`` requests are checked against (set by the daemon)."""
+        self._kill_polled = 0.0
         broker.subscribe_updates(self.on_update)
 
     # ---- intake (synchronous, from the engine task) -------------------------------------
@@ -255,7 +277,11 @@ class OrderRouter:
             self.heartbeat_ns = time.monotonic_ns()
             self.kicked.clear()
             await self.pump(self.clock.now_ns())
-            timeout = 0.25 / self.speed
+            if time.monotonic() - self._kill_polled >= KILL_POLL_S:
+                self._kill_polled = time.monotonic()
+                await self.poll_kill_requests()
+            # Wall-clock bound: a CLI kill must take within about a second at any sim speed.
+            timeout = min(0.25 / self.speed, KILL_POLL_S)
             wait = self._budget_wait_s()
             if wait is not None:
                 timeout = min(timeout, wait)
@@ -310,6 +336,14 @@ class OrderRouter:
             )
             if held is None or held.net_quantity - in_flight <= 0:
                 return  # already flat or an exit is in flight: nothing to do
+        if intent.purpose == "ENTRY" and self.journal.failing:
+            await self._refuse(
+                intent,
+                now_ns,
+                "journal",
+                f"journal writes are failing ({self.journal.failing}): no entry without its record",
+            )
+            return
         reason = self.guard.check(intent, price, q.ltp, self.exposure(intent), now_ns)
         if reason is not None:
             await self._refuse(intent, now_ns, "risk", reason)
@@ -338,16 +372,29 @@ class OrderRouter:
             state="NEW",
             updated_ns=now_ns,
         )
-        await self.journal.new_order(row, f"intent {intent.intent_id}")
+        try:
+            await self.journal.new_order(row, f"intent {intent.intent_id}")
+        except JournalWriteError as e:
+            self._count_refused("journal")
+            self.log.error(
+                "router.order_not_recorded",
+                intent=intent.intent_id,
+                order_id=order_id,
+                error=str(e),
+            )
+            return
         self.orders[order_id] = row
         if intent.tick_ns:
             self._tick_ns[order_id] = intent.tick_ns
         self.waiting.append(row)
         self._emit("order", row)
 
-    async def _refuse(self, intent: OrderIntent, now_ns: int, kind: str, reason: str) -> None:
+    def _count_refused(self, kind: str) -> None:
         self.refused += 1
         self.refused_by_kind[kind] = self.refused_by_kind.get(kind, 0) + 1
+
+    async def _refuse(self, intent: OrderIntent, now_ns: int, kind: str, reason: str) -> None:
+        self._count_refused(kind)
         self.log.warning(
             "router.refused",
             intent=intent.intent_id,
@@ -356,7 +403,18 @@ class OrderRouter:
             kind=kind,
             reason=reason,
         )
-        await self.journal.risk_event(now_ns, kind, reason, f"{intent.intent_id} {intent.symbol}")
+        with contextlib.suppress(JournalWriteError):  # logged and counted by the journal
+            await self.journal.risk_event(
+                now_ns, kind, reason, f"{intent.intent_id} {intent.symbol}"
+            )
+
+    async def _state(self, row: OrderRow, detail: str) -> bool:
+        """Journal ``row``'s state change; False (logged and counted by the journal) if not."""
+        try:
+            await self.journal.order_state(row, detail)
+        except JournalWriteError:
+            return False
+        return True
 
     async def _send_waiting(self, now_ns: int) -> None:
         # Exits first: they reduce risk and must not queue behind entries for the budget.
@@ -373,7 +431,15 @@ class OrderRouter:
     async def _send(self, row: OrderRow, now_ns: int) -> None:
         row.state = "SENT"
         row.updated_ns = now_ns
-        await self.journal.order_state(row, f"placing {row.side} {row.quantity}@{row.limit_price}")
+        if not await self._state(row, f"placing {row.side} {row.quantity}@{row.limit_price}"):
+            # Not sent without its record. On restart the journal still says NEW, which is
+            # cancelled there too.
+            row.state = "CANCELLED"
+            row.text = f"journal write failed, never sent ({self.journal.failing})"
+            self.log.error("router.order_not_sent", order_id=row.order_id, reason=row.text)
+            self._emit("order", row)
+            self._forget(row)
+            return
         self._emit("order", row)
         self._sent_ns[row.order_id] = now_ns
         tick_ns = self._tick_ns.pop(row.order_id, 0)
@@ -403,16 +469,16 @@ class OrderRouter:
                 row.state = "OPEN"
             row.broker_order_id = reply.broker_order_id
             self.by_broker[reply.broker_order_id] = row.order_id
-            await self.journal.order_state(row, f"accepted {reply.broker_order_id}")
+            await self._state(row, f"accepted {reply.broker_order_id}")
         elif reply.outcome == "RATE_LIMITED":
             # Refused before any effect: back to NEW, the budget will pace it.
             row.state = "NEW"
-            await self.journal.order_state(row, f"broker rate limit: {reply.message}")
+            await self._state(row, f"broker rate limit: {reply.message}")
             self.waiting.append(row)
         elif reply.outcome == "REJECTED":
             row.state = "REJECTED"
             row.text = f"{reply.code} {reply.message}".strip()
-            await self.journal.order_state(row, row.text)
+            await self._state(row, row.text)
             if reply.code == "AG7002":
                 self.fatal = (
                     "Angel refused the order from an unregistered IP (AG7002): register "
@@ -423,7 +489,7 @@ class OrderRouter:
             row.state = "UNKNOWN"
             row.text = f"{reply.code} {reply.message}".strip()
             self._unknown_since[row.order_id] = now_ns
-            await self.journal.order_state(row, f"in doubt: {row.text}")
+            await self._state(row, f"in doubt: {row.text}")
             self.log.warning("router.order_unknown", order_id=row.order_id, detail=row.text)
         self._emit("order", row)
         if row.state in TERMINAL:
@@ -459,7 +525,7 @@ class OrderRouter:
         if new_state != row.state:
             row.state = new_state
             row.updated_ns = now_ns
-            await self.journal.order_state(row, f"broker {status} {b.text}".strip())
+            await self._state(row, f"broker {status} {b.text}".strip())
             self._emit("order", row)
         if row.state in TERMINAL:
             self._forget(row)
@@ -485,7 +551,13 @@ class OrderRouter:
             quantity=qty,
             price=price,
         )
-        new, _ = await self.journal.fill(fill, row.underlying, row)
+        try:
+            new, _ = await self.journal.fill(fill, row.underlying, row)
+        except JournalWriteError:
+            # The broker filled it whether or not the disk can say so: memory follows the
+            # broker (the failure is logged and counted; a restart's reconciliation with the
+            # broker's positions flags the gap).
+            new = True
         if not new:
             return
         pos = self.positions.get(row.token)
@@ -533,7 +605,7 @@ class OrderRouter:
         if row.purpose == "ENTRY" and row.chases >= self.cfg.max_chases:
             reply = await self.broker.cancel(row.broker_order_id)
             row.updated_ns = now_ns
-            await self.journal.order_state(
+            await self._state(
                 row, f"cancel after {row.chases} chases: {reply.outcome} {reply.message}".strip()
             )
             return
@@ -546,7 +618,7 @@ class OrderRouter:
         row.updated_ns = now_ns
         if reply.outcome == "ACCEPTED":
             row.limit_price = price
-        await self.journal.order_state(row, f"chase {row.chases} to {price}: {reply.outcome}")
+        await self._state(row, f"chase {row.chases} to {price}: {reply.outcome}")
 
     async def _reconcile_unknown(self, row: OrderRow, now_ns: int) -> None:
         since = self._unknown_since.setdefault(row.order_id, now_ns)
@@ -567,13 +639,13 @@ class OrderRouter:
             await self._apply_update(found, now_ns)
             if row.state == "UNKNOWN":
                 row.state = "OPEN"
-                await self.journal.order_state(row, "reconciled: live at the broker")
+                await self._state(row, "reconciled: live at the broker")
             return
         if now_ns - since > int(UNKNOWN_GRACE_S * NS):
             row.state = "REJECTED"
             row.text = "never reached the broker (absent from its order book)"
             row.updated_ns = now_ns
-            await self.journal.order_state(row, row.text)
+            await self._state(row, row.text)
             self._emit("order", row)
             self._forget(row)
 
@@ -613,15 +685,16 @@ class OrderRouter:
         now_ns = self.clock.now_ns() if now_ns is None else now_ns
         first = self.guard.trip(reason)
         if first:
-            await self.journal.kill_event(now_ns, "trip", source, reason)
             self.log.error("risk.kill_switch", source=source, reason=reason)
+            with contextlib.suppress(JournalWriteError):  # the switch holds in memory anyway
+                await self.journal.kill_event(now_ns, "trip", source, reason)
         self.entries.clear()
         cancelled = 0
         for row in list(self.orders.values()):
             if row.state == "NEW":
                 row.state = "CANCELLED"
                 row.updated_ns = now_ns
-                await self.journal.order_state(row, "kill switch: never sent")
+                await self._state(row, "kill switch: never sent")
                 self._emit("order", row)
                 self._forget(row)
                 cancelled += 1
@@ -658,8 +731,48 @@ class OrderRouter:
         """Re-arm trading after a kill."""
         if self.guard.killed:
             self.guard.reset()
-            await self.journal.kill_event(self.clock.now_ns(), "reset", source, "reset")
             self.log.warning("risk.kill_switch_reset", source=source)
+            with contextlib.suppress(JournalWriteError):
+                await self.journal.kill_event(self.clock.now_ns(), "reset", source, "reset")
+
+    async def poll_kill_requests(self) -> int:
+        """Apply the kill-switch requests ``smartflow kill`` left in the journal.
+
+        Each is checked against this daemon's kill token, applied, and acknowledged in its row
+        (``done`` or ``refused``), which is what the waiting CLI reports. Returns how many
+        requests were handled.
+        """
+        try:
+            pending = await self.journal.pending_kill_requests()
+        except (JournalError, sqlite3.Error) as e:
+            self.log.error("risk.kill_requests_unreadable", error=str(e))
+            return 0
+        for req in pending:
+            status, detail = await self._apply_kill_request(req)
+            try:
+                await self.journal.ack_kill_request(req.id, status, time.time_ns(), detail)
+            except JournalWriteError:
+                # Applied but not acknowledged: the CLI says "not confirmed"; the request stays
+                # pending and is applied again (idempotently) on the next poll.
+                continue
+        return len(pending)
+
+    async def _apply_kill_request(self, req: KillRequest) -> tuple[str, str]:
+        token = self.kill_token
+        if token is None or not token:
+            reason = "the daemon has no kill_token credential"
+        elif req.action not in ("trip", "reset"):
+            reason = f"unknown action {req.action!r}"
+        elif not kill_mac_ok(token.reveal(), req.nonce, req.action, req.reason, req.mac):
+            reason = "wrong kill token"
+        else:
+            if req.action == "trip":
+                done = await self.kill(req.reason, "cli")
+                return "done", msgspec.json.encode({"kill_switch": True, **done}).decode()
+            await self.reset_kill("cli")
+            return "done", msgspec.json.encode({"kill_switch": False}).decode()
+        self.log.warning("risk.kill_request_refused", request=req.id, reason=reason)
+        return "refused", reason
 
     # ---- start-up and shutdown ------------------------------------------------------------
 
@@ -684,7 +797,7 @@ class OrderRouter:
             if row.state == "NEW":
                 row.state = "CANCELLED"
                 row.updated_ns = now_ns
-                await self.journal.order_state(row, "restart: never sent, not re-sent")
+                await self._state(row, "restart: never sent, not re-sent")
                 counts["cancelled_unsent"] += 1
                 continue
             self.orders[row.order_id] = row
@@ -703,9 +816,11 @@ class OrderRouter:
                 row.state = "UNKNOWN"
                 row.updated_ns = now_ns
                 self._unknown_since[row.order_id] = now_ns
-                await self.journal.order_state(row, "restart: not found at the broker yet")
+                await self._state(row, "restart: not found at the broker yet")
                 counts["unknown"] += 1
         await self._compare_positions(day, now_ns)
+        # Requests left while no daemon ran (a trip queued by `smartflow kill`) count from here.
+        await self.poll_kill_requests()
         self.log.info(
             "router.restored",
             day=day,
@@ -720,14 +835,16 @@ class OrderRouter:
             theirs = {p.token: p.net_quantity for p in await self.broker.positions()}
         except TransientError as e:
             self.log.warning("router.positions_unverified", error=str(e))
-            await self.journal.risk_event(now_ns, "positions_unverified", str(e), day)
+            with contextlib.suppress(JournalWriteError):
+                await self.journal.risk_event(now_ns, "positions_unverified", str(e), day)
             return
         ours = {t: p.net_quantity for t, p in self.positions.items() if p.net_quantity}
         for token in sorted(set(theirs) | set(ours)):
             if theirs.get(token, 0) != ours.get(token, 0):
                 detail = f"journal {ours.get(token, 0)} vs broker {theirs.get(token, 0)}"
                 self.log.error("router.position_mismatch", token=token, detail=detail)
-                await self.journal.risk_event(now_ns, "position_mismatch", detail, token)
+                with contextlib.suppress(JournalWriteError):
+                    await self.journal.risk_event(now_ns, "position_mismatch", detail, token)
 
     async def shutdown(self, policy: str) -> int:
         """Stop sending; ``cancel_open`` cancels every open order. Returns orders cancelled."""
@@ -738,14 +855,14 @@ class OrderRouter:
             if row.state == "NEW":
                 row.state = "CANCELLED"
                 row.updated_ns = now_ns
-                await self.journal.order_state(row, "shutdown: never sent")
+                await self._state(row, "shutdown: never sent")
                 self._forget(row)
                 cancelled += 1
             elif (
                 policy == "cancel_open" and row.broker_order_id and row.state in ("OPEN", "PARTIAL")
             ):
                 reply = await self.broker.cancel(row.broker_order_id)
-                await self.journal.order_state(row, f"shutdown cancel: {reply.outcome}")
+                await self._state(row, f"shutdown cancel: {reply.outcome}")
                 cancelled += 1
         return cancelled
 

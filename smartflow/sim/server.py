@@ -311,3 +311,15 @@ def session_start(start_ist: str, now_ns: int | None = None) -> tuple[int, dt.da
         day += dt.timedelta(days=1)
     hh, mm = (int(x) for x in start_ist.split(":")[:2])
     return ns_at_ist(day, dt.time(hh, mm)), day
+
+
+def resume_session(start_ns: int, last_ns: int) -> int:
+    """Where a restarted session's clock starts.
+
+    A second after ``last_ns`` (the last time the daemon wrote) when that is later on the same
+    IST day, else ``start_ns``. A restart then continues the session instead of replaying it:
+    journal times never go back.
+    """
+    if last_ns >= start_ns and ist_datetime(last_ns).date() == ist_datetime(start_ns).date():
+        return last_ns + 1_000_000_000
+    return start_ns

@@ -12,6 +12,8 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
+from smartflow.core.errors import ConfigError
+
 
 @dataclass(frozen=True, slots=True)
 class RootProfile:
@@ -80,6 +82,20 @@ def _option_symbol(p: RootProfile, expiry: dt.date, strike: float, right: str) -
     if p.fo_segment == "BFO":
         return f"{p.name}{expiry:%y}{expiry:%b}".upper() + f"{k}{right}"
     return f"{p.name}{expiry:%d%b%y}".upper() + f"{k}{right}"
+
+
+def check_roots(roots: list[str]) -> None:
+    """Refuse, in one line, underlyings the simulator has no profile for.
+
+    Raises:
+        ConfigError: naming the unknown roots and the known ones.
+    """
+    unknown = [r for r in roots if r not in PROFILES]
+    if unknown:
+        raise ConfigError(
+            f"market.underlyings: the simulator has no {', '.join(unknown)} "
+            f"(it knows {', '.join(PROFILES)})"
+        )
 
 
 def build_universe(
