@@ -1,20 +1,27 @@
-"""The API's view of a running daemon (implements ``smartflow.api.server.ApiSource``).
+"""The API's view of a running daemon: the snapshot the trading loop publishes.
 
 Everything here reads state synchronously and copies it out as plain data; nothing keeps a numpy
-view past the call, and nothing waits on a pipeline stage.
+view past the call, and nothing waits on a pipeline stage. ``snapshot()`` gathers what every
+route serves into one ``ApiSnapshot``; the API process (``smartflow.api.worker``) answers from
+the latest one, so requests never run on the trading loop. Signals and whale prints are sent as
+increments (each is converted once); the rest is rebuilt each time.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
 import msgspec
+from prometheus_client import generate_latest
+from prometheus_client.core import Metric
 
 from smartflow.analytics.detectors import SmartMoneyDetector
-from smartflow.analytics.flow import FlowAnalyzer
+from smartflow.analytics.flow import FlowAnalyzer, WhaleAlert
+from smartflow.api.snapshot import ApiSnapshot
 from smartflow.app.replay import chain_rows
 from smartflow.chain.state import ChainBook, ChainState
 from smartflow.core.messages import SmartMoneySignal
@@ -26,6 +33,30 @@ if TYPE_CHECKING:
     from smartflow.app.daemon import Daemon
 
 HEARTBEAT_STALE_S = 5.0
+SLICE_NS = 200_000
+"""Longest stretch of snapshot work between two yields to the event loop."""
+
+
+class _Pace:
+    """Awaitable that yields to the loop once ``SLICE_NS`` of work has run since the last yield."""
+
+    def __init__(self) -> None:
+        self.since = time.perf_counter_ns()
+
+    async def __call__(self) -> None:
+        if time.perf_counter_ns() - self.since >= SLICE_NS:
+            await asyncio.sleep(0)
+            self.since = time.perf_counter_ns()
+
+
+class _Families:
+    """One metric family, shaped like the registry ``generate_latest`` renders."""
+
+    def __init__(self, family: Metric) -> None:
+        self.family = family
+
+    def collect(self) -> list[Metric]:
+        return [self.family]
 
 
 def signal_view(sig: SmartMoneySignal) -> dict[str, Any]:
@@ -43,7 +74,15 @@ class DaemonApiSource:
         self.d = daemon
         self.recent_signals: deque[SmartMoneySignal] = deque(maxlen=daemon.cfg.api.signals_kept)
         self.started = time.monotonic()
-        daemon.signal_hooks.append(self.recent_signals.append)
+        daemon.signal_hooks.append(self._on_signal)
+        self.signals_seen = 0
+        self._signals_sent = 0
+        self._last_whale: WhaleAlert | None = None
+        self.seq = 0
+
+    def _on_signal(self, signal: SmartMoneySignal) -> None:
+        self.recent_signals.append(signal)
+        self.signals_seen += 1
 
     # ---- helpers ------------------------------------------------------------------------
 
@@ -116,91 +155,6 @@ class DaemonApiSource:
             else None,
         }
 
-    def smart_money_metrics(self, underlying: str | None) -> dict[str, Any]:
-        """Per underlying: future flow, confluence, signal, zone contracts."""
-        out = {}
-        for c in self._chains(underlying):
-            det = self.d.detectors.get(c.root)
-            zone = [
-                self._contract(c, r) | self.flow.contract_metrics(c, r)
-                for r in self._zone_rows(c, 5)
-                if c.q[r, L.Q_TICKS] > 0
-            ]
-            out[c.root] = {
-                "spot": c.spot if math.isfinite(c.spot) else None,
-                "forward": round(c.forward, 4) if math.isfinite(c.forward) else None,
-                "future": self.flow.future_flow(c),
-                "confluence": self.flow.confluence[c.root].to_dict(),
-                "signal": signal_view(det.latest) if det and det.latest else None,
-                "zone": zone,
-            }
-        return {"underlyings": out}
-
-    def whale_alerts(
-        self, since_ns: int, limit: int, underlying: str | None
-    ) -> list[dict[str, Any]]:
-        """Whale prints newer than ``since_ns``."""
-        hits = [
-            w
-            for w in self.flow.whales
-            if w.ts > since_ns and (underlying is None or w.underlying == underlying)
-        ]
-        return [w.to_dict() for w in hits[-limit:]]
-
-    def order_flow(self, underlying: str | None, token: str | None) -> list[dict[str, Any]]:
-        """Order-flow metrics per contract."""
-        rows = []
-        for c in self._chains(underlying):
-            if token is not None:
-                row = c.row_by_token.get(token)
-                candidates = [row] if row is not None else []
-            else:
-                candidates = [L.ROW_FUTURE, *self._zone_rows(c, 5)]
-            for row in candidates:
-                if c.instruments[row] is None or c.q[row, L.Q_TICKS] == 0:
-                    continue
-                rows.append(
-                    {"underlying": c.root}
-                    | self._contract(c, row)
-                    | self.flow.contract_metrics(c, row)
-                )
-        return rows
-
-    def dark_pools(self, underlying: str | None) -> dict[str, Any]:
-        """Hidden-liquidity view."""
-        contracts = []
-        for c in self._chains(underlying):
-            for row in [L.ROW_FUTURE, *c.option_rows.tolist()]:
-                if c.instruments[row] is None or c.q[row, L.Q_TICKS] == 0:
-                    continue
-                m = self.flow.contract_metrics(c, row)
-                if not m["hidden_volume"]:
-                    continue
-                contracts.append(
-                    {"underlying": c.root}
-                    | self._contract(c, row)
-                    | {
-                        k: m[k]
-                        for k in (
-                            "hidden_volume",
-                            "hidden_bid",
-                            "hidden_ask",
-                            "hidden_share",
-                            "hidden_recent_share",
-                            "absorption",
-                        )
-                    }
-                )
-        contracts.sort(key=lambda x: -(x["hidden_volume"] or 0))
-        return {
-            "note": (
-                "NSE F&O has no dark pools; this is hidden (iceberg/replenished) liquidity: "
-                "volume that traded at a best level which survived, beyond what it showed"
-            ),
-            "hidden_events": self.flow.hidden_events,
-            "contracts": contracts,
-        }
-
     def correlation(self) -> dict[str, Any]:
         """Confluence per underlying."""
         return {"underlyings": {u: conf.to_dict() for u, conf in self.flow.confluence.items()}}
@@ -231,14 +185,90 @@ class DaemonApiSource:
 
         return add
 
-    def signals(self, since_ns: int, limit: int, underlying: str | None) -> list[dict[str, Any]]:
-        """Emitted signals newer than ``since_ns``."""
-        hits = [
-            s
-            for s in self.recent_signals
-            if s.ts > since_ns and (underlying is None or s.underlying == underlying)
-        ]
-        return [signal_view(s) for s in hits[-limit:]]
+    async def snapshot(self, full: bool = False) -> ApiSnapshot:
+        """What every route serves, as plain data, built in slices between engine batches.
+
+        The work (a few ms: every contract's flow metrics, the chain view, the Prometheus
+        text) yields to the event loop whenever a slice's budget is spent, so a packet waits
+        for at most one slice, never for the whole snapshot. Parts are therefore read a few
+        batches apart; each part is consistent on its own.
+
+        Args:
+            full: send every kept signal and whale print (a new API process), not only those
+                since the previous snapshot.
+        """
+        pace = _Pace()
+        self.seq += 1
+        chains = self.book.chains
+        contracts: list[dict[str, Any]] = []
+        zone: dict[str, list[str]] = {}
+        metrics: dict[str, Any] = {}
+        for c in chains:
+            rows: dict[int, dict[str, Any]] = {}
+            for row in [L.ROW_FUTURE, *c.option_rows.tolist()]:
+                if c.instruments[row] is None or c.q[row, L.Q_TICKS] == 0:
+                    continue
+                rows[row] = self._contract(c, row) | self.flow.contract_metrics(c, row)
+                contracts.append({"underlying": c.root} | rows[row])
+                await pace()
+            zone_rows = [r for r in self._zone_rows(c, 5) if r in rows]
+            fut = rows.get(L.ROW_FUTURE)
+            zone[c.root] = [
+                r["token"] for r in ([fut] if fut else []) + [rows[r] for r in zone_rows]
+            ]
+            det = self.d.detectors.get(c.root)
+            metrics[c.root] = {
+                "spot": c.spot if math.isfinite(c.spot) else None,
+                "forward": round(c.forward, 4) if math.isfinite(c.forward) else None,
+                "future": self.flow.future_flow(c),
+                "confluence": self.flow.confluence[c.root].to_dict(),
+                "signal": signal_view(det.latest) if det and det.latest else None,
+                "zone": [rows[r] for r in zone_rows],
+            }
+            await pace()
+        views = {}
+        for c in chains:
+            view = self.chain(c.root)
+            if view is not None:
+                views[c.root] = view
+            await pace()
+        exposition = []
+        assert self.d.metrics is not None  # noqa: S101 — set before the API starts
+        for family in self.d.metrics.registry.collect():
+            exposition.append(generate_latest(_Families(family)))
+            await pace()
+        # Signals and whale prints last, with no await between reading and marking them sent:
+        # an increment is exactly what the previous snapshot did not carry.
+        kept = list(self.recent_signals)
+        fresh = min(self.signals_seen - (0 if full else self._signals_sent), len(kept))
+        signals = [signal_view(s) for s in kept[len(kept) - fresh :]]
+        self._signals_sent = self.signals_seen
+        whales: list[dict[str, Any]] = []
+        for w in reversed(self.flow.whales):
+            if w is self._last_whale and not full:
+                break
+            whales.append(w.to_dict())
+        whales.reverse()
+        if self.flow.whales:
+            self._last_whale = self.flow.whales[-1]
+        ok, health = self.health()
+        return ApiSnapshot(
+            seq=self.seq,
+            full=full,
+            underlyings=[c.root for c in chains],
+            status=self.status(),
+            healthy=ok,
+            health=health,
+            metrics=metrics,
+            contracts=contracts,
+            zone=zone,
+            hidden_events=self.flow.hidden_events,
+            correlation=self.correlation(),
+            chains=views,
+            signals=signals,
+            whales=whales,
+            prometheus=b"".join(exposition),
+        )
 
     def health(self) -> tuple[bool, dict[str, Any]]:
         """(healthy, details)."""
@@ -264,11 +294,6 @@ class DaemonApiSource:
             if d.trading.broker.auth_failed:
                 problems.append(f"broker login refused: {d.trading.broker.auth_failed}")
         return not problems, {"problems": problems, "ready": d.ready.is_set()}
-
-    def prometheus(self) -> bytes:
-        """Prometheus text exposition."""
-        assert self.d.metrics is not None  # noqa: S101
-        return self.d.metrics.exposition()
 
     async def kill(self, reason: str, source: str) -> dict[str, Any]:
         """Trip the kill switch."""

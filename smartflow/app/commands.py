@@ -55,12 +55,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     except ConfigError as e:
         return _fail(e)
     creds = load_credentials()
-    secrets = [
-        s.reveal()
-        for s in (creds.api_key, creds.client_code, creds.pin, creds.totp_secret, creds.kill_token)
-        if s
-    ]
-    applog.configure(args.log_format or cfg.log.format, cfg.log.level, secrets)
+    applog.configure(args.log_format or cfg.log.format, cfg.log.level, creds.values())
     log = structlog.get_logger()
     opts = RunOptions(
         live=args.live, record=Path(args.record) if args.record else None, duration=args.duration
