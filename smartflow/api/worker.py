@@ -114,7 +114,7 @@ class LibraryLogs(logging.Handler):
             exc = record.exc_info[1] if record.exc_info else None
             kind = f"{record.name}: {record.msg}" + (f": {type(exc).__name__}" if exc else "")
             detail = str(exc).strip().splitlines()[0][:200] if exc and str(exc).strip() else ""
-            self.tally.record(kind, level=record.levelname.lower(), detail=detail)
+            self.tally.record(kind, logged_as=record.levelname.lower(), detail=detail)
         except Exception:  # a log handler must never raise into aiohttp
             self.handleError(record)
 

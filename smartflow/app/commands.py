@@ -200,6 +200,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
         rates = tuple(args.rate) if args.rate else (1000, 2000, 5000, 10000, 20000)
         print(run_e2e_bench(rates, args.seconds))
+    elif which == "api":
+        from smartflow.bench.api import run_api_bench
+
+        print(run_api_bench(args.rate, args.seconds, args.rounds, args.clients))
     elif which == "all":
         from smartflow.bench.all import run_all
 

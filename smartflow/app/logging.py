@@ -35,7 +35,9 @@ _SECRET_KEY = re.compile(
     re.IGNORECASE,
 )
 _BEARER = re.compile(r"(Bearer\s+)[^\s'\",]+", re.IGNORECASE)
-_AUTH_HEADER = re.compile(r"(Authorization['\"]?\s*[:=]\s*)[^\s'\",]+", re.IGNORECASE)
+_AUTH_HEADER = re.compile(
+    r"(Authorization['\"]?\s*[:=]\s*(?:[A-Za-z]+\s+)?)[^\s'\",]+", re.IGNORECASE
+)
 _JWT = re.compile(r"eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*")
 _NUMERIC = re.compile(r"^\d{1,25}$")
 
