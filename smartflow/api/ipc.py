@@ -3,7 +3,8 @@
 Daemon → API: ``Init`` (config and tokens; never argv or the environment), ``Snap`` (the latest
 snapshot) and ``Reply`` (a kill command's answer). API → daemon: ``Listening`` or ``Failed``
 (the bind), ``LogLine`` (the API process logs through the daemon's logger, so its lines are
-redacted and in the same stream) and ``Command`` (kill or reset, run on the trading loop).
+redacted and in the same stream), ``Command`` (kill or reset, run on the trading loop) and
+``Want`` (the costly snapshot sections requests are reading).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from smartflow.api.snapshot import ApiSnapshot
+from smartflow.api.snapshot import ApiSnapshot, Section
 from smartflow.config import ApiConfig
 
 
@@ -70,8 +71,14 @@ class Command(msgspec.Struct, tag="command", frozen=True, kw_only=True):
     source: str
 
 
+class Want(msgspec.Struct, tag="want", frozen=True):
+    """Requests read these sections: carry them in the snapshots for a while."""
+
+    sections: list[Section]
+
+
 ToWorker = Init | Snap | Reply
-ToDaemon = Listening | Failed | LogLine | Command
+ToDaemon = Listening | Failed | LogLine | Command | Want
 
 _HEAD = struct.Struct("<I")
 MAX_FRAME = 256 * 1024 * 1024

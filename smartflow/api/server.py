@@ -45,6 +45,7 @@ from typing import Any, Protocol
 import msgspec
 from aiohttp import web
 
+from smartflow.api.snapshot import Section
 from smartflow.config import ApiConfig, Secret
 
 
@@ -87,6 +88,10 @@ class ApiSource(Protocol):
 
     def underlyings(self) -> list[str]:
         """Configured roots."""
+        ...
+
+    def need(self, *sections: Section) -> Awaitable[None]:
+        """Resolves once the costly ``sections`` the next reads use are at hand."""
         ...
 
     def health(self) -> tuple[bool, dict[str, Any]]:
@@ -443,7 +448,9 @@ class ApiServer:
 
     async def _metrics_view(self, request: web.Request) -> web.Response:
         self._only(request, {"underlying"})
-        return _json(self.source.smart_money_metrics(self._underlying(request)))
+        underlying = self._underlying(request)
+        await self.source.need("zone")
+        return _json(self.source.smart_money_metrics(underlying))
 
     async def _whales(self, request: web.Request) -> web.Response:
         self._only(request, {"since", "limit", "underlying"})
@@ -461,14 +468,18 @@ class ApiServer:
     async def _order_flow(self, request: web.Request) -> web.Response:
         self._only(request, {"underlying", "token"})
         token = parse_token(request.query.get("token"))
-        rows = self.source.order_flow(self._underlying(request), token)
+        underlying = self._underlying(request)
+        await self.source.need("zone" if token is None else "contracts")
+        rows = self.source.order_flow(underlying, token)
         if token is not None and not rows:
             raise BadRequest(f"token: {token} is not a contract of the chain")
         return _json({"contracts": rows})
 
     async def _dark_pools(self, request: web.Request) -> web.Response:
         self._only(request, {"underlying"})
-        return _json(self.source.dark_pools(self._underlying(request)))
+        underlying = self._underlying(request)
+        await self.source.need("contracts")
+        return _json(self.source.dark_pools(underlying))
 
     async def _correlation(self, request: web.Request) -> web.Response:
         self._only(request, set())
@@ -481,6 +492,7 @@ class ApiServer:
     async def _chain(self, request: web.Request) -> web.Response:
         self._only(request, set())
         underlying = self._path_underlying(request)
+        await self.source.need("chains")
         view = self.source.chain(underlying)
         if view is None:
             raise NotFound(f"no chain for {_shown(underlying)} yet")
@@ -504,6 +516,7 @@ class ApiServer:
         return _json({"healthy": ok, **details}, 200 if ok else 503)
 
     async def _prometheus(self, request: web.Request) -> web.Response:
+        await self.source.need("prometheus")
         return web.Response(
             body=self.source.prometheus(),
             headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"},

@@ -4,16 +4,28 @@ The daemon builds an ``ApiSnapshot`` on its loop every ``[api] snapshot_interval
 after a kill); the API process keeps the latest one and answers every read route from it, so a
 request costs the trading loop nothing. Signals and whale prints arrive as increments and are
 kept here, bounded like the daemon's own history.
+
+The costly parts (``SECTIONS``: every contract's flow metrics, the chain views, the Prometheus
+text) are built only while someone reads them: a request for a section the snapshots do not
+carry asks the daemon for it (``want``) and waits for the next snapshot, which then carries it
+for ``KEEP_S`` after the last such request. An idle API costs the trading loop next to nothing.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
+
+
+Section = Literal["zone", "contracts", "chains", "prometheus"]
+SECTIONS: tuple[Section, ...] = ("zone", "contracts", "chains", "prometheus")
+KEEP_S = 30.0
+"""A section stays in the snapshots this long after it was last asked for."""
 
 
 class ApiSnapshot(msgspec.Struct, frozen=True, kw_only=True):
@@ -26,18 +38,19 @@ class ApiSnapshot(msgspec.Struct, frozen=True, kw_only=True):
     status: dict[str, Any]
     healthy: bool
     health: dict[str, Any]
-    metrics: dict[str, Any]
-    """Per underlying: spot, forward, future flow, confluence, latest signal, zone contracts."""
-    contracts: list[dict[str, Any]]
-    """Every traded contract: underlying, identity and order-flow metrics."""
-    zone: dict[str, list[str]]
-    """Per underlying: the tokens of the default order-flow view (future, then the ATM zone)."""
     hidden_events: int
     correlation: dict[str, Any]
-    chains: dict[str, dict[str, Any]]
     signals: list[dict[str, Any]]
     whales: list[dict[str, Any]]
-    prometheus: bytes
+    zone: dict[str, Any] | None = None
+    """Section ``zone``: per underlying, the metrics view (spot, forward, future flow,
+    confluence, latest signal, ATM-zone contracts) and the default order-flow rows."""
+    contracts: list[dict[str, Any]] | None = None
+    """Section ``contracts``: every traded contract with its identity and flow metrics."""
+    chains: dict[str, dict[str, Any]] | None = None
+    """Section ``chains``: the Phase 2B view per underlying."""
+    prometheus: bytes | None = None
+    """Section ``prometheus``: the text exposition."""
 
 
 CONTRACT_ID = ("underlying", "token", "symbol", "strike", "option_type", "ltp")
@@ -55,6 +68,7 @@ DARK_POOLS_NOTE = (
 )
 
 Command = Callable[..., Awaitable[dict[str, Any]]]
+Want = Callable[[list[Section]], None]
 
 
 class SnapshotSource:
@@ -66,6 +80,7 @@ class SnapshotSource:
         whales_kept: int,
         stale_after_s: float,
         command: Command,
+        want: Want,
     ) -> None:
         self.snap: ApiSnapshot | None = None
         self.received = 0.0
@@ -73,6 +88,9 @@ class SnapshotSource:
         self.whales_kept: deque[dict[str, Any]] = deque(maxlen=whales_kept)
         self.stale_after_s = stale_after_s
         self.command = command
+        self.want = want
+        self._asked: dict[Section, float] = {}
+        self._next: asyncio.Future[None] | None = None
         self._by_token: dict[str, list[dict[str, Any]]] = {}
 
     def update(self, snap: ApiSnapshot) -> None:
@@ -83,17 +101,44 @@ class SnapshotSource:
         self.signals_kept.extend(snap.signals)
         self.whales_kept.extend(snap.whales)
         by_token: dict[str, list[dict[str, Any]]] = {}
-        for c in snap.contracts:
+        for c in snap.contracts or ():
             by_token.setdefault(c["token"], []).append(c)
         self._by_token = by_token
         self.snap = snap
         self.received = time.monotonic()
+        if self._next is not None:
+            self._next.set_result(None)
+            self._next = None
+
+    async def need(self, *sections: Section) -> None:
+        """Return once the snapshot carries ``sections``, asking the daemon for them."""
+        now = time.monotonic()
+        # Re-ask well before the daemon's KEEP_S runs out, so a section in use never lapses.
+        ask = [s for s in sections if now - self._asked.get(s, -KEEP_S) > KEEP_S / 3]
+        if ask:
+            for s in ask:
+                self._asked[s] = now
+            self.want(ask)
+        while any(getattr(self._s, s) is None for s in sections):
+            if self._next is None:
+                self._next = asyncio.get_running_loop().create_future()
+            await asyncio.shield(self._next)
 
     @property
     def _s(self) -> ApiSnapshot:
         # The worker serves only after the first snapshot has arrived.
         assert self.snap is not None  # noqa: S101
         return self.snap
+
+    @property
+    def _zone(self) -> dict[str, Any]:
+        assert self._s.zone is not None  # noqa: S101 — after need("zone")
+        return self._s.zone
+
+    @property
+    def _contracts(self) -> list[dict[str, Any]]:
+        assert self._s.contracts is not None  # noqa: S101 — after need("contracts")
+        return self._s.contracts
 
     def underlyings(self) -> list[str]:
         """Configured roots."""
@@ -107,7 +152,9 @@ class SnapshotSource:
         """Per underlying: future flow, confluence, signal, zone contracts."""
         return {
             "underlyings": {
-                u: m for u, m in self._s.metrics.items() if underlying is None or u == underlying
+                u: z["metrics"]
+                for u, z in self._zone.items()
+                if underlying is None or u == underlying
             }
         }
 
@@ -124,26 +171,23 @@ class SnapshotSource:
 
     def order_flow(self, underlying: str | None, token: str | None) -> list[dict[str, Any]]:
         """Order-flow metrics per contract: one token, or each chain's future and ATM zone."""
-        s = self._s
         if token is not None:
             return [
                 c
                 for c in self._by_token.get(token, [])
                 if underlying is None or c["underlying"] == underlying
             ]
-        rows = []
-        for u in s.underlyings:
-            if underlying is not None and u != underlying:
-                continue
-            for t in s.zone.get(u, []):
-                rows += [c for c in self._by_token.get(t, []) if c["underlying"] == u]
+        rows: list[dict[str, Any]] = []
+        for u, z in self._zone.items():
+            if underlying is None or u == underlying:
+                rows += z["order_flow"]
         return rows
 
     def dark_pools(self, underlying: str | None) -> dict[str, Any]:
         """Hidden-liquidity view, largest hidden volume first."""
         contracts = [
             {k: c[k] for k in (*CONTRACT_ID, *HIDDEN)}
-            for c in self._s.contracts
+            for c in self._contracts
             if c["hidden_volume"] and (underlying is None or c["underlying"] == underlying)
         ]
         contracts.sort(key=lambda x: -(x["hidden_volume"] or 0))
@@ -159,7 +203,7 @@ class SnapshotSource:
 
     def chain(self, underlying: str) -> dict[str, Any] | None:
         """Phase 2B view of one chain."""
-        return self._s.chains.get(underlying)
+        return (self._s.chains or {}).get(underlying)
 
     def signals(self, since_ns: int, limit: int, underlying: str | None) -> list[dict[str, Any]]:
         """Emitted signals newer than ``since_ns``, newest last."""
@@ -184,7 +228,7 @@ class SnapshotSource:
 
     def prometheus(self) -> bytes:
         """Prometheus text exposition (as of the snapshot)."""
-        return self._s.prometheus
+        return self._s.prometheus or b""
 
     def kill(self, reason: str, source: str) -> Awaitable[dict[str, Any]]:
         """Trip the kill switch on the trading loop; resolves with its answer."""

@@ -29,6 +29,7 @@ from smartflow.api.ipc import (
     Snap,
     ToDaemon,
     ToWorker,
+    Want,
     frame,
 )
 from smartflow.api.server import ApiServer, Tally
@@ -141,6 +142,7 @@ async def serve(fd: int) -> int:
         init.whales_kept,
         max(5.0, 4 * cfg.snapshot_interval_ms / 1000),
         channel.command,
+        lambda sections: channel.send(Want(sections)),
     )
     first = await inbox.read()
     assert isinstance(first, Snap)  # noqa: S101 — sent right after Init

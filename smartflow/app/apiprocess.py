@@ -2,10 +2,11 @@
 
 The HTTP API runs in a child process (``smartflow.api.worker``) so that no amount of API load
 can take the trading loop's CPU time or GIL. The trading loop publishes a snapshot every
-``[api] snapshot_interval_ms``; when the child falls behind reading them, a snapshot is skipped
-rather than queued. A kill or reset from the API runs here, on the trading loop; a fresh snapshot
-goes out before the answer, so the client's next read already shows it. If the child dies it is
-logged and started again (backoff up to 30 s); trading carries on either way.
+``[api] snapshot_interval_ms``, with the costly sections only while requests read them; when
+the child falls behind reading them, a snapshot is skipped rather than queued. A kill or reset
+from the API runs here, on the trading loop; a fresh snapshot goes out before the answer, so
+the client's next read already shows it. If the child dies it is logged and started again
+(backoff up to 30 s); trading carries on either way.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import asyncio
 import contextlib
 import socket
 import sys
+import time
+from collections.abc import Coroutine
 from typing import Any
 
 from smartflow.api.ipc import (
@@ -27,8 +30,10 @@ from smartflow.api.ipc import (
     Snap,
     ToDaemon,
     ToWorker,
+    Want,
     frame,
 )
+from smartflow.api.snapshot import KEEP_S, Section
 from smartflow.app.apisource import DaemonApiSource
 from smartflow.config import Config, Credentials
 from smartflow.core.errors import FatalError
@@ -59,6 +64,8 @@ class ApiProcess:
         self._reader: asyncio.Task[None] | None = None
         # One snapshot at a time: increments (signals, whale prints) must arrive in order.
         self._building = asyncio.Lock()
+        self.wanted: dict[Section, float] = {}
+        """Costly sections requests read, until when (monotonic) to keep building them."""
 
     async def start(self) -> None:
         """Start the child and wait until it listens; ``FatalError`` if it cannot bind."""
@@ -126,7 +133,9 @@ class ApiProcess:
             if w.transport.get_write_buffer_size() > MAX_BUFFERED:
                 self.skipped += 1
                 return
-            snap = await self.source.snapshot()
+            now = time.monotonic()
+            sections = {s for s, until in self.wanted.items() if until > now}
+            snap = await self.source.snapshot(sections=sections)
             self._send(Snap(snap))
             self.published += 1
 
@@ -140,9 +149,20 @@ class ApiProcess:
         if isinstance(msg, LogLine):
             getattr(self.log, msg.level)(msg.event, **msg.fields)
         elif isinstance(msg, Command):
-            task = asyncio.create_task(self._command(msg))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._background(self._command(msg))
+        elif isinstance(msg, Want):
+            now = time.monotonic()
+            new = [s for s in msg.sections if self.wanted.get(s, 0.0) <= now]
+            for s in msg.sections:
+                self.wanted[s] = now + KEEP_S
+            if new:
+                # A request is waiting for it: build now, not at the next interval.
+                self._background(self.publish())
+
+    def _background(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _command(self, cmd: Command) -> None:
         try:
@@ -173,7 +193,7 @@ class ApiProcess:
             await asyncio.sleep(delay)
             try:
                 await self._spawn()
-            except FatalError as e:
+            except (FatalError, OSError) as e:
                 self.log.error("api.restart_failed", error=str(e), retry_in_s=delay * 2)
                 delay = min(30.0, delay * 2)
                 continue

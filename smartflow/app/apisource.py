@@ -13,6 +13,7 @@ import asyncio
 import math
 import time
 from collections import deque
+from collections.abc import Collection
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -21,7 +22,7 @@ from prometheus_client.core import Metric
 
 from smartflow.analytics.detectors import SmartMoneyDetector
 from smartflow.analytics.flow import FlowAnalyzer, WhaleAlert
-from smartflow.api.snapshot import ApiSnapshot
+from smartflow.api.snapshot import ApiSnapshot, Section
 from smartflow.app.replay import chain_rows
 from smartflow.chain.state import ChainBook, ChainState
 from smartflow.core.messages import SmartMoneySignal
@@ -185,58 +186,41 @@ class DaemonApiSource:
 
         return add
 
-    async def snapshot(self, full: bool = False) -> ApiSnapshot:
-        """What every route serves, as plain data, built in slices between engine batches.
+    async def snapshot(self, full: bool = False, sections: Collection[Section] = ()) -> ApiSnapshot:
+        """What the read routes serve, as plain data, built in slices between engine batches.
 
-        The work (a few ms: every contract's flow metrics, the chain view, the Prometheus
-        text) yields to the event loop whenever a slice's budget is spent, so a packet waits
-        for at most one slice, never for the whole snapshot. Parts are therefore read a few
-        batches apart; each part is consistent on its own.
+        The costly sections (a few ms each: every contract's flow metrics, the chain views,
+        the Prometheus text) are built only when asked for, and the work yields to the event
+        loop whenever a slice's budget is spent, so a packet waits for at most one slice,
+        never for the whole snapshot. Parts are therefore read a few batches apart; each part
+        is consistent on its own.
 
         Args:
             full: send every kept signal and whale print (a new API process), not only those
                 since the previous snapshot.
+            sections: the costly sections to include.
         """
         pace = _Pace()
         self.seq += 1
         chains = self.book.chains
-        contracts: list[dict[str, Any]] = []
-        zone: dict[str, list[str]] = {}
-        metrics: dict[str, Any] = {}
-        for c in chains:
-            rows: dict[int, dict[str, Any]] = {}
-            for row in [L.ROW_FUTURE, *c.option_rows.tolist()]:
-                if c.instruments[row] is None or c.q[row, L.Q_TICKS] == 0:
-                    continue
-                rows[row] = self._contract(c, row) | self.flow.contract_metrics(c, row)
-                contracts.append({"underlying": c.root} | rows[row])
+        zone = await self._zone_section(pace) if "zone" in sections else None
+        contracts = await self._contracts_section(pace) if "contracts" in sections else None
+        views = None
+        if "chains" in sections:
+            views = {}
+            for c in chains:
+                view = self.chain(c.root)
+                if view is not None:
+                    views[c.root] = view
                 await pace()
-            zone_rows = [r for r in self._zone_rows(c, 5) if r in rows]
-            fut = rows.get(L.ROW_FUTURE)
-            zone[c.root] = [
-                r["token"] for r in ([fut] if fut else []) + [rows[r] for r in zone_rows]
-            ]
-            det = self.d.detectors.get(c.root)
-            metrics[c.root] = {
-                "spot": c.spot if math.isfinite(c.spot) else None,
-                "forward": round(c.forward, 4) if math.isfinite(c.forward) else None,
-                "future": self.flow.future_flow(c),
-                "confluence": self.flow.confluence[c.root].to_dict(),
-                "signal": signal_view(det.latest) if det and det.latest else None,
-                "zone": [rows[r] for r in zone_rows],
-            }
-            await pace()
-        views = {}
-        for c in chains:
-            view = self.chain(c.root)
-            if view is not None:
-                views[c.root] = view
-            await pace()
-        exposition = []
-        assert self.d.metrics is not None  # noqa: S101 — set before the API starts
-        for family in self.d.metrics.registry.collect():
-            exposition.append(generate_latest(_Families(family)))
-            await pace()
+        exposition = None
+        if "prometheus" in sections:
+            assert self.d.metrics is not None  # noqa: S101 — set before the API starts
+            parts = []
+            for family in self.d.metrics.registry.collect():
+                parts.append(generate_latest(_Families(family)))
+                await pace()
+            exposition = b"".join(parts)
         # Signals and whale prints last, with no await between reading and marking them sent:
         # an increment is exactly what the previous snapshot did not carry.
         kept = list(self.recent_signals)
@@ -259,16 +243,55 @@ class DaemonApiSource:
             status=self.status(),
             healthy=ok,
             health=health,
-            metrics=metrics,
-            contracts=contracts,
-            zone=zone,
             hidden_events=self.flow.hidden_events,
             correlation=self.correlation(),
-            chains=views,
             signals=signals,
             whales=whales,
-            prometheus=b"".join(exposition),
+            zone=zone,
+            contracts=contracts,
+            chains=views,
+            prometheus=exposition,
         )
+
+    async def _zone_section(self, pace: _Pace) -> dict[str, Any]:
+        """Per underlying: the metrics view and the default order-flow rows."""
+        out = {}
+        for c in self.book.chains:
+            rows = {}
+            for row in [L.ROW_FUTURE, *self._zone_rows(c, 5)]:
+                if c.instruments[row] is None or c.q[row, L.Q_TICKS] == 0:
+                    continue
+                rows[row] = self._contract(c, row) | self.flow.contract_metrics(c, row)
+                await pace()
+            det = self.d.detectors.get(c.root)
+            out[c.root] = {
+                "metrics": {
+                    "spot": c.spot if math.isfinite(c.spot) else None,
+                    "forward": round(c.forward, 4) if math.isfinite(c.forward) else None,
+                    "future": self.flow.future_flow(c),
+                    "confluence": self.flow.confluence[c.root].to_dict(),
+                    "signal": signal_view(det.latest) if det and det.latest else None,
+                    "zone": [m for row, m in rows.items() if row != L.ROW_FUTURE],
+                },
+                "order_flow": [{"underlying": c.root} | m for m in rows.values()],
+            }
+            await pace()
+        return out
+
+    async def _contracts_section(self, pace: _Pace) -> list[dict[str, Any]]:
+        """Every traded contract with its identity and flow metrics."""
+        contracts = []
+        for c in self.book.chains:
+            for row in [L.ROW_FUTURE, *c.option_rows.tolist()]:
+                if c.instruments[row] is None or c.q[row, L.Q_TICKS] == 0:
+                    continue
+                contracts.append(
+                    {"underlying": c.root}
+                    | self._contract(c, row)
+                    | self.flow.contract_metrics(c, row)
+                )
+                await pace()
+        return contracts
 
     def health(self) -> tuple[bool, dict[str, Any]]:
         """(healthy, details)."""

@@ -138,15 +138,10 @@ EMPTY = ApiSnapshot(
     status={},
     healthy=True,
     health={"problems": [], "ready": True},
-    metrics={},
-    contracts=[],
-    zone={},
     hidden_events=0,
     correlation={},
-    chains={},
     signals=[],
     whales=[],
-    prometheus=b"",
 )
 
 
@@ -668,7 +663,7 @@ async def test_kill_switch_without_a_configured_token_is_403(api: Api, tmp_path:
     finally:
         await daemon.shutdown()
     # An empty secret is no token either (the server's own guard, over a snapshot of nothing).
-    source = SnapshotSource(10, 10, 60.0, _no_command)
+    source = SnapshotSource(10, 10, 60.0, _no_command, lambda sections: None)
     source.update(EMPTY)
     server = ApiServer(ApiConfig(listen="127.0.0.1:0"), source, Secret(""), structlog.get_logger())
     await server.start()

@@ -13,6 +13,7 @@ import io
 import json
 import logging
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -226,3 +227,30 @@ async def test_a_burst_of_bad_requests_is_one_line_per_kind_and_never_the_token(
     assert API not in text
     assert KILL[:10] not in text
     assert "Traceback" not in text
+
+
+async def test_a_killed_api_process_is_restarted_and_trading_carries_on(exposed: Exposed) -> None:
+    api, engine = exposed.daemon.api, exposed.daemon.engine
+    assert api is not None
+    assert engine is not None
+    assert api.proc is not None
+    os.kill(api.proc.pid, signal.SIGKILL)  # the child this daemon started, by its pid
+    frames0 = engine.frames
+
+    async def restarted() -> bool:
+        return api.restarts == 1
+
+    await until(restarted, "the API process started again")
+    events = [x["event"] for x in exposed.lines()]
+    assert "api.process_exited" in events
+    assert "api.restarted" in events
+    async with aiohttp.ClientSession() as http:
+        url = f"http://127.0.0.1:{api.port}/api/smart-money/status"
+        async with http.get(url, headers={"Authorization": f"Bearer {API}"}) as r:
+            assert r.status == 200
+            assert (await r.json())["ready"] is True
+
+    async def ticking() -> bool:
+        return engine.frames > frames0
+
+    await until(ticking, "the engine applying packets after the restart")

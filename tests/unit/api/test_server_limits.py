@@ -16,6 +16,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import aiohttp
+import msgspec
 import pytest
 import structlog
 from structlog.testing import capture_logs
@@ -30,31 +31,33 @@ KILL = "kill-me-softly-1234"
 API = "api-token-5678-abcd"
 WAIT_S = 30.0
 
-SNAPSHOT = ApiSnapshot(
+CONTRACT = {
+    "underlying": "NIFTY",
+    "token": "40011",
+    "symbol": "NIFTY24000CE",
+    "strike": 24000.0,
+    "option_type": "CE",
+    "ltp": 101.5,
+    "hidden_volume": 0,
+}
+BARE = ApiSnapshot(
     seq=1,
     full=True,
     underlyings=["NIFTY"],
     status={"mode": "sim"},
     healthy=True,
     health={"problems": [], "ready": True},
-    metrics={"NIFTY": {"spot": 24000.0}},
-    contracts=[
-        {
-            "underlying": "NIFTY",
-            "token": "40011",
-            "symbol": "NIFTY24000CE",
-            "strike": 24000.0,
-            "option_type": "CE",
-            "ltp": 101.5,
-            "hidden_volume": 0,
-        }
-    ],
-    zone={"NIFTY": ["40011"]},
     hidden_events=0,
     correlation={"underlyings": {}},
-    chains={"NIFTY": {"underlying": "NIFTY", "strikes": {}}},
     signals=[],
     whales=[],
+)
+"""A snapshot without the costly sections (nobody has asked for them yet)."""
+SNAPSHOT = msgspec.structs.replace(
+    BARE,
+    zone={"NIFTY": {"metrics": {"spot": 24000.0}, "order_flow": [CONTRACT]}},
+    contracts=[CONTRACT],
+    chains={"NIFTY": {"underlying": "NIFTY", "strikes": {}}},
     prometheus=b"smartflow_ready 1.0\n",
 )
 
@@ -74,7 +77,7 @@ async def serving(
     log: Any = None,
 ) -> AsyncIterator[tuple[ApiServer, aiohttp.ClientSession]]:
     if source is None:
-        source = SnapshotSource(100, 100, 60.0, command)
+        source = SnapshotSource(100, 100, 60.0, command, lambda sections: None)
         source.update(SNAPSHOT)
     server = ApiServer(
         cfg or ApiConfig(listen="127.0.0.1:0"),
@@ -160,6 +163,33 @@ async def test_unknown_underlying_in_the_path_is_404() -> None:
             assert "NIFTY" in body["error"]  # names what is configured
 
 
+async def test_a_section_nobody_asked_for_is_asked_for_and_awaited() -> None:
+    asked: list[list[str]] = []
+    source = SnapshotSource(100, 100, 60.0, answered, lambda sections: asked.append(sections))
+    source.update(BARE)
+    async with serving(source=source) as (_, http):
+        pending = asyncio.create_task(_status_and_body(http, "/api/chain/NIFTY"))
+
+        async def asked_for_it() -> bool:
+            return asked == [["chains"]]
+
+        await _until(asked_for_it, "the chains section asked for")
+        assert not pending.done()  # waiting for a snapshot that carries it
+        source.update(msgspec.structs.replace(BARE, seq=2, full=False))
+        await asyncio.sleep(0)
+        assert not pending.done()  # still not there
+        source.update(SNAPSHOT)
+        status, body = await pending
+        assert status == 200
+        assert body == {"underlying": "NIFTY", "strikes": {}}
+        # Once carried, reads are served at once and not asked for again (until KEEP_S / 3).
+        status, _ = await _status_and_body(http, "/api/chain/NIFTY")
+        assert status == 200
+        assert asked == [["chains"]]
+        status, _ = await _status_and_body(http, "/api/smart-money/dark-pools")
+        assert asked == [["chains"], ["contracts"]]
+
+
 # ---- unexpected errors: once per kind, with a count ----------------------------------------------
 
 
@@ -167,11 +197,11 @@ class Broken(SnapshotSource):
     """A source with a fault in one view (the kind of bug a 500 is for)."""
 
     def correlation(self) -> dict[str, Any]:
-        return self._s.metrics["BANKNIFTY"]  # type: ignore[no-any-return]
+        return self._s.status["BANKNIFTY"]  # type: ignore[no-any-return]
 
 
 async def test_a_burst_of_failures_is_one_line_and_a_count() -> None:
-    source = Broken(100, 100, 60.0, answered)
+    source = Broken(100, 100, 60.0, answered, lambda sections: None)
     source.update(SNAPSHOT)
     cfg = ApiConfig(listen="127.0.0.1:0", error_log_interval_s=0.2)
     with capture_logs() as logs:
