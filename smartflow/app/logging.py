@@ -156,7 +156,8 @@ def configure(
         processors = [*shared, structlog.dev.ConsoleRenderer(colors=out.isatty())]
         factory = structlog.PrintLoggerFactory(out)
     root = logging.getLogger()
-    root.handlers = [StdlibBridge()]
+    root.handlers = [h for h in root.handlers if not isinstance(h, StdlibBridge)]
+    root.addHandler(StdlibBridge())
     root.setLevel(max(LEVELS[level], logging.WARNING))
     structlog.configure(
         processors=processors,

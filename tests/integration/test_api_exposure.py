@@ -30,7 +30,7 @@ from structlog.testing import capture_logs
 
 from smartflow.api.server import ROUTES
 from smartflow.app.daemon import Daemon, RunOptions
-from smartflow.app.logging import configure
+from smartflow.app.logging import StdlibBridge, configure
 from smartflow.app.warmup import warm_up
 from smartflow.config import (
     ApiConfig,
@@ -146,7 +146,8 @@ async def exposed(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Exp
     finally:
         await daemon.shutdown()
         structlog.reset_defaults()
-        logging.getLogger().handlers = []
+        root = logging.getLogger()
+        root.handlers = [h for h in root.handlers if not isinstance(h, StdlibBridge)]
 
 
 async def test_every_route_needs_the_api_token(exposed: Exposed) -> None:

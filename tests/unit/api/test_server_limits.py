@@ -23,7 +23,7 @@ from structlog.testing import capture_logs
 
 from smartflow.api.server import ROUTES, ApiServer
 from smartflow.api.snapshot import ApiSnapshot, SnapshotSource
-from smartflow.app.logging import configure
+from smartflow.app.logging import StdlibBridge, configure
 from smartflow.config import ApiConfig, Secret
 
 
@@ -378,7 +378,8 @@ def json_logs() -> Any:
         yield buf
     finally:
         structlog.reset_defaults()
-        logging.getLogger().handlers = []
+        root = logging.getLogger()
+        root.handlers = [h for h in root.handlers if not isinstance(h, StdlibBridge)]
 
 
 async def test_an_oversized_authorization_header_never_prints_the_token(json_logs: Any) -> None:
