@@ -131,7 +131,15 @@ async def serve(fd: int) -> int:
     assert isinstance(init, Init)  # noqa: S101 — the daemon's first message
     cfg = init.api
     if cfg.nice:
-        os.nice(cfg.nice)
+        try:
+            os.nice(cfg.nice)
+        except OSError as e:  # a seccomp filter (systemd's @resources) may forbid it
+            log.warning(
+                "api.nice_refused",
+                nice=cfg.nice,
+                error=e.strerror,
+                note="the API process runs at the daemon's CPU priority",
+            )
     library = Tally(log, "api.http_error", "warning")
     handler = LibraryLogs(library)
     root = logging.getLogger()
