@@ -276,7 +276,7 @@ class ApiConfig(Base, frozen=True):
     listen: str = "127.0.0.1:8321"
     """Loopback by default; any other address needs the ``api_token`` credential."""
     signals_kept: PositiveInt = 1000
-    snapshot_interval_ms: Annotated[float, Meta(ge=50, le=10_000)] = 500.0
+    snapshot_interval_ms: Annotated[float, Meta(ge=50, le=10_000)] = 1000.0
     """The trading loop publishes what the API serves this often (and after a kill)."""
     max_concurrent: Annotated[int, Meta(ge=1, le=10_000)] = 32
     """Requests in flight at once; one more is answered 503 at once."""

@@ -4,7 +4,8 @@ Everything here reads state synchronously and copies it out as plain data; nothi
 view past the call, and nothing waits on a pipeline stage. ``snapshot()`` gathers what every
 route serves into one ``ApiSnapshot``; the API process (``smartflow.api.worker``) answers from
 the latest one, so requests never run on the trading loop. Signals and whale prints are sent as
-increments (each is converted once); the rest is rebuilt each time.
+increments (each is converted once); the costly sections are rebuilt each time, but only while
+requests read them (``smartflow.api.snapshot``).
 """
 
 from __future__ import annotations
@@ -35,19 +36,37 @@ if TYPE_CHECKING:
 
 HEARTBEAT_STALE_S = 5.0
 SLICE_NS = 200_000
-"""Longest stretch of snapshot work between two yields to the event loop."""
+"""Snapshot work between two yields to the event loop (one contract's metrics may overrun it)."""
 
 
 class _Pace:
-    """Awaitable that yields to the loop once ``SLICE_NS`` of work has run since the last yield."""
+    """Awaitable that yields to the loop once ``SLICE_NS`` of work has run since the last yield.
 
-    def __init__(self) -> None:
+    It also counts the work: CPU time of this thread between yields (what the trading loop
+    spent on the snapshot, not what other tasks did while it waited), and the longest slice.
+    """
+
+    def __init__(self, source: DaemonApiSource) -> None:
+        self.source = source
         self.since = time.perf_counter_ns()
+        self.cpu_since = time.thread_time_ns()
+
+    def _count(self) -> None:
+        self.source.snapshot_cpu_ns += time.thread_time_ns() - self.cpu_since
+        self.source.slice_max_ns = max(
+            self.source.slice_max_ns, time.perf_counter_ns() - self.since
+        )
 
     async def __call__(self) -> None:
         if time.perf_counter_ns() - self.since >= SLICE_NS:
+            self._count()
             await asyncio.sleep(0)
             self.since = time.perf_counter_ns()
+            self.cpu_since = time.thread_time_ns()
+
+    def done(self) -> None:
+        """Count the last slice."""
+        self._count()
 
 
 class _Families:
@@ -80,6 +99,10 @@ class DaemonApiSource:
         self._signals_sent = 0
         self._last_whale: WhaleAlert | None = None
         self.seq = 0
+        self.snapshot_cpu_ns = 0
+        """Trading-loop CPU time spent building snapshots, in total."""
+        self.slice_max_ns = 0
+        """The longest stretch of snapshot work between two yields to the loop."""
 
     def _on_signal(self, signal: SmartMoneySignal) -> None:
         self.recent_signals.append(signal)
@@ -200,7 +223,7 @@ class DaemonApiSource:
                 since the previous snapshot.
             sections: the costly sections to include.
         """
-        pace = _Pace()
+        pace = _Pace(self)
         self.seq += 1
         chains = self.book.chains
         zone = await self._zone_section(pace) if "zone" in sections else None
@@ -236,15 +259,17 @@ class DaemonApiSource:
         if self.flow.whales:
             self._last_whale = self.flow.whales[-1]
         ok, health = self.health()
+        status, correlation = self.status(), self.correlation()
+        pace.done()
         return ApiSnapshot(
             seq=self.seq,
             full=full,
             underlyings=[c.root for c in chains],
-            status=self.status(),
+            status=status,
             healthy=ok,
             health=health,
             hidden_events=self.flow.hidden_events,
-            correlation=self.correlation(),
+            correlation=correlation,
             signals=signals,
             whales=whales,
             zone=zone,

@@ -203,7 +203,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     elif which == "api":
         from smartflow.bench.api import run_api_bench
 
-        print(run_api_bench(args.rate, args.seconds, args.rounds, args.clients))
+        print(run_api_bench(args.rate, args.seconds, args.rounds, args.clients, args.client_nice))
     elif which == "all":
         from smartflow.bench.all import run_all
 

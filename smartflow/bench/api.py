@@ -9,7 +9,9 @@ the engine's own measure (e2e bench): from a packet's receive to the strategy ha
 
 Two daemons are measured, one after the other: the default ``[api]`` limits (most of the load
 is answered 429 at once), and limits lifted so every request is served in full (the API
-process encodes chain views as fast as it can). The goal: p99 rises by less than 1 ms.
+process encodes chain views as fast as it can). The goal: p99 rises by less than 1 ms. The
+trading loop's own cost of the API is reported too: the CPU time it spent building snapshots
+per second of each kind of phase, and the longest stretch between two yields to the loop.
 """
 
 from __future__ import annotations
@@ -44,11 +46,17 @@ class Phases:
     quiet: list[int] = field(default_factory=list)
     loaded: list[int] = field(default_factory=list)
     load: list[dict[str, Any]] = field(default_factory=list)
+    cpu_ns: dict[str, int] = field(default_factory=lambda: {"quiet": 0, "loaded": 0})
+    """Trading-loop CPU time spent building API snapshots, per kind of phase."""
+    seconds: dict[str, float] = field(default_factory=lambda: {"quiet": 0.0, "loaded": 0.0})
+    slice_max_ns: dict[str, int] = field(default_factory=lambda: {"quiet": 0, "loaded": 0})
     published: int = 0
     skipped: int = 0
 
 
-async def _load(port: int, clients: int, seconds: float, samples: list[int], engine: Any) -> Any:
+async def _load(
+    port: int, clients: int, seconds: float, nice: int, samples: list[int], engine: Any
+) -> Any:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -60,6 +68,8 @@ async def _load(port: int, clients: int, seconds: float, samples: list[int], eng
         str(seconds),
         "--requests",
         str(int(clients * seconds * 1000)),
+        "--nice",
+        str(nice),
         stdout=asyncio.subprocess.PIPE,
     )
     assert proc.stdout is not None  # noqa: S101 — piped above
@@ -72,7 +82,7 @@ async def _load(port: int, clients: int, seconds: float, samples: list[int], eng
 
 
 async def measure(
-    url: str, api: ApiConfig, seconds: float, rounds: int, clients: int, tmp: Path
+    url: str, api: ApiConfig, seconds: float, rounds: int, clients: int, nice: int, tmp: Path
 ) -> Phases:
     """One daemon against ``url``: ``rounds`` × (quiet, loaded) phases of ``seconds``."""
     cfg = Config(
@@ -88,21 +98,39 @@ async def measure(
         await daemon.start()
         assert daemon.engine is not None  # noqa: S101 — set by start()
         assert daemon.api is not None  # noqa: S101
-        engine = daemon.engine
+        engine, proc = daemon.engine, daemon.api
+        src = proc.source
         await asyncio.sleep(1.0)  # the window subscription and first bars settle
+
+        def phase(kind: str, since: tuple[float, int]) -> tuple[float, int]:
+            now = (time.perf_counter(), src.snapshot_cpu_ns)
+            if kind:
+                out.seconds[kind] += now[0] - since[0]
+                out.cpu_ns[kind] += now[1] - since[1]
+                out.slice_max_ns[kind] = max(out.slice_max_ns[kind], src.slice_max_ns)
+            src.slice_max_ns = 0
+            return now
+
+        mark = phase("", (0.0, 0))
         for _ in range(rounds):
             engine.decision_samples = out.quiet
             await asyncio.sleep(seconds)
             engine.decision_samples = None
-            out.load.append(await _load(daemon.api.port, clients, seconds, out.loaded, engine))
-        out.published, out.skipped = daemon.api.published, daemon.api.skipped
+            mark = phase("quiet", mark)
+            out.load.append(await _load(proc.port, clients, seconds, nice, out.loaded, engine))
+            mark = phase("loaded", mark)
+        out.published, out.skipped = proc.published, proc.skipped
     finally:
         await daemon.shutdown()
     return out
 
 
 def run_api_bench(
-    rate: float = 2000, seconds: float = 8.0, rounds: int = 2, clients: int = 200
+    rate: float = 2000,
+    seconds: float = 6.0,
+    rounds: int = 3,
+    clients: int = 200,
+    client_nice: int = 0,
 ) -> str:
     """Return the Markdown report of one run."""
 
@@ -122,7 +150,9 @@ def run_api_bench(
                 ),
             ):
                 with feeder(tape, rate, tmp) as url:
-                    run = await measure(url, api, seconds, rounds, clients, tmp / label[:7])
+                    run = await measure(
+                        url, api, seconds, rounds, clients, client_nice, tmp / label[:7]
+                    )
                 results.append((label, run))
         return results
 
@@ -134,7 +164,7 @@ def run_api_bench(
             total = time.perf_counter() - t0
         finally:
             structlog.reset_defaults()
-    return _report(results, rate, seconds, rounds, clients, total)
+    return _report(results, rate, seconds, rounds, clients, client_nice, total)
 
 
 def _loop(
@@ -158,6 +188,7 @@ def _report(
     seconds: float,
     rounds: int,
     clients: int,
+    client_nice: int,
     total: float,
 ) -> str:
     rows = []
@@ -184,13 +215,19 @@ def _report(
                 " ".join(f"{k}: {v:,}" for k, v in sorted(statuses.items()))
                 + (f" errors: {errors}" if errors else ""),
                 f"{run.published} / {run.skipped}",
+                " / ".join(
+                    f"{run.cpu_ns[k] / 1e6 / max(run.seconds[k], 1e-9):.1f} ms/s, "
+                    f"{run.slice_max_ns[k] / 1e3:,.0f}"
+                    for k in ("quiet", "loaded")
+                ),
             ]
         )
         verdicts.append(f"{label}: {'met' if delta < GOAL_US else 'missed'} ({delta:+,.0f} µs)")
     head = (
         f"api: daemon fed {rate:,.0f} packets/s over loopback; {rounds} × (quiet, loaded) phases "
-        f"of {seconds:g} s; load = {clients} clients in another process (smartflow.bench.apiload)"
-        f"; tick → decision µs, p50 / p99 (samples). Total {total:.0f} s.\n\n"
+        f"of {seconds:g} s; load = {clients} clients in another process (smartflow.bench.apiload"
+        f"{f', nice {client_nice}' if client_nice else ''}); tick → decision µs, p50 / p99 "
+        f"(samples). Total {total:.0f} s.\n\n"
     )
     table = markdown_table(
         [
@@ -201,6 +238,7 @@ def _report(
             "API requests/s",
             "answers",
             "snapshots sent / skipped",
+            "snapshot work on the trading loop (CPU per s, longest slice µs): quiet / loaded",
         ],
         rows,
     )

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import ipaddress
+import os
 import sys
 import time
 from collections import Counter
@@ -124,7 +125,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=10.0)
     p.add_argument("--requests", type=int, default=1_000_000, help="stop after this many")
     p.add_argument("--path", action="append", help="route to request (repeatable)")
+    p.add_argument("--nice", type=int, default=0, help="run this many nice steps lower")
     args = p.parse_args(argv)
+    if args.nice:
+        os.nice(args.nice)
     try:
         out = asyncio.run(
             hammer(

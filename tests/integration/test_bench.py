@@ -95,4 +95,6 @@ def test_api_bench_measures_both_phases_of_both_daemons() -> None:
         assert "200: " in row[5], row
         assert "errors" not in row[5], row
         assert _numbers(row[6])[0] > 0, row
+        # The trading loop's snapshot work was measured in both kinds of phase.
+        assert row[7].count("ms/s") == 2, row
     assert "goal p99 delta < 1 ms: default limits: " in report
