@@ -24,8 +24,9 @@ import msgspec
 
 Section = Literal["zone", "contracts", "chains", "prometheus"]
 SECTIONS: tuple[Section, ...] = ("zone", "contracts", "chains", "prometheus")
-KEEP_S = 30.0
-"""A section stays in the snapshots this long after it was last asked for."""
+KEEP_S = 10.0
+"""A section stays in the snapshots this long after it was last asked for (a request after a
+longer pause waits for one snapshot to be built: milliseconds)."""
 
 
 class ApiSnapshot(msgspec.Struct, frozen=True, kw_only=True):

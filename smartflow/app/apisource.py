@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 
 HEARTBEAT_STALE_S = 5.0
 SLICE_NS = 200_000
+CHAIN_ROWS_PER_SLICE = 12
 """Snapshot work between two yields to the event loop (one contract's metrics may overrun it)."""
 
 
@@ -52,10 +53,9 @@ class _Pace:
         self.cpu_since = time.thread_time_ns()
 
     def _count(self) -> None:
-        self.source.snapshot_cpu_ns += time.thread_time_ns() - self.cpu_since
-        self.source.slice_max_ns = max(
-            self.source.slice_max_ns, time.perf_counter_ns() - self.since
-        )
+        cpu = time.thread_time_ns() - self.cpu_since
+        self.source.snapshot_cpu_ns += cpu
+        self.source.slice_max_ns = max(self.source.slice_max_ns, cpu)
 
     async def __call__(self) -> None:
         if time.perf_counter_ns() - self.since >= SLICE_NS:
@@ -102,7 +102,7 @@ class DaemonApiSource:
         self.snapshot_cpu_ns = 0
         """Trading-loop CPU time spent building snapshots, in total."""
         self.slice_max_ns = 0
-        """The longest stretch of snapshot work between two yields to the loop."""
+        """The most CPU time of snapshot work between two yields to the loop."""
 
     def _on_signal(self, signal: SmartMoneySignal) -> None:
         self.recent_signals.append(signal)
@@ -121,9 +121,6 @@ class DaemonApiSource:
         """The flow analyzer."""
         assert self.d.flow is not None  # noqa: S101
         return self.d.flow
-
-    def _chains(self, underlying: str | None) -> list[ChainState]:
-        return [c for c in self.book.chains if underlying is None or c.root == underlying]
 
     def _zone_rows(self, c: ChainState, each_side: int) -> list[int]:
         centre = c.spot if c.spot > 0 else c.forward
@@ -183,17 +180,15 @@ class DaemonApiSource:
         """Confluence per underlying."""
         return {"underlyings": {u: conf.to_dict() for u, conf in self.flow.confluence.items()}}
 
-    def chain(self, underlying: str) -> dict[str, Any] | None:
-        """Phase 2B view of one chain."""
-        chains = self._chains(underlying)
-        if not chains:
-            return None
-        c = chains[0]
+    async def _chain_view(self, c: ChainState, pace: _Pace) -> dict[str, Any]:
+        """Phase 2B view of one chain, a few rows per slice."""
         det: SmartMoneyDetector | None = self.d.detectors.get(c.root)
         enrich = [self._enrich(det)]
         strikes: dict[str, dict[str, Any]] = {}
-        for r in chain_rows(c, enrich):
-            strikes.setdefault(f"{r['strike']:g}", {})[r.pop("option_type")] = r
+        for start in range(L.ROW_FIRST_OPTION, c.n, CHAIN_ROWS_PER_SLICE):
+            for r in chain_rows(c, enrich, range(start, min(c.n, start + CHAIN_ROWS_PER_SLICE))):
+                strikes.setdefault(f"{r['strike']:g}", {})[r.pop("option_type")] = r
+            await pace()
         return {
             "underlying": c.root,
             "expiry": c.universe.expiry.isoformat(),
@@ -230,12 +225,7 @@ class DaemonApiSource:
         contracts = await self._contracts_section(pace) if "contracts" in sections else None
         views = None
         if "chains" in sections:
-            views = {}
-            for c in chains:
-                view = self.chain(c.root)
-                if view is not None:
-                    views[c.root] = view
-                await pace()
+            views = {c.root: await self._chain_view(c, pace) for c in chains}
         exposition = None
         if "prometheus" in sections:
             assert self.d.metrics is not None  # noqa: S101 — set before the API starts
