@@ -571,9 +571,16 @@ def _get(
                     "content": {"application/json": {"schema": {"type": "object"}}},
                 },
                 "400": {"$ref": "#/components/responses/BadRequest"},
+                **LIMITS,
             },
         }
     }
+
+
+LIMITS = {
+    "429": {"description": "over [api] requests_per_second; retry after Retry-After seconds"},
+    "503": {"description": "over [api] max_concurrent requests in flight"},
+}
 
 
 def openapi(underlyings: list[str]) -> dict[str, Any]:
@@ -639,7 +646,12 @@ def openapi(underlyings: list[str]) -> dict[str, Any]:
         "info": {
             "title": "smartflow",
             "version": "1",
-            "description": "Local API of the smartflow daemon (loopback by default).",
+            "description": (
+                "Local API of the smartflow daemon (loopback by default). With an api_token "
+                "credential every route but the kill switch needs Authorization: Bearer "
+                "<api_token> (401 otherwise). Any route may answer 429 (rate), 503 (requests "
+                "in flight) or 504 (not answered within [api] request_timeout_s)."
+            ),
         },
         "paths": {
             "/api/smart-money/metrics": _get("Smart-money analytics per underlying", [underlying]),

@@ -221,8 +221,10 @@ class DaemonApiSource:
         pace = _Pace(self)
         self.seq += 1
         chains = self.book.chains
-        zone = await self._zone_section(pace) if "zone" in sections else None
-        contracts = await self._contracts_section(pace) if "contracts" in sections else None
+        # Each contract's metrics once per snapshot, shared by the two sections that show them.
+        rows: dict[tuple[str, int], dict[str, Any]] = {}
+        contracts = await self._contracts_section(pace, rows) if "contracts" in sections else None
+        zone = await self._zone_section(pace, rows) if "zone" in sections else None
         views = None
         if "chains" in sections:
             views = {c.root: await self._chain_view(c, pace) for c in chains}
@@ -268,7 +270,17 @@ class DaemonApiSource:
             prometheus=exposition,
         )
 
-    async def _zone_section(self, pace: _Pace) -> dict[str, Any]:
+    def _row(
+        self, c: ChainState, row: int, done: dict[tuple[str, int], dict[str, Any]]
+    ) -> dict[str, Any]:
+        key = (c.root, row)
+        if key not in done:
+            done[key] = self._contract(c, row) | self.flow.contract_metrics(c, row)
+        return done[key]
+
+    async def _zone_section(
+        self, pace: _Pace, done: dict[tuple[str, int], dict[str, Any]]
+    ) -> dict[str, Any]:
         """Per underlying: the metrics view and the default order-flow rows."""
         out = {}
         for c in self.book.chains:
@@ -276,7 +288,7 @@ class DaemonApiSource:
             for row in [L.ROW_FUTURE, *self._zone_rows(c, 5)]:
                 if c.instruments[row] is None or c.q[row, L.Q_TICKS] == 0:
                     continue
-                rows[row] = self._contract(c, row) | self.flow.contract_metrics(c, row)
+                rows[row] = self._row(c, row, done)
                 await pace()
             det = self.d.detectors.get(c.root)
             out[c.root] = {
@@ -293,18 +305,16 @@ class DaemonApiSource:
             await pace()
         return out
 
-    async def _contracts_section(self, pace: _Pace) -> list[dict[str, Any]]:
+    async def _contracts_section(
+        self, pace: _Pace, done: dict[tuple[str, int], dict[str, Any]]
+    ) -> list[dict[str, Any]]:
         """Every traded contract with its identity and flow metrics."""
         contracts = []
         for c in self.book.chains:
             for row in [L.ROW_FUTURE, *c.option_rows.tolist()]:
                 if c.instruments[row] is None or c.q[row, L.Q_TICKS] == 0:
                     continue
-                contracts.append(
-                    {"underlying": c.root}
-                    | self._contract(c, row)
-                    | self.flow.contract_metrics(c, row)
-                )
+                contracts.append({"underlying": c.root} | self._row(c, row, done))
                 await pace()
         return contracts
 
