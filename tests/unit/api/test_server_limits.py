@@ -203,9 +203,10 @@ class Broken(SnapshotSource):
 async def test_a_burst_of_failures_is_one_line_and_a_count() -> None:
     source = Broken(100, 100, 60.0, answered, lambda sections: None)
     source.update(SNAPSHOT)
-    cfg = ApiConfig(listen="127.0.0.1:0", error_log_interval_s=0.2)
+    # A long interval, then one flush by hand: the lines do not depend on how fast this VM is.
+    cfg = ApiConfig(listen="127.0.0.1:0", error_log_interval_s=3600)
     with capture_logs() as logs:
-        async with serving(cfg, source=source) as (_, http):
+        async with serving(cfg, source=source) as (server, http):
 
             async def one() -> None:
                 async with http.get("/api/smart-money/correlation") as r:
@@ -215,23 +216,18 @@ async def test_a_burst_of_failures_is_one_line_and_a_count() -> None:
 
             for _ in range(5):
                 await asyncio.gather(*(one() for _ in range(10)))
-
-            def lines() -> list[dict[str, Any]]:
-                return [e for e in logs if e["event"] == "api.error"]
-
-            async def counted() -> bool:
-                return sum(e["count"] for e in lines()) == 50
-
-            await _until(counted, "50 failures counted")
-    errors = lines()
-    first = errors[0]
-    assert first["count"] == 1
-    assert first["kind"].startswith("KeyError at test_server_limits.py:")
-    assert "/api/smart-money/correlation" in first["kind"]
-    assert "BANKNIFTY" in first["error"]
-    assert len({e["kind"] for e in errors}) == 1
-    # One line for the first, then one per interval: far fewer than one per request.
-    assert len(errors) <= 1 + 50 // 10
+            first = [e for e in logs if e["event"] == "api.error"]
+            server.errors.flush(3600)
+    errors = [e for e in logs if e["event"] == "api.error"]
+    assert len(first) == 1  # 50 failures so far, one line
+    assert first[0]["count"] == 1
+    assert first[0]["kind"].startswith("KeyError at test_server_limits.py:")
+    assert "/api/smart-money/correlation" in first[0]["kind"]
+    assert "BANKNIFTY" in first[0]["error"]
+    (repeats,) = errors[1:]
+    assert repeats["kind"] == first[0]["kind"]
+    assert repeats["count"] == 49
+    assert repeats["total"] == 50
     assert all("Traceback" not in json.dumps(e, default=str) for e in logs)
     assert not [e for e in logs if "exc_info" in e]
 
@@ -281,7 +277,8 @@ async def test_over_the_concurrency_limit_is_503_at_once() -> None:
 
 
 async def test_over_the_rate_is_429_with_retry_after() -> None:
-    cfg = ApiConfig(listen="127.0.0.1:0", requests_per_second=5)
+    # Two a second: 30 requests in a row outrun it on any machine that answers one in 0.5 s.
+    cfg = ApiConfig(listen="127.0.0.1:0", requests_per_second=2)
     async with serving(cfg) as (_, http):
         seen: dict[int, int] = {}
         for _ in range(30):
@@ -290,7 +287,7 @@ async def test_over_the_rate_is_429_with_retry_after() -> None:
                 if r.status == 429:
                     assert r.headers["Retry-After"] == "1"
                     assert "too many requests" in (await r.json())["error"]
-        assert seen.get(200, 0) >= 5
+        assert seen.get(200, 0) >= 2
         assert seen.get(429, 0) >= 1
 
 
