@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import hashlib
+import ipaddress
 import os
 import re
 from collections.abc import Mapping
@@ -269,11 +270,36 @@ class OrdersConfig(Base, frozen=True):
 
 
 class ApiConfig(Base, frozen=True):
-    """Local HTTP API."""
+    """Local HTTP API, served by its own process from snapshots the trading loop publishes."""
 
     enabled: bool = True
     listen: str = "127.0.0.1:8321"
+    """Loopback by default; any other address needs the ``api_token`` credential."""
     signals_kept: PositiveInt = 1000
+    snapshot_interval_ms: Annotated[float, Meta(ge=50, le=10_000)] = 1000.0
+    """The trading loop publishes what the API serves this often (and after a kill)."""
+    max_concurrent: Annotated[int, Meta(ge=1, le=10_000)] = 32
+    """Requests in flight at once; one more is answered 503 at once."""
+    requests_per_second: Annotated[float, Meta(gt=0, le=100_000)] = 200.0
+    """Sustained request rate (bursts up to one second's worth); above it: 429 at once."""
+    idle_timeout_s: Annotated[float, Meta(gt=0, le=3600)] = 15.0
+    """A connection with no complete request for this long (idle or half-sent) is closed."""
+    request_timeout_s: Annotated[float, Meta(gt=0, le=300)] = 15.0
+    """A request (body, handler, a kill waiting for the trading loop) gets this long: 504."""
+    error_log_interval_s: Annotated[float, Meta(gt=0, le=3600)] = 60.0
+    """An unexpected error is logged the first time; repeats of the same kind as one count."""
+    nice: Annotated[int, Meta(ge=0, le=19)] = 10
+    """CPU priority of the API process below the trading process (``nice`` increment)."""
+
+    def loopback(self) -> bool:
+        """Whether ``listen`` binds a loopback address only."""
+        host = self.listen.rpartition(":")[0].strip("[]")
+        if host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            return False  # a host name: it may resolve to anything
 
 
 class FeedConfig(Base, frozen=True):
@@ -487,7 +513,7 @@ class Secret:
         return bool(self._value)
 
 
-SECRET_NAMES = ("api_key", "client_code", "pin", "totp_secret", "kill_token")
+SECRET_NAMES = ("api_key", "client_code", "pin", "totp_secret", "kill_token", "api_token")
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -499,10 +525,16 @@ class Credentials:
     pin: Secret | None = None
     totp_secret: Secret | None = None
     kill_token: Secret | None = None
+    api_token: Secret | None = None
+    """Required on every API route when ``[api] listen`` is not a loopback address."""
 
     def missing(self, names: tuple[str, ...] = SECRET_NAMES[:4]) -> list[str]:
         """Return the names (of ``names``) that have no value."""
         return [n for n in names if not getattr(self, n)]
+
+    def values(self) -> list[str]:
+        """Every credential value that is set (for the log redactor)."""
+        return [s.reveal() for n in SECRET_NAMES if (s := getattr(self, n))]
 
     def redacted(self) -> dict[str, str]:
         """Return which secrets are set, never their values."""

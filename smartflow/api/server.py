@@ -19,25 +19,38 @@ Routes (all JSON via msgspec, except ``/metrics``):
 ``POST /api/kill/reset``               re-arm trading (same token)
 =====================================  ===========================================================
 
-Handlers only read state that the pipeline keeps current; none of them awaits a pipeline stage,
-so a slow client cannot slow trading. Bad query parameters get 400 with a message.
+The daemon runs this server in its own process (``smartflow.api.worker``) over snapshots the
+trading loop publishes, so no request can slow trading. Nothing a client sends can make a 500:
+query parameters are parsed strictly (ASCII digits, bounded length and range) and a bad one gets
+400 with a message; an unknown underlying in the path gets 404. Load is bounded: requests in
+flight (503 beyond), request rate (429 beyond), idle and half-sent connections closed after
+``idle_timeout_s``, every request done within ``request_timeout_s`` (504). An unexpected error is
+logged once per kind, then counted, and answered 500 without internals. With an ``api_token``,
+every route needs ``Authorization: Bearer <api_token>``, except the kill routes, which need the
+kill token.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hmac
+import re
+import time
+import traceback
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any, Protocol
 
 import msgspec
 from aiohttp import web
 
+from smartflow.api.snapshot import Section
 from smartflow.config import ApiConfig, Secret
 
 
 class ApiSource(Protocol):
-    """What the API reads; implemented by the composition root."""
+    """What the API reads; implemented over the trading loop's snapshots."""
 
     def status(self) -> dict[str, Any]:
         """Stages, counters, uptime."""
@@ -77,6 +90,10 @@ class ApiSource(Protocol):
         """Configured roots."""
         ...
 
+    def need(self, *sections: Section) -> Awaitable[None]:
+        """Resolves once the costly ``sections`` the next reads use are at hand."""
+        ...
+
     def health(self) -> tuple[bool, dict[str, Any]]:
         """(healthy, details)."""
         ...
@@ -86,7 +103,7 @@ class ApiSource(Protocol):
         ...
 
     def kill(self, reason: str, source: str) -> Awaitable[dict[str, Any]]:
-        """Trip the kill switch."""
+        """Trip the kill switch; resolves once the trading loop has done it."""
         ...
 
     def reset_kill(self, source: str) -> Awaitable[dict[str, Any]]:
@@ -94,106 +111,308 @@ class ApiSource(Protocol):
         ...
 
 
+class Log(Protocol):
+    """The structlog-style logger the server writes to."""
+
+    def info(self, event: str, **kw: Any) -> Any:
+        """Log at info."""
+        ...
+
+    def warning(self, event: str, **kw: Any) -> Any:
+        """Log at warning."""
+        ...
+
+    def error(self, event: str, **kw: Any) -> Any:
+        """Log at error."""
+        ...
+
+
 class BadRequest(ValueError):
-    """A query parameter is invalid."""
+    """A query parameter or body is invalid: 400."""
+
+
+class NotFound(LookupError):
+    """The path names something that does not exist: 404."""
 
 
 _enc = msgspec.json.Encoder()
 
 
-def _json(data: Any, status: int = 200) -> web.Response:
-    return web.Response(body=_enc.encode(data), status=status, content_type="application/json")
+def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(
+        body=_enc.encode(data), status=status, content_type="application/json", headers=headers
+    )
 
 
-def _error(status: int, message: str) -> web.Response:
-    return _json({"error": message, "status": status}, status)
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
+    return _json({"error": message, "status": status}, status, headers)
+
+
+# ``[0-9]``, not ``\d`` or ``str.isdigit``: those accept '²' and other Unicode digits that int()
+# then refuses (or, for '٣', silently reads). Lengths are bounded before any conversion, since
+# int() of a 4,300-digit string raises and a longer one costs quadratic time.
+_NS = re.compile(r"[0-9]{1,19}")
+_LIMIT = re.compile(r"[0-9]{1,9}")
+_TOKEN = re.compile(r"[0-9]{1,20}")
+MAX_NS = 2**63 - 1
+MAX_ISO_CHARS = 40
+IST = dt.timezone(dt.timedelta(hours=5, minutes=30))
+
+
+def _shown(text: str, limit: int = 40) -> str:
+    """A query value echoed in an error message, cut short."""
+    return repr(text if len(text) <= limit else text[:limit] + "…")
 
 
 def parse_since(text: str | None) -> int:
     """``since``: Unix nanoseconds, or an ISO-8601 time (IST assumed without an offset)."""
     if text is None or text == "":
         return 0
-    if text.isdigit():
-        return int(text)
-    try:
-        when = dt.datetime.fromisoformat(text)
-    except ValueError:
-        raise BadRequest(f"since: {text!r} is neither Unix nanoseconds nor ISO-8601") from None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.timezone(dt.timedelta(hours=5, minutes=30)))
-    return int(when.timestamp() * 1_000_000_000)
+    if _NS.fullmatch(text):
+        ns = int(text)
+        if ns > MAX_NS:
+            raise BadRequest(f"since: {_shown(text)} is beyond the largest time (2^63 − 1 ns)")
+        return ns
+    value: int | None = None
+    if len(text) <= MAX_ISO_CHARS:
+        try:
+            when = dt.datetime.fromisoformat(text)
+            if when.tzinfo is None:
+                when = when.replace(tzinfo=IST)
+            value = int(when.timestamp() * 1_000_000_000)
+        except (ValueError, OverflowError):
+            pass
+    if value is None:
+        raise BadRequest(f"since: {_shown(text)} is neither Unix nanoseconds nor ISO-8601")
+    return value
 
 
 def parse_limit(text: str | None, default: int = 100, maximum: int = 1000) -> int:
-    """``limit``: 1 … ``maximum``."""
+    """``limit``: 1 … ``maximum``, in ASCII digits."""
     if text is None or text == "":
         return default
-    if not text.isdigit() or not 1 <= int(text) <= maximum:
-        raise BadRequest(f"limit: expected an integer 1..{maximum}, got {text!r}")
+    if not _LIMIT.fullmatch(text) or not 1 <= int(text) <= maximum:
+        raise BadRequest(f"limit: expected an integer 1..{maximum}, got {_shown(text)}")
     return int(text)
 
 
+def parse_token(text: str | None) -> str | None:
+    """``token``: an instrument token, ASCII digits."""
+    if text is None or text == "":
+        return None
+    if not _TOKEN.fullmatch(text):
+        raise BadRequest(f"token: expected digits, got {_shown(text)}")
+    return text
+
+
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class RateLimit:
+    """A token bucket: ``rate`` requests a second, bursts of up to one second's worth."""
+
+    def __init__(self, rate: float) -> None:
+        self.rate = rate
+        self.burst = max(1.0, rate)
+        self.tokens = self.burst
+        self.at = time.monotonic()
+
+    def take(self) -> bool:
+        """Spend one token if there is one."""
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
+        self.at = now
+        if self.tokens < 1.0:
+            return False
+        self.tokens -= 1.0
+        return True
+
+
+class Tally:
+    """Logs the first event of each kind at once, then one line per interval with the count.
+
+    A burst of identical failures (a client looping on a bad request, a scanner) is one line
+    and a number, never a line (or a traceback) per request. Kinds are bounded too.
+    """
+
+    MAX_KINDS = 64
+
+    def __init__(self, log: Log, event: str, level: str = "error") -> None:
+        self.log = log
+        self.event = event
+        self.level = level
+        self.pending: dict[str, int] = {}
+        self.total: dict[str, int] = {}
+
+    def record(self, kind: str, **fields: Any) -> None:
+        """Count one ``kind``; log it now if it is the first of its kind."""
+        if kind not in self.total and len(self.total) >= self.MAX_KINDS:
+            kind = "other"
+        first = kind not in self.total
+        self.total[kind] = self.total.get(kind, 0) + 1
+        if first:
+            getattr(self.log, self.level)(self.event, kind=kind, count=1, **fields)
+        else:
+            self.pending[kind] = self.pending.get(kind, 0) + 1
+
+    def flush(self, interval_s: float) -> None:
+        """One line per kind that repeated since the last flush."""
+        pending, self.pending = self.pending, {}
+        for kind, n in sorted(pending.items()):
+            getattr(self.log, self.level)(
+                self.event,
+                kind=kind,
+                count=n,
+                total=self.total[kind],
+                repeated_within_s=interval_s,
+            )
+
+
+def error_kind(e: BaseException, route: str) -> str:
+    """``Type at file:line (route)`` of the innermost frame: stable across requests."""
+    frames = traceback.extract_tb(e.__traceback__)
+    where = f" at {Path(frames[-1].filename).name}:{frames[-1].lineno}" if frames else ""
+    return f"{type(e).__name__}{where} ({route})"
+
+
+def _bearer(request: web.Request) -> bytes:
+    auth = request.headers.get("Authorization", "")
+    given = auth[7:] if auth.startswith("Bearer ") else ""
+    # Header text may hold lone surrogates (undecodable bytes); never let them raise.
+    return given.encode("utf-8", "replace")
+
+
+ROUTES = [
+    ("GET", "/api/smart-money/metrics", "_metrics_view"),
+    ("GET", "/api/smart-money/whale-alerts", "_whales"),
+    ("GET", "/api/smart-money/order-flow", "_order_flow"),
+    ("GET", "/api/smart-money/dark-pools", "_dark_pools"),
+    ("GET", "/api/smart-money/correlation", "_correlation"),
+    ("GET", "/api/smart-money/status", "_status"),
+    ("GET", "/api/chain/{underlying}", "_chain"),
+    ("GET", "/api/signals", "_signals"),
+    ("GET", "/healthz", "_healthz"),
+    ("GET", "/metrics", "_prometheus"),
+    ("GET", "/api/openapi.json", "_openapi"),
+    ("POST", "/api/kill", "_kill"),
+    ("POST", "/api/kill/reset", "_kill_reset"),
+]
+"""Every route as (method, path, ``ApiServer`` handler method); add new ones here and to
+``openapi()``."""
+KILL_PATHS = frozenset({"/api/kill", "/api/kill/reset"})
 
 
 class ApiServer:
     """aiohttp application bound to ``[api] listen``."""
 
     def __init__(
-        self, cfg: ApiConfig, source: ApiSource, kill_token: Secret | None, log: Any
+        self,
+        cfg: ApiConfig,
+        source: ApiSource,
+        kill_token: Secret | None,
+        log: Log,
+        api_token: Secret | None = None,
     ) -> None:
         self.cfg = cfg
         self.source = source
         self.kill_token = kill_token
+        self.api_token = api_token.reveal().encode() if api_token else b""
         self.log = log
         self.requests = 0
-        app = web.Application(middlewares=[self._errors])
-        r = app.router
-        r.add_get("/api/smart-money/metrics", self._metrics_view)
-        r.add_get("/api/smart-money/whale-alerts", self._whales)
-        r.add_get("/api/smart-money/order-flow", self._order_flow)
-        r.add_get("/api/smart-money/dark-pools", self._dark_pools)
-        r.add_get("/api/smart-money/correlation", self._correlation)
-        r.add_get("/api/smart-money/status", self._status)
-        r.add_get("/api/chain/{underlying}", self._chain)
-        r.add_get("/api/signals", self._signals)
-        r.add_get("/healthz", self._healthz)
-        r.add_get("/metrics", self._prometheus)
-        r.add_get("/api/openapi.json", self._openapi)
-        r.add_post("/api/kill", self._kill)
-        r.add_post("/api/kill/reset", self._kill_reset)
+        self.in_flight = 0
+        self.rate = RateLimit(cfg.requests_per_second)
+        self.errors = Tally(log, "api.error")
+        self.limited = Tally(log, "api.limited", "warning")
+        # Small requests only: the largest body is the kill switch's {"reason": ...}.
+        app = web.Application(middlewares=[self._guard], client_max_size=64 * 1024)
+        for method, path, name in ROUTES:
+            app.router.add_route(method, path, getattr(self, name))
         self.app = app
         self._runner: web.AppRunner | None = None
+        self._flusher: asyncio.Task[None] | None = None
         self.port = 0
 
     @web.middleware
-    async def _errors(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+    async def _guard(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         self.requests += 1
+        if not self.rate.take():
+            self.limited.record("rate", limit_per_s=self.cfg.requests_per_second)
+            return _error(
+                429,
+                f"too many requests (over {self.cfg.requests_per_second:g}/s)",
+                {"Retry-After": "1"},
+            )
+        if self.in_flight >= self.cfg.max_concurrent:
+            self.limited.record("concurrency", limit=self.cfg.max_concurrent)
+            return _error(
+                503,
+                f"busy: {self.in_flight} requests in flight (max {self.cfg.max_concurrent})",
+                {"Retry-After": "1"},
+            )
+        if (
+            self.api_token
+            and request.path not in KILL_PATHS
+            and not hmac.compare_digest(_bearer(request), self.api_token)
+        ):
+            self.limited.record("unauthorized")
+            return _error(401, "missing or wrong bearer token (the api_token credential)")
+        self.in_flight += 1
         try:
-            return await handler(request)
+            async with asyncio.timeout(self.cfg.request_timeout_s):
+                return await handler(request)
         except BadRequest as e:
             return _error(400, str(e))
+        except NotFound as e:
+            return _error(404, str(e))
         except web.HTTPException as e:
             if e.status >= 400:
                 return _error(e.status, e.reason)
             raise
-        except Exception as e:  # the per-request boundary: log it, answer 500
-            self.log.exception("api.error", path=request.path, error=repr(e))
+        except TimeoutError:
+            self.limited.record("timeout", limit_s=self.cfg.request_timeout_s)
+            return _error(504, f"not answered within {self.cfg.request_timeout_s:g} s")
+        except Exception as e:  # the per-request boundary: count it, answer 500
+            route = request.match_info.route.resource
+            self.errors.record(
+                error_kind(e, route.canonical if route is not None else "?"),
+                error=repr(e)[:300],
+            )
             return _error(500, "internal error (logged)")
+        finally:
+            self.in_flight -= 1
 
     async def start(self) -> None:
         """Bind ``[api] listen``."""
         host, _, port = self.cfg.listen.rpartition(":")
-        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        self._runner = web.AppRunner(
+            self.app,
+            access_log=None,
+            handle_signals=False,
+            shutdown_timeout=1.0,
+            handler_cancellation=True,
+            # Armed at connect and after each response, and not re-armed by partial data: it
+            # closes idle keep-alive connections and half-sent requests alike.
+            keepalive_timeout=self.cfg.idle_timeout_s,
+        )
         await self._runner.setup()
         site = web.TCPSite(self._runner, host.strip("[]"), int(port), reuse_address=True)
         await site.start()
         # Port 0 asks the kernel for one; the runner knows which it got.
         self.port = int(self._runner.addresses[0][1])
+        self._flusher = asyncio.create_task(self._flush_tallies())
         self.log.info("api.listening", url=f"http://{host}:{self.port}")
+
+    async def _flush_tallies(self) -> None:
+        interval = self.cfg.error_log_interval_s
+        while True:
+            await asyncio.sleep(interval)
+            self.errors.flush(interval)
+            self.limited.flush(interval)
 
     async def stop(self) -> None:
         """Close the listener."""
+        if self._flusher is not None:
+            self._flusher.cancel()
         if self._runner is not None:
             await self._runner.cleanup()
 
@@ -207,14 +426,21 @@ class ApiServer:
             return None
         known = self.source.underlyings()
         if u not in known:
-            raise BadRequest(f"underlying: {u!r} is not one of {', '.join(known)}")
+            raise BadRequest(f"underlying: {_shown(u)} is not one of {', '.join(known)}")
+        return u
+
+    def _path_underlying(self, request: web.Request) -> str:
+        u = request.match_info["underlying"]
+        known = self.source.underlyings()
+        if u not in known:
+            raise NotFound(f"no chain for {_shown(u)} (configured: {', '.join(known)})")
         return u
 
     def _only(self, request: web.Request, allowed: set[str]) -> None:
         extra = sorted(set(request.query) - allowed)
         if extra:
             raise BadRequest(
-                f"unknown query parameter `{extra[0]}`"
+                f"unknown query parameter `{extra[0][:40]}`"
                 + (f" (allowed: {', '.join(sorted(allowed))})" if allowed else "")
             )
 
@@ -222,7 +448,9 @@ class ApiServer:
 
     async def _metrics_view(self, request: web.Request) -> web.Response:
         self._only(request, {"underlying"})
-        return _json(self.source.smart_money_metrics(self._underlying(request)))
+        underlying = self._underlying(request)
+        await self.source.need("zone")
+        return _json(self.source.smart_money_metrics(underlying))
 
     async def _whales(self, request: web.Request) -> web.Response:
         self._only(request, {"since", "limit", "underlying"})
@@ -239,17 +467,19 @@ class ApiServer:
 
     async def _order_flow(self, request: web.Request) -> web.Response:
         self._only(request, {"underlying", "token"})
-        token = request.query.get("token") or None
-        if token is not None and not token.isdigit():
-            raise BadRequest(f"token: expected digits, got {token!r}")
-        rows = self.source.order_flow(self._underlying(request), token)
+        token = parse_token(request.query.get("token"))
+        underlying = self._underlying(request)
+        await self.source.need("zone" if token is None else "contracts")
+        rows = self.source.order_flow(underlying, token)
         if token is not None and not rows:
             raise BadRequest(f"token: {token} is not a contract of the chain")
         return _json({"contracts": rows})
 
     async def _dark_pools(self, request: web.Request) -> web.Response:
         self._only(request, {"underlying"})
-        return _json(self.source.dark_pools(self._underlying(request)))
+        underlying = self._underlying(request)
+        await self.source.need("contracts")
+        return _json(self.source.dark_pools(underlying))
 
     async def _correlation(self, request: web.Request) -> web.Response:
         self._only(request, set())
@@ -261,13 +491,11 @@ class ApiServer:
 
     async def _chain(self, request: web.Request) -> web.Response:
         self._only(request, set())
-        underlying = request.match_info["underlying"]
+        underlying = self._path_underlying(request)
+        await self.source.need("chains")
         view = self.source.chain(underlying)
         if view is None:
-            return _error(
-                404,
-                f"no chain for {underlying!r} (configured: {', '.join(self.source.underlyings())})",
-            )
+            raise NotFound(f"no chain for {_shown(underlying)} yet")
         return _json(view)
 
     async def _signals(self, request: web.Request) -> web.Response:
@@ -288,6 +516,7 @@ class ApiServer:
         return _json({"healthy": ok, **details}, 200 if ok else 503)
 
     async def _prometheus(self, request: web.Request) -> web.Response:
+        await self.source.need("prometheus")
         return web.Response(
             body=self.source.prometheus(),
             headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"},
@@ -300,10 +529,8 @@ class ApiServer:
     def _authorized(self, request: web.Request) -> web.Response | None:
         if self.kill_token is None or not self.kill_token:
             return _error(403, "kill switch API disabled: no kill_token credential configured")
-        auth = request.headers.get("Authorization", "")
-        given = auth[7:] if auth.startswith("Bearer ") else ""
-        if not hmac.compare_digest(given.encode(), self.kill_token.reveal().encode()):
-            self.log.warning("api.kill_unauthorized", peer=request.remote)
+        if not hmac.compare_digest(_bearer(request), self.kill_token.reveal().encode()):
+            self.limited.record("kill_unauthorized")
             return _error(401, "missing or wrong bearer token")
         return None
 
@@ -344,9 +571,16 @@ def _get(
                     "content": {"application/json": {"schema": {"type": "object"}}},
                 },
                 "400": {"$ref": "#/components/responses/BadRequest"},
+                **LIMITS,
             },
         }
     }
+
+
+LIMITS = {
+    "429": {"description": "over [api] requests_per_second; retry after Retry-After seconds"},
+    "503": {"description": "over [api] max_concurrent requests in flight"},
+}
 
 
 def openapi(underlyings: list[str]) -> dict[str, Any]:
@@ -412,7 +646,12 @@ def openapi(underlyings: list[str]) -> dict[str, Any]:
         "info": {
             "title": "smartflow",
             "version": "1",
-            "description": "Local API of the smartflow daemon (loopback by default).",
+            "description": (
+                "Local API of the smartflow daemon (loopback by default). With an api_token "
+                "credential every route but the kill switch needs Authorization: Bearer "
+                "<api_token> (401 otherwise). Any route may answer 429 (rate), 503 (requests "
+                "in flight) or 504 (not answered within [api] request_timeout_s)."
+            ),
         },
         "paths": {
             "/api/smart-money/metrics": _get("Smart-money analytics per underlying", [underlying]),

@@ -1,20 +1,29 @@
-"""The API's view of a running daemon (implements ``smartflow.api.server.ApiSource``).
+"""The API's view of a running daemon: the snapshot the trading loop publishes.
 
 Everything here reads state synchronously and copies it out as plain data; nothing keeps a numpy
-view past the call, and nothing waits on a pipeline stage.
+view past the call, and nothing waits on a pipeline stage. ``snapshot()`` gathers what every
+route serves into one ``ApiSnapshot``; the API process (``smartflow.api.worker``) answers from
+the latest one, so requests never run on the trading loop. Signals and whale prints are sent as
+increments (each is converted once); the costly sections are rebuilt each time, but only while
+requests read them (``smartflow.api.snapshot``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from collections import deque
+from collections.abc import Collection
 from typing import TYPE_CHECKING, Any
 
 import msgspec
+from prometheus_client import generate_latest
+from prometheus_client.core import Metric
 
 from smartflow.analytics.detectors import SmartMoneyDetector
-from smartflow.analytics.flow import FlowAnalyzer
+from smartflow.analytics.flow import FlowAnalyzer, WhaleAlert
+from smartflow.api.snapshot import ApiSnapshot, Section
 from smartflow.app.replay import chain_rows
 from smartflow.chain.state import ChainBook, ChainState
 from smartflow.core.messages import SmartMoneySignal
@@ -26,6 +35,48 @@ if TYPE_CHECKING:
     from smartflow.app.daemon import Daemon
 
 HEARTBEAT_STALE_S = 5.0
+SLICE_NS = 200_000
+CHAIN_ROWS_PER_SLICE = 12
+"""Snapshot work between two yields to the event loop (one contract's metrics may overrun it)."""
+
+
+class _Pace:
+    """Awaitable that yields to the loop once ``SLICE_NS`` of work has run since the last yield.
+
+    It also counts the work: CPU time of this thread between yields (what the trading loop
+    spent on the snapshot, not what other tasks did while it waited), and the longest slice.
+    """
+
+    def __init__(self, source: DaemonApiSource) -> None:
+        self.source = source
+        self.since = time.perf_counter_ns()
+        self.cpu_since = time.thread_time_ns()
+
+    def _count(self) -> None:
+        cpu = time.thread_time_ns() - self.cpu_since
+        self.source.snapshot_cpu_ns += cpu
+        self.source.slice_max_ns = max(self.source.slice_max_ns, cpu)
+
+    async def __call__(self) -> None:
+        if time.perf_counter_ns() - self.since >= SLICE_NS:
+            self._count()
+            await asyncio.sleep(0)
+            self.since = time.perf_counter_ns()
+            self.cpu_since = time.thread_time_ns()
+
+    def done(self) -> None:
+        """Count the last slice."""
+        self._count()
+
+
+class _Families:
+    """One metric family, shaped like the registry ``generate_latest`` renders."""
+
+    def __init__(self, family: Metric) -> None:
+        self.family = family
+
+    def collect(self) -> list[Metric]:
+        return [self.family]
 
 
 def signal_view(sig: SmartMoneySignal) -> dict[str, Any]:
@@ -43,7 +94,19 @@ class DaemonApiSource:
         self.d = daemon
         self.recent_signals: deque[SmartMoneySignal] = deque(maxlen=daemon.cfg.api.signals_kept)
         self.started = time.monotonic()
-        daemon.signal_hooks.append(self.recent_signals.append)
+        daemon.signal_hooks.append(self._on_signal)
+        self.signals_seen = 0
+        self._signals_sent = 0
+        self._last_whale: WhaleAlert | None = None
+        self.seq = 0
+        self.snapshot_cpu_ns = 0
+        """Trading-loop CPU time spent building snapshots, in total."""
+        self.slice_max_ns = 0
+        """The most CPU time of snapshot work between two yields to the loop."""
+
+    def _on_signal(self, signal: SmartMoneySignal) -> None:
+        self.recent_signals.append(signal)
+        self.signals_seen += 1
 
     # ---- helpers ------------------------------------------------------------------------
 
@@ -58,9 +121,6 @@ class DaemonApiSource:
         """The flow analyzer."""
         assert self.d.flow is not None  # noqa: S101
         return self.d.flow
-
-    def _chains(self, underlying: str | None) -> list[ChainState]:
-        return [c for c in self.book.chains if underlying is None or c.root == underlying]
 
     def _zone_rows(self, c: ChainState, each_side: int) -> list[int]:
         centre = c.spot if c.spot > 0 else c.forward
@@ -116,106 +176,19 @@ class DaemonApiSource:
             else None,
         }
 
-    def smart_money_metrics(self, underlying: str | None) -> dict[str, Any]:
-        """Per underlying: future flow, confluence, signal, zone contracts."""
-        out = {}
-        for c in self._chains(underlying):
-            det = self.d.detectors.get(c.root)
-            zone = [
-                self._contract(c, r) | self.flow.contract_metrics(c, r)
-                for r in self._zone_rows(c, 5)
-                if c.q[r, L.Q_TICKS] > 0
-            ]
-            out[c.root] = {
-                "spot": c.spot if math.isfinite(c.spot) else None,
-                "forward": round(c.forward, 4) if math.isfinite(c.forward) else None,
-                "future": self.flow.future_flow(c),
-                "confluence": self.flow.confluence[c.root].to_dict(),
-                "signal": signal_view(det.latest) if det and det.latest else None,
-                "zone": zone,
-            }
-        return {"underlyings": out}
-
-    def whale_alerts(
-        self, since_ns: int, limit: int, underlying: str | None
-    ) -> list[dict[str, Any]]:
-        """Whale prints newer than ``since_ns``."""
-        hits = [
-            w
-            for w in self.flow.whales
-            if w.ts > since_ns and (underlying is None or w.underlying == underlying)
-        ]
-        return [w.to_dict() for w in hits[-limit:]]
-
-    def order_flow(self, underlying: str | None, token: str | None) -> list[dict[str, Any]]:
-        """Order-flow metrics per contract."""
-        rows = []
-        for c in self._chains(underlying):
-            if token is not None:
-                row = c.row_by_token.get(token)
-                candidates = [row] if row is not None else []
-            else:
-                candidates = [L.ROW_FUTURE, *self._zone_rows(c, 5)]
-            for row in candidates:
-                if c.instruments[row] is None or c.q[row, L.Q_TICKS] == 0:
-                    continue
-                rows.append(
-                    {"underlying": c.root}
-                    | self._contract(c, row)
-                    | self.flow.contract_metrics(c, row)
-                )
-        return rows
-
-    def dark_pools(self, underlying: str | None) -> dict[str, Any]:
-        """Hidden-liquidity view."""
-        contracts = []
-        for c in self._chains(underlying):
-            for row in [L.ROW_FUTURE, *c.option_rows.tolist()]:
-                if c.instruments[row] is None or c.q[row, L.Q_TICKS] == 0:
-                    continue
-                m = self.flow.contract_metrics(c, row)
-                if not m["hidden_volume"]:
-                    continue
-                contracts.append(
-                    {"underlying": c.root}
-                    | self._contract(c, row)
-                    | {
-                        k: m[k]
-                        for k in (
-                            "hidden_volume",
-                            "hidden_bid",
-                            "hidden_ask",
-                            "hidden_share",
-                            "hidden_recent_share",
-                            "absorption",
-                        )
-                    }
-                )
-        contracts.sort(key=lambda x: -(x["hidden_volume"] or 0))
-        return {
-            "note": (
-                "NSE F&O has no dark pools; this is hidden (iceberg/replenished) liquidity: "
-                "volume that traded at a best level which survived, beyond what it showed"
-            ),
-            "hidden_events": self.flow.hidden_events,
-            "contracts": contracts,
-        }
-
     def correlation(self) -> dict[str, Any]:
         """Confluence per underlying."""
         return {"underlyings": {u: conf.to_dict() for u, conf in self.flow.confluence.items()}}
 
-    def chain(self, underlying: str) -> dict[str, Any] | None:
-        """Phase 2B view of one chain."""
-        chains = self._chains(underlying)
-        if not chains:
-            return None
-        c = chains[0]
+    async def _chain_view(self, c: ChainState, pace: _Pace) -> dict[str, Any]:
+        """Phase 2B view of one chain, a few rows per slice."""
         det: SmartMoneyDetector | None = self.d.detectors.get(c.root)
         enrich = [self._enrich(det)]
         strikes: dict[str, dict[str, Any]] = {}
-        for r in chain_rows(c, enrich):
-            strikes.setdefault(f"{r['strike']:g}", {})[r.pop("option_type")] = r
+        for start in range(L.ROW_FIRST_OPTION, c.n, CHAIN_ROWS_PER_SLICE):
+            for r in chain_rows(c, enrich, range(start, min(c.n, start + CHAIN_ROWS_PER_SLICE))):
+                strikes.setdefault(f"{r['strike']:g}", {})[r.pop("option_type")] = r
+            await pace()
         return {
             "underlying": c.root,
             "expiry": c.universe.expiry.isoformat(),
@@ -231,14 +204,119 @@ class DaemonApiSource:
 
         return add
 
-    def signals(self, since_ns: int, limit: int, underlying: str | None) -> list[dict[str, Any]]:
-        """Emitted signals newer than ``since_ns``."""
-        hits = [
-            s
-            for s in self.recent_signals
-            if s.ts > since_ns and (underlying is None or s.underlying == underlying)
-        ]
-        return [signal_view(s) for s in hits[-limit:]]
+    async def snapshot(self, full: bool = False, sections: Collection[Section] = ()) -> ApiSnapshot:
+        """What the read routes serve, as plain data, built in slices between engine batches.
+
+        The costly sections (a few ms each: every contract's flow metrics, the chain views,
+        the Prometheus text) are built only when asked for, and the work yields to the event
+        loop whenever a slice's budget is spent, so a packet waits for at most one slice,
+        never for the whole snapshot. Parts are therefore read a few batches apart; each part
+        is consistent on its own.
+
+        Args:
+            full: send every kept signal and whale print (a new API process), not only those
+                since the previous snapshot.
+            sections: the costly sections to include.
+        """
+        pace = _Pace(self)
+        self.seq += 1
+        chains = self.book.chains
+        # Each contract's metrics once per snapshot, shared by the two sections that show them.
+        rows: dict[tuple[str, int], dict[str, Any]] = {}
+        contracts = await self._contracts_section(pace, rows) if "contracts" in sections else None
+        zone = await self._zone_section(pace, rows) if "zone" in sections else None
+        views = None
+        if "chains" in sections:
+            views = {c.root: await self._chain_view(c, pace) for c in chains}
+        exposition = None
+        if "prometheus" in sections:
+            assert self.d.metrics is not None  # noqa: S101 — set before the API starts
+            parts = []
+            for family in self.d.metrics.registry.collect():
+                parts.append(generate_latest(_Families(family)))
+                await pace()
+            exposition = b"".join(parts)
+        # Signals and whale prints last, with no await between reading and marking them sent:
+        # an increment is exactly what the previous snapshot did not carry.
+        kept = list(self.recent_signals)
+        fresh = min(self.signals_seen - (0 if full else self._signals_sent), len(kept))
+        signals = [signal_view(s) for s in kept[len(kept) - fresh :]]
+        self._signals_sent = self.signals_seen
+        whales: list[dict[str, Any]] = []
+        for w in reversed(self.flow.whales):
+            if w is self._last_whale and not full:
+                break
+            whales.append(w.to_dict())
+        whales.reverse()
+        if self.flow.whales:
+            self._last_whale = self.flow.whales[-1]
+        ok, health = self.health()
+        status, correlation = self.status(), self.correlation()
+        pace.done()
+        return ApiSnapshot(
+            seq=self.seq,
+            full=full,
+            underlyings=[c.root for c in chains],
+            status=status,
+            healthy=ok,
+            health=health,
+            hidden_events=self.flow.hidden_events,
+            correlation=correlation,
+            signals=signals,
+            whales=whales,
+            zone=zone,
+            contracts=contracts,
+            chains=views,
+            prometheus=exposition,
+        )
+
+    def _row(
+        self, c: ChainState, row: int, done: dict[tuple[str, int], dict[str, Any]]
+    ) -> dict[str, Any]:
+        key = (c.root, row)
+        if key not in done:
+            done[key] = self._contract(c, row) | self.flow.contract_metrics(c, row)
+        return done[key]
+
+    async def _zone_section(
+        self, pace: _Pace, done: dict[tuple[str, int], dict[str, Any]]
+    ) -> dict[str, Any]:
+        """Per underlying: the metrics view and the default order-flow rows."""
+        out = {}
+        for c in self.book.chains:
+            rows = {}
+            for row in [L.ROW_FUTURE, *self._zone_rows(c, 5)]:
+                if c.instruments[row] is None or c.q[row, L.Q_TICKS] == 0:
+                    continue
+                rows[row] = self._row(c, row, done)
+                await pace()
+            det = self.d.detectors.get(c.root)
+            out[c.root] = {
+                "metrics": {
+                    "spot": c.spot if math.isfinite(c.spot) else None,
+                    "forward": round(c.forward, 4) if math.isfinite(c.forward) else None,
+                    "future": self.flow.future_flow(c),
+                    "confluence": self.flow.confluence[c.root].to_dict(),
+                    "signal": signal_view(det.latest) if det and det.latest else None,
+                    "zone": [m for row, m in rows.items() if row != L.ROW_FUTURE],
+                },
+                "order_flow": [{"underlying": c.root} | m for m in rows.values()],
+            }
+            await pace()
+        return out
+
+    async def _contracts_section(
+        self, pace: _Pace, done: dict[tuple[str, int], dict[str, Any]]
+    ) -> list[dict[str, Any]]:
+        """Every traded contract with its identity and flow metrics."""
+        contracts = []
+        for c in self.book.chains:
+            for row in [L.ROW_FUTURE, *c.option_rows.tolist()]:
+                if c.instruments[row] is None or c.q[row, L.Q_TICKS] == 0:
+                    continue
+                contracts.append({"underlying": c.root} | self._row(c, row, done))
+                await pace()
+        return contracts
 
     def health(self) -> tuple[bool, dict[str, Any]]:
         """(healthy, details)."""
@@ -265,11 +343,6 @@ class DaemonApiSource:
             if d.trading.broker.auth_failed:
                 problems.append(f"broker login refused: {d.trading.broker.auth_failed}")
         return not problems, {"problems": problems, "ready": d.ready.is_set()}
-
-    def prometheus(self) -> bytes:
-        """Prometheus text exposition."""
-        assert self.d.metrics is not None  # noqa: S101
-        return self.d.metrics.exposition()
 
     async def kill(self, reason: str, source: str) -> dict[str, Any]:
         """Trip the kill switch."""

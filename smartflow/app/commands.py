@@ -56,12 +56,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     except ConfigError as e:
         return _fail(e)
     creds = load_credentials()
-    secrets = [
-        s.reveal()
-        for s in (creds.api_key, creds.client_code, creds.pin, creds.totp_secret, creds.kill_token)
-        if s
-    ]
-    applog.configure(args.log_format or cfg.log.format, cfg.log.level, secrets)
+    applog.configure(args.log_format or cfg.log.format, cfg.log.level, creds.values())
     log = structlog.get_logger()
     opts = RunOptions(
         live=args.live, record=Path(args.record) if args.record else None, duration=args.duration
@@ -224,6 +219,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
         rates = tuple(args.rate) if args.rate else (1000, 2000, 5000, 10000, 20000)
         print(run_e2e_bench(rates, args.seconds))
+    elif which == "api":
+        from smartflow.bench.api import run_api_bench
+
+        print(run_api_bench(args.rate, args.seconds, args.rounds, args.clients, args.client_nice))
     elif which == "all":
         from smartflow.bench.all import run_all
 

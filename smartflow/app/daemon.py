@@ -29,7 +29,7 @@ import structlog
 
 from smartflow.analytics.detectors import SmartMoneyDetector
 from smartflow.analytics.flow import FlowAnalyzer
-from smartflow.api.server import ApiServer
+from smartflow.app.apiprocess import ApiProcess
 from smartflow.app.apisource import DaemonApiSource
 from smartflow.app.engine import Engine
 from smartflow.app.health import feed_health
@@ -131,7 +131,7 @@ class Daemon:
         self._feed_relogin_hook: AuthFailureHook | None = None
         self.flow: FlowAnalyzer | None = None
         self.metrics: Metrics | None = None
-        self.api: ApiServer | None = None
+        self.api: ApiProcess | None = None
         self.kernels_warm = False
         self.notifier = Notifier()
         self._last_stale: list[str] = []
@@ -246,6 +246,7 @@ class Daemon:
         self.log.info(
             "daemon.starting", mode=cfg.mode, config_sha=fingerprint(cfg), pid=os.getpid()
         )
+        self._check_api_exposure()
         if cfg.mode == "sim" and not cfg.sim.external_url:
             check_roots(cfg.market.underlyings)
         # Before the slow warm-up: a state_dir that cannot hold the journal fails at once.
@@ -366,13 +367,10 @@ class Daemon:
         self._spawn("orders", self.trading.router.run())
         self._spawn("loop-lag", self.metrics.watch_loop_lag())
         if cfg.api.enabled:
-            self.api = ApiServer(
-                cfg.api, DaemonApiSource(self), self.creds.kill_token, self.log.bind(stage="api")
+            self.api = ApiProcess(
+                cfg, DaemonApiSource(self), self.creds, self.log.bind(stage="api")
             )
-            try:
-                await self.api.start()
-            except OSError as e:
-                raise FatalError(f"api.listen {cfg.api.listen}: {e.strerror or e}") from None
+            await self.api.start()
         self._spawn(
             "stats", StatsReporter(self.stats_sources, cfg.log.stats_interval_s, self.log).run()
         )
@@ -386,6 +384,23 @@ class Daemon:
         # start before the open.
         self.notifier.notify("READY=1", f"STATUS={self.status_line()}")
         self._spawn("health", self._health_loop())
+
+    def _check_api_exposure(self) -> None:
+        """A non-loopback ``[api] listen`` needs the API token, and is said out loud."""
+        api = self.cfg.api
+        if not api.enabled or api.loopback():
+            return
+        if not self.creds.api_token:
+            raise FatalError(
+                f"api.listen = {api.listen!r} is not a loopback address: refusing to serve it "
+                "without the api_token credential ($CREDENTIALS_DIRECTORY/api_token or "
+                "SMARTFLOW_API_TOKEN)"
+            )
+        self.log.warning(
+            "api.exposed",
+            listen=api.listen,
+            note="not loopback: every route needs Authorization: Bearer <api_token>",
+        )
 
     async def _until_ready(self) -> None:
         assert self.feed is not None  # noqa: S101 — set by start()

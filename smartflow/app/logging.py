@@ -6,8 +6,14 @@ Redaction runs after exceptions are formatted, so tracebacks are scrubbed too. I
   password, authorization, api key, secret). The bare key ``token`` is the instrument token all
   over this code base (design.md §6 binds it as context), so it is kept when it is a plain
   number and redacted otherwise;
-* ``Bearer …`` credentials and JWT-shaped strings anywhere in any string value;
+* ``Bearer …`` credentials, ``Authorization: …`` header values and JWT-shaped strings anywhere
+  in any string value;
 * the exact values of the credentials loaded at start (``secrets``), wherever they appear.
+
+Libraries that log through the standard ``logging`` module (aiohttp, asyncio, websockets) are
+routed through the same processors, so their lines (aiohttp quotes a bad request's bytes,
+headers included) are redacted and rendered like ours. The API process's aiohttp logs come
+to the daemon's logger over its channel (smartflow.api.worker) and take the same path.
 """
 
 from __future__ import annotations
@@ -29,6 +35,9 @@ _SECRET_KEY = re.compile(
     re.IGNORECASE,
 )
 _BEARER = re.compile(r"(Bearer\s+)[^\s'\",]+", re.IGNORECASE)
+_AUTH_HEADER = re.compile(
+    r"(Authorization['\"]?\s*[:=]\s*(?:[A-Za-z]+\s+)?)[^\s'\",]+", re.IGNORECASE
+)
 _JWT = re.compile(r"eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*")
 _NUMERIC = re.compile(r"^\d{1,25}$")
 
@@ -53,6 +62,7 @@ class Redactor:
             if s in text:
                 text = text.replace(s, REDACTED)
         text = _BEARER.sub(r"\1" + REDACTED, text)
+        text = _AUTH_HEADER.sub(r"\1" + REDACTED, text)
         return _JWT.sub(REDACTED, text)
 
     def _value(self, key: str, value: Any) -> Any:
@@ -77,6 +87,20 @@ class Redactor:
         for key in list(event):
             event[key] = self._value(key, event[key])
         return event
+
+
+class StdlibBridge(logging.Handler):
+    """Sends ``logging`` records through structlog (and so through the redactor)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Log ``record`` as a structlog event named after its logger."""
+        try:
+            log = structlog.get_logger(record.name)
+            level = record.levelname.lower()
+            method = getattr(log, level if level in LEVELS else "error")
+            method(record.getMessage(), logger=record.name, exc_info=record.exc_info or None)
+        except Exception:  # a handler must never raise into the library that logged
+            self.handleError(record)
 
 
 def _json_renderer(as_text: bool) -> Any:
@@ -131,6 +155,10 @@ def configure(
     else:
         processors = [*shared, structlog.dev.ConsoleRenderer(colors=out.isatty())]
         factory = structlog.PrintLoggerFactory(out)
+    root = logging.getLogger()
+    root.handlers = [h for h in root.handlers if not isinstance(h, StdlibBridge)]
+    root.addHandler(StdlibBridge())
+    root.setLevel(max(LEVELS[level], logging.WARNING))
     structlog.configure(
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(LEVELS[level]),

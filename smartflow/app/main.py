@@ -136,6 +136,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="packets/s (repeatable; default 1k 2k 5k 10k 20k)",
     )
     e2e.add_argument("--seconds", type=float, default=8.0, help="measured per rate")
+    api = bench_sub.add_parser("api", help="tick → decision with and without 200 API clients")
+    api.add_argument("--rate", type=float, default=2000.0, help="packets/s fed to the daemon")
+    api.add_argument("--seconds", type=float, default=6.0, help="per quiet or loaded phase")
+    api.add_argument("--rounds", type=int, default=3, help="(quiet, loaded) pairs per daemon")
+    api.add_argument("--clients", type=int, default=200, help="concurrent API clients")
+    api.add_argument(
+        "--client-nice", type=int, default=0, help="run the clients this many nice steps lower"
+    )
     bench_sub.add_parser("all", help="every yardstick, one Markdown report")
     return parser
 

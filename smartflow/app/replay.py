@@ -65,11 +65,16 @@ def _r(x: float, nd: int) -> float | None:
     return round(x, nd) if math.isfinite(x) else None
 
 
-def chain_rows(c: ChainState, enrich: list[RowEnricher]) -> list[dict[str, Any]]:
-    """One dict per option that has traded or quoted, in chain order (design.md §4.2 fields)."""
+def chain_rows(
+    c: ChainState, enrich: list[RowEnricher], rows_of: range | None = None
+) -> list[dict[str, Any]]:
+    """One dict per option that has traded or quoted, in chain order (design.md §4.2 fields).
+
+    ``rows_of`` limits it to some rows (the API builds its view a few rows at a time).
+    """
     rows = []
     q, f = c.q, c.f
-    for row in range(L.ROW_FIRST_OPTION, c.n):
+    for row in range(L.ROW_FIRST_OPTION, c.n) if rows_of is None else rows_of:
         if q[row, L.Q_TICKS] == 0:
             continue
         inst = c.instruments[row]

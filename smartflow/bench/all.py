@@ -6,6 +6,7 @@ import os
 import platform
 import time
 
+from smartflow.bench.api import run_api_bench
 from smartflow.bench.decode import run_decode_bench
 from smartflow.bench.detectors import run_detectors_bench
 from smartflow.bench.e2e import run_e2e_bench
@@ -14,7 +15,7 @@ from smartflow.bench.replay import run_replay_bench
 
 
 def run_all() -> str:
-    """Run decode, greeks, detectors, replay and e2e; return the combined report."""
+    """Run decode, greeks, detectors, replay, e2e and api; return the combined report."""
     t0 = time.perf_counter()
     parts = [
         ("Decode", run_decode_bench()),
@@ -22,6 +23,7 @@ def run_all() -> str:
         ("Detectors", run_detectors_bench()),
         ("Replay", run_replay_bench()),
         ("End to end", run_e2e_bench()),
+        ("API under load", run_api_bench()),
     ]
     cpu = platform.processor() or platform.machine()
     head = (

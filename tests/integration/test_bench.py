@@ -11,6 +11,7 @@ import re
 
 import pytest
 
+from smartflow.bench.api import run_api_bench
 from smartflow.bench.decode import run_decode_bench
 from smartflow.bench.detectors import run_detectors_bench
 from smartflow.bench.e2e import run_e2e_bench
@@ -80,3 +81,20 @@ def test_e2e_bench_measures_every_latency() -> None:
     assert _numbers(at_rate[5])[-1] > 100
     assert _numbers(at_rate[6])[-1] >= 2
     assert "(4 s at 1,000/s)" in report
+
+
+def test_api_bench_measures_both_phases_of_both_daemons() -> None:
+    report = run_api_bench(rate=1_000, seconds=2.0, rounds=1, clients=20)
+    rows = _rows(report)
+    assert [r[0] for r in rows] == ["default limits", "limits lifted"]
+    for row in rows:
+        # tick → decision has samples in the quiet and the loaded phase (p50 / p99 (n)).
+        assert _numbers(row[1])[-1] > 100, row
+        assert _numbers(row[2])[-1] > 100, row
+        # The clients were answered, and the trading loop kept publishing snapshots.
+        assert "200: " in row[5], row
+        assert "errors" not in row[5], row
+        assert _numbers(row[6])[0] > 0, row
+        # The trading loop's snapshot work was measured in both kinds of phase.
+        assert row[7].count("ms/s") == 2, row
+    assert "goal p99 delta < 1 ms: default limits: " in report

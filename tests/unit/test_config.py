@@ -9,6 +9,7 @@ import pytest
 
 from smartflow.config import (
     SECRET_NAMES,
+    ApiConfig,
     Config,
     Credentials,
     Secret,
@@ -274,3 +275,29 @@ def test_redacted_says_set_or_missing_only(tmp_path: Path) -> None:
     assert red["pin"] == "missing"
     assert set(red.values()) <= {"set", "missing"}
     assert "abcdef123" not in repr(red)
+
+
+@pytest.mark.parametrize(
+    ("listen", "loopback"),
+    [
+        ("127.0.0.1:8321", True),
+        ("127.5.6.7:1", True),
+        ("localhost:8321", True),
+        ("[::1]:8321", True),
+        ("0.0.0.0:8321", False),
+        ("[::]:8321", False),
+        ("10.0.0.5:8321", False),
+        ("my-host:8321", False),
+    ],
+)
+def test_api_listen_loopback(listen: str, loopback: bool) -> None:
+    assert ApiConfig(listen=listen).loopback() is loopback
+
+
+def test_api_token_is_a_credential_never_shown() -> None:
+    creds = load_credentials({"SMARTFLOW_API_TOKEN": "tok-123456"})
+    assert creds.api_token is not None
+    assert creds.api_token.reveal() == "tok-123456"
+    assert "tok-123456" in creds.values()
+    assert creds.redacted()["api_token"] == "set"
+    assert "tok-123456" not in repr(creds)

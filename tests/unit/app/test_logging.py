@@ -88,6 +88,20 @@ def test_bearer_and_jwt_are_scrubbed_inside_strings() -> None:
     assert out["tries"] == [f"Bearer {REDACTED}", "plain"]
 
 
+def test_authorization_header_values_are_scrubbed_inside_strings() -> None:
+    # As aiohttp quotes a request it could not parse (no Bearer scheme to go by).
+    out = _redact(
+        {
+            "event": "bad request",
+            "detail": "Invalid header value char: b'Authorization: s3cr3t-value\\x01'",
+            "other": "Authorization=Basic dXNlcjpwYXNz, then",
+        }
+    )
+    assert "s3cr3t" not in out["detail"]
+    assert out["detail"].startswith(f"Invalid header value char: b'Authorization: {REDACTED}")
+    assert out["other"] == f"Authorization=Basic {REDACTED}, then"
+
+
 def test_registered_secrets_are_scrubbed_anywhere() -> None:
     secrets = ("S1234567", "S1234567-long-api-key", "abc")
     out = _redact(
