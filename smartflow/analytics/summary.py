@@ -1,0 +1,473 @@
+"""The chain summary every Indian option-chain screen shows, computed at each bar close.
+
+Per underlying and expiry: PCR (OI, volume, ΔOI; chain and per strike), max pain and its pain
+curve, OI walls, ΔOI since the previous session's close (or the day's first print, and it says
+which), dealer gamma exposure per strike with its total and the zero-gamma level, ATM IV at the
+forward, 25-delta risk reversal and butterfly, the smile by strike and by delta, the ATM straddle
+and the expected move, and IV rank / percentile over stored daily ATM-IV closes. Definitions are
+in ``smartflow.kernels.summary`` (and, for traders, in the README).
+
+Cost at a bar close: one kernel call per chain and two small array copies into an immutable
+``SummarySnapshot`` — nothing else. The msgspec ``ChainSummary`` (rounded, JSON-ready) and the
+zero-gamma search are built from a snapshot only when something reads it (the API, a replay
+line, a history row) and cached on it. A snapshot never changes after it is made, so any thread
+may read it.
+
+ΔOI baselines. The previous session's close when known: ``set_prev_close`` (the daemon loads the
+previous day's record from ``state_dir``), or the last bar close before an IST date change when
+a session (or a tape) runs across midnight. Otherwise the contract's first print of the day.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+import numpy as np
+
+from smartflow.chain.state import ChainBook, ChainState
+from smartflow.core.timeutil import NS_PER_S, SECONDS_PER_YEAR
+from smartflow.kernels import layout as L, summary as ks
+
+
+IST_OFFSET_NS = (5 * 3600 + 30 * 60) * NS_PER_S
+DAY_NS = 86_400 * NS_PER_S
+IV_RANK_MIN_SESSIONS = 20
+IV_RANK_MAX_SESSIONS = 252
+
+
+def ist_day_index(ns: int) -> int:
+    """Days since 1970-01-01 of the IST date of ``ns`` (integer arithmetic: no datetime)."""
+    return (ns + IST_OFFSET_NS) // DAY_NS
+
+
+class Pcr(msgspec.Struct, frozen=True, kw_only=True):
+    """Put-call ratios: Σ put ÷ Σ call (null when the call side is 0)."""
+
+    oi: float | None
+    volume: float | None
+    oi_change: float | None
+
+
+class Totals(msgspec.Struct, frozen=True, kw_only=True):
+    """Chain totals (units: contracts × lot)."""
+
+    ce_oi: int
+    pe_oi: int
+    ce_oi_change: int
+    pe_oi_change: int
+    ce_volume: int
+    pe_volume: int
+
+
+class MaxPain(msgspec.Struct, frozen=True, kw_only=True):
+    """The settlement strike that pays option holders least, and that payout in rupees."""
+
+    strike: float | None
+    payout: float | None
+
+
+class Wall(msgspec.Struct, frozen=True, kw_only=True):
+    """A strike and the OI (or ΔOI) that makes it a wall."""
+
+    strike: float | None
+    value: int | None
+
+
+class Walls(msgspec.Struct, frozen=True, kw_only=True):
+    """Largest call OI (resistance), put OI (support), and the same by OI added today."""
+
+    resistance: Wall
+    support: Wall
+    resistance_added: Wall
+    support_added: Wall
+
+
+class Gex(msgspec.Struct, frozen=True, kw_only=True):
+    """Dealer gamma exposure, rupees per 1 % move (calls +, puts −)."""
+
+    total: float | None
+    zero_gamma: float | None
+    contracts_without_gamma: int
+
+
+class Volatility(msgspec.Struct, frozen=True, kw_only=True):
+    """ATM IV, skew, straddle and expected move (IVs as fractions)."""
+
+    atm_iv: float | None
+    atm_strike: float | None
+    straddle: float | None
+    expected_move_straddle: float | None
+    expected_move_sigma: float | None
+    rr_25d: float | None
+    bf_25d: float | None
+    iv_25d_call: float | None
+    iv_25d_put: float | None
+    iv_10d_call: float | None
+    iv_10d_put: float | None
+
+
+class IvRank(msgspec.Struct, frozen=True, kw_only=True):
+    """ATM IV against stored daily ATM-IV closes (percent; null until enough sessions)."""
+
+    status: str  # "ok" | "insufficient_history"
+    sessions: int
+    iv_rank: float | None = None
+    iv_percentile: float | None = None
+    low: float | None = None
+    high: float | None = None
+
+
+class StrikeSummary(msgspec.Struct, frozen=True, kw_only=True):
+    """One strike: OI, ΔOI, volume, PCRs, pain, GEX, the smile."""
+
+    strike: float
+    ce_oi: int
+    pe_oi: int
+    ce_oi_change: int
+    pe_oi_change: int
+    ce_volume: int
+    pe_volume: int
+    pcr_oi: float | None
+    pcr_volume: float | None
+    pcr_oi_change: float | None
+    pain: float
+    gex: float
+    ce_iv: float | None
+    pe_iv: float | None
+    iv: float | None
+    call_delta: float | None
+    ce_price: float | None
+    pe_price: float | None
+
+
+class ChainSummary(msgspec.Struct, frozen=True, kw_only=True):
+    """The chain summary of one underlying and expiry at one instant (API and replay keys)."""
+
+    underlying: str
+    expiry: str
+    ts_ns: int
+    spot: float | None
+    forward: float | None
+    t_years: float | None
+    strikes_seen: int
+    pcr: Pcr
+    totals: Totals
+    doi_basis: str  # "prev_close" | "first_print"
+    doi_first_print_contracts: int
+    doi_prev_close_contracts: int
+    max_pain: MaxPain
+    walls: Walls
+    gex: Gex
+    volatility: Volatility
+    iv_rank: IvRank
+    strikes: list[StrikeSummary]
+
+
+def _r(x: float, nd: int) -> float | None:
+    return round(float(x), nd) if math.isfinite(x) else None
+
+
+def _i(x: float) -> int:
+    return int(x) if math.isfinite(x) else 0
+
+
+def iv_rank(current: float, closes: Sequence[float]) -> IvRank:
+    """IV rank and percentile of ``current`` over the last daily closes (today excluded).
+
+    IV rank = 100 · (current − min) / (max − min); IV percentile = 100 · share of closes strictly
+    below current. Both over the most recent ``IV_RANK_MAX_SESSIONS`` closes, and only once there
+    are ``IV_RANK_MIN_SESSIONS`` of them.
+    """
+    window = [c for c in closes if math.isfinite(c)][-IV_RANK_MAX_SESSIONS:]
+    if len(window) < IV_RANK_MIN_SESSIONS or not math.isfinite(current):
+        return IvRank(status="insufficient_history", sessions=len(window))
+    lo, hi = min(window), max(window)
+    rank = 100.0 * (current - lo) / (hi - lo) if hi > lo else 50.0
+    pct = 100.0 * sum(1 for c in window if c < current) / len(window)
+    return IvRank(
+        status="ok",
+        sessions=len(window),
+        iv_rank=round(rank, 2),
+        iv_percentile=round(pct, 2),
+        low=round(lo, 6),
+        high=round(hi, 6),
+    )
+
+
+@dataclass(frozen=True)
+class SummarySnapshot:
+    """What the kernel produced at one instant; immutable (read-only arrays)."""
+
+    underlying: str
+    expiry: str
+    ts_ns: int
+    forward: float
+    spot: float
+    t_years: float
+    rate: float
+    per_strike: np.ndarray  # float64[m, ks.NK]
+    scalars: np.ndarray  # float64[ks.NSUM]
+    iv_closes: Sequence[float] = ()
+    _cache: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    def scalar(self, col: int) -> float:
+        """One ``ks.S_*`` value."""
+        return float(self.scalars[col])
+
+    def zero_gamma(self) -> float:
+        """The zero-gamma level (computed on first use)."""
+        z = self._cache.get("zero_gamma")
+        if z is None:
+            k = self.per_strike
+            z = float(
+                ks.zero_gamma(k, k.shape[0], self.forward, self.spot, self.t_years, self.rate)
+            )
+            self._cache["zero_gamma"] = z
+        return float(z)
+
+    def to_struct(self) -> ChainSummary:
+        """The JSON-ready ``ChainSummary`` (built on first use)."""
+        s = self._cache.get("struct")
+        if s is None:
+            s = self._build()
+            self._cache["struct"] = s
+        assert isinstance(s, ChainSummary)  # noqa: S101 — the cache holds only this
+        return s
+
+    def _build(self) -> ChainSummary:
+        sv = self.scalars
+        strikes = []
+        for o in self.per_strike:
+            if o[ks.K_SEEN] == 0.0:
+                continue
+            strikes.append(
+                StrikeSummary(
+                    strike=float(o[ks.K_STRIKE]),
+                    ce_oi=_i(o[ks.K_CE_OI]),
+                    pe_oi=_i(o[ks.K_PE_OI]),
+                    ce_oi_change=_i(o[ks.K_CE_DOI]),
+                    pe_oi_change=_i(o[ks.K_PE_DOI]),
+                    ce_volume=_i(o[ks.K_CE_VOL]),
+                    pe_volume=_i(o[ks.K_PE_VOL]),
+                    pcr_oi=_r(o[ks.K_PCR_OI], 4),
+                    pcr_volume=_r(o[ks.K_PCR_VOL], 4),
+                    pcr_oi_change=_r(o[ks.K_PCR_DOI], 4),
+                    pain=round(float(o[ks.K_PAIN]), 2),
+                    gex=round(float(o[ks.K_GEX]), 2),
+                    ce_iv=_r(o[ks.K_CE_IV], 6),
+                    pe_iv=_r(o[ks.K_PE_IV], 6),
+                    iv=_r(o[ks.K_IV], 6),
+                    call_delta=_r(o[ks.K_CALL_DELTA], 6),
+                    ce_price=_r(o[ks.K_CE_PRICE], 4),
+                    pe_price=_r(o[ks.K_PE_PRICE], 4),
+                )
+            )
+        prev = _i(sv[ks.S_PREV_CLOSE])
+
+        def wall(strike_col: int) -> Wall:
+            v = float(sv[strike_col + 1])
+            return Wall(strike=_r(sv[strike_col], 2), value=int(v) if math.isfinite(v) else None)
+
+        atm = float(sv[ks.S_ATM_IV])
+        return ChainSummary(
+            underlying=self.underlying,
+            expiry=self.expiry,
+            ts_ns=self.ts_ns,
+            spot=_r(self.spot, 2),
+            forward=_r(self.forward, 4),
+            t_years=_r(self.t_years, 8),
+            strikes_seen=_i(sv[ks.S_STRIKES]),
+            pcr=Pcr(
+                oi=_r(sv[ks.S_PCR_OI], 4),
+                volume=_r(sv[ks.S_PCR_VOL], 4),
+                oi_change=_r(sv[ks.S_PCR_DOI], 4),
+            ),
+            totals=Totals(
+                ce_oi=_i(sv[ks.S_CE_OI]),
+                pe_oi=_i(sv[ks.S_PE_OI]),
+                ce_oi_change=_i(sv[ks.S_CE_DOI]),
+                pe_oi_change=_i(sv[ks.S_PE_DOI]),
+                ce_volume=_i(sv[ks.S_CE_VOL]),
+                pe_volume=_i(sv[ks.S_PE_VOL]),
+            ),
+            doi_basis="prev_close" if prev > 0 else "first_print",
+            doi_first_print_contracts=_i(sv[ks.S_FIRST_PRINT]),
+            doi_prev_close_contracts=prev,
+            max_pain=MaxPain(
+                strike=_r(sv[ks.S_MAX_PAIN], 2), payout=_r(sv[ks.S_MAX_PAIN_PAYOUT], 2)
+            ),
+            walls=Walls(
+                resistance=wall(ks.S_CE_WALL),
+                support=wall(ks.S_PE_WALL),
+                resistance_added=wall(ks.S_CE_DOI_WALL),
+                support_added=wall(ks.S_PE_DOI_WALL),
+            ),
+            gex=Gex(
+                total=_r(sv[ks.S_GEX], 2),
+                zero_gamma=_r(self.zero_gamma(), 2),
+                contracts_without_gamma=_i(sv[ks.S_GEX_MISSING]),
+            ),
+            volatility=Volatility(
+                atm_iv=_r(atm, 6),
+                atm_strike=_r(sv[ks.S_ATM_STRIKE], 2),
+                straddle=_r(sv[ks.S_STRADDLE], 4),
+                expected_move_straddle=_r(sv[ks.S_STRADDLE], 4),
+                expected_move_sigma=_r(sv[ks.S_EM_SIGMA], 4),
+                rr_25d=_r(sv[ks.S_RR25], 6),
+                bf_25d=_r(sv[ks.S_BF25], 6),
+                iv_25d_call=_r(sv[ks.S_IV_25C], 6),
+                iv_25d_put=_r(sv[ks.S_IV_25P], 6),
+                iv_10d_call=_r(sv[ks.S_IV_10C], 6),
+                iv_10d_put=_r(sv[ks.S_IV_10P], 6),
+            ),
+            iv_rank=iv_rank(atm, self.iv_closes),
+            strikes=strikes,
+        )
+
+
+class ChainSummarizer:
+    """The summary state of one chain: ΔOI baselines, kernel buffers, the latest snapshot."""
+
+    def __init__(self, chain: ChainState) -> None:
+        self.chain = chain
+        u = chain.universe
+        rows = np.full((len(u.strikes_paise), 2), -1, np.int64)
+        for i, k in enumerate(u.strikes_paise):
+            for side, book in enumerate((u.calls, u.puts)):
+                inst = book.get(k)
+                if inst is not None:
+                    rows[i, side] = chain.row_by_token[inst.token]
+        self.rows = rows
+        self.base = np.full((chain.n, ks.NBASE), np.nan)
+        self.base[:, ks.B_SRC] = ks.SRC_NONE
+        self.out_k, self.out_s = ks.new_outputs(rows.shape[0])
+        self.p = np.zeros(ks.NPARAM)
+        self.expiry = u.expiry.isoformat()
+        self.day = -1
+        self.latest: SummarySnapshot | None = None
+        self.iv_closes: tuple[float, ...] = ()
+
+    def set_prev_close(self, oi_by_token: Mapping[str, int]) -> int:
+        """Use these closing OIs as ΔOI baselines; returns how many contracts matched."""
+        hits = 0
+        for token, oi in sorted(oi_by_token.items()):
+            row = self.chain.row_by_token.get(token)
+            if row is None or row < L.ROW_FIRST_OPTION:
+                continue
+            self.base[row, ks.B_OI] = float(oi)
+            self.base[row, ks.B_SRC] = ks.SRC_PREV_CLOSE
+            hits += 1
+        return hits
+
+    def closing_oi(self) -> dict[str, int]:
+        """Token → OI at the last bar close (what tomorrow's ΔOI is measured from)."""
+        out = {}
+        for row in range(L.ROW_FIRST_OPTION, self.chain.n):
+            v = self.base[row, ks.B_LAST_OI]
+            inst = self.chain.instruments[row]
+            if inst is not None and math.isfinite(v):
+                out[inst.token] = int(v)
+        return out
+
+    def roll_day(self, day: int) -> bool:
+        """At the first bar close of a new IST date: yesterday's last OI becomes the baseline."""
+        if self.day == day:
+            return False
+        rolled = self.day >= 0
+        self.day = day
+        if rolled:
+            last = self.base[:, ks.B_LAST_OI].copy()
+            known = np.isfinite(last)
+            self.base[:, ks.B_OI] = np.where(known, last, np.nan)
+            self.base[:, ks.B_SRC] = np.where(known, ks.SRC_PREV_CLOSE, ks.SRC_NONE)
+            self.base[:, ks.B_LAST_OI] = np.nan
+        return rolled
+
+    def compute(self, t_ns: int, slot: int) -> SummarySnapshot:
+        """Run the kernel on the chain as last priced (at ``t_ns``); keep and return a snapshot.
+
+        ``slot``: ring slot of the bar that closed at ``t_ns``, or -1 inside an open bar.
+        """
+        c = self.chain
+        p = self.p
+        fwd = c.forward
+        spot = c.spot
+        t = (c.universe.expiry_ns - t_ns) / NS_PER_S / SECONDS_PER_YEAR
+        p[ks.P_FORWARD] = fwd
+        p[ks.P_SPOT] = spot
+        p[ks.P_T] = t
+        p[ks.P_SLOT] = slot
+        ks.summarize(c.q, c.f, c.bars, self.rows, self.base, p, self.out_k, self.out_s)
+        per_strike = self.out_k.copy()
+        scalars = self.out_s.copy()
+        per_strike.flags.writeable = False
+        scalars.flags.writeable = False
+        snap = SummarySnapshot(
+            underlying=c.root,
+            expiry=self.expiry,
+            ts_ns=t_ns,
+            forward=fwd,
+            spot=spot,
+            t_years=t,
+            rate=c.model.rate,
+            per_strike=per_strike,
+            scalars=scalars,
+            iv_closes=self.iv_closes,
+        )
+        self.latest = snap
+        return snap
+
+
+SnapshotHook = Callable[[SummarySnapshot, bool], None]  # (snapshot, at a bar close)
+
+
+class ChainSummaries:
+    """Every chain's summarizer, run after each bar close (off the path to an order intent)."""
+
+    def __init__(self, book: ChainBook) -> None:
+        self.book = book
+        self.by_root = {c.root: ChainSummarizer(c) for c in book.chains}
+        # Called with each new snapshot (history, metrics); at bar closes and snapshots alike.
+        self.on_snapshot: list[SnapshotHook] = []
+        # Called with (root, day index that ended, token → closing OI) when a date rolls over.
+        self.on_day_close: list[Callable[[str, int, dict[str, int]], None]] = []
+        self.compute_ns = 0
+
+    def attach(self) -> None:
+        """Run after every bar close of the book."""
+        self.book.after_bar.append(self.on_bar)
+
+    def on_bar(self, bar_end_ns: int, seq: int) -> None:
+        """Summarize every chain at the bar that just closed."""
+        day = ist_day_index(bar_end_ns - 1)
+        slot = seq % L.RING
+        for root in sorted(self.by_root):
+            s = self.by_root[root]
+            if s.day != day:
+                ended = s.day
+                closing = s.closing_oi() if ended >= 0 else {}
+                if s.roll_day(day):
+                    for hook in self.on_day_close:
+                        hook(root, ended, closing)
+            snap = s.compute(bar_end_ns, slot)
+            for h in self.on_snapshot:
+                h(snap, True)
+
+    def snapshot(self, t_ns: int) -> list[SummarySnapshot]:
+        """Summaries at ``t_ns`` inside the open bar (the chains priced at ``t_ns`` already)."""
+        out = []
+        for root in sorted(self.by_root):
+            snap = self.by_root[root].compute(t_ns, -1)
+            out.append(snap)
+            for h in self.on_snapshot:
+                h(snap, False)
+        return out
+
+    def latest(self, root: str) -> SummarySnapshot | None:
+        """The newest snapshot of ``root`` (None before the first bar close)."""
+        s = self.by_root.get(root)
+        return s.latest if s is not None else None
