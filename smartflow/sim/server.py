@@ -269,11 +269,12 @@ class SimServer:
                 await self._fan_out(token, frame)
 
     async def _fan_out(self, token: str, frame: bytes) -> None:
-        for conn in self.connections:
+        # Snapshots of both: a client's (un)subscribe can land while a send awaits.
+        for conn in tuple(self.connections):
             modes = conn.tokens.get(token)
             if not modes or conn.ws.closed:
                 continue
-            for mode in modes:
+            for mode in tuple(modes):
                 if not await self._send(conn, mode, frame):
                     break
 
