@@ -142,6 +142,8 @@ class StrikeSummary(msgspec.Struct, frozen=True, kw_only=True):
     call_delta: float | None
     ce_price: float | None
     pe_price: float | None
+    ce_ltp: float | None
+    pe_ltp: float | None
 
 
 class ChainSummary(msgspec.Struct, frozen=True, kw_only=True):
@@ -264,6 +266,8 @@ class SummarySnapshot:
                     call_delta=_r(o[ks.K_CALL_DELTA], 6),
                     ce_price=_r(o[ks.K_CE_PRICE], 4),
                     pe_price=_r(o[ks.K_PE_PRICE], 4),
+                    ce_ltp=_r(o[ks.K_CE_LTP], 2),
+                    pe_ltp=_r(o[ks.K_PE_LTP], 2),
                 )
             )
         prev = _i(sv[ks.S_PREV_CLOSE])

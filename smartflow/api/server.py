@@ -11,6 +11,8 @@ Routes (all JSON via msgspec, except ``/metrics``):
 ``GET /api/smart-money/correlation``   flow ↔ signal confluence and execution recommendation
 ``GET /api/smart-money/status``        stages, counters, uptime
 ``GET /api/chain/{underlying}``        the seed's Phase 2B view with greeks and detector states
+``GET /api/chain/{underlying}/summary`` PCR, max pain, OI walls, ΔOI, GEX, smile, straddle, IV rank
+``GET /api/history/{underlying}``      a day's chain-summary snapshots (``date``, ``interval``)
 ``GET /api/signals``                   recent SmartMoneySignals (``since``, ``limit``)
 ``GET /healthz``                       200 only when feed, kernels and router are healthy
 ``GET /metrics``                       Prometheus exposition
@@ -73,6 +75,14 @@ class ApiSource(Protocol):
         """Emitted signals newer than ``since_ns``, newest last."""
         ...
 
+    def chain_summary(self, underlying: str) -> dict[str, Any] | None:
+        """The latest bar close's chain summary (None: no bar has closed yet)."""
+        ...
+
+    def history(self, underlying: str, day: dt.date | None, every_min: int) -> dict[str, Any]:
+        """A day's one-minute snapshots, one per ``every_min`` (``day`` None: today)."""
+        ...
+
     def underlyings(self) -> list[str]:
         """Configured roots."""
         ...
@@ -92,6 +102,9 @@ class ApiSource(Protocol):
     def reset_kill(self, source: str) -> Awaitable[dict[str, Any]]:
         """Re-arm trading."""
         ...
+
+
+HISTORY_INTERVALS = {"1m": 1, "5m": 5, "15m": 15}
 
 
 class BadRequest(ValueError):
@@ -156,6 +169,8 @@ class ApiServer:
         r.add_get("/api/smart-money/correlation", self._correlation)
         r.add_get("/api/smart-money/status", self._status)
         r.add_get("/api/chain/{underlying}", self._chain)
+        r.add_get("/api/chain/{underlying}/summary", self._chain_summary)
+        r.add_get("/api/history/{underlying}", self._history)
         r.add_get("/api/signals", self._signals)
         r.add_get("/healthz", self._healthz)
         r.add_get("/metrics", self._prometheus)
@@ -270,6 +285,35 @@ class ApiServer:
             )
         return _json(view)
 
+    async def _chain_summary(self, request: web.Request) -> web.Response:
+        self._only(request, set())
+        underlying = request.match_info["underlying"]
+        known = self.source.underlyings()
+        if underlying not in known:
+            return _error(404, f"no chain for {underlying!r} (configured: {', '.join(known)})")
+        view = self.source.chain_summary(underlying)
+        if view is None:
+            return _error(503, f"no bar of {underlying} has closed yet")
+        return _json(view)
+
+    async def _history(self, request: web.Request) -> web.Response:
+        self._only(request, {"date", "interval"})
+        underlying = request.match_info["underlying"]
+        known = self.source.underlyings()
+        if underlying not in known:
+            return _error(404, f"no chain for {underlying!r} (configured: {', '.join(known)})")
+        q = request.query
+        day = None
+        if q.get("date"):
+            try:
+                day = dt.date.fromisoformat(q["date"])
+            except ValueError:
+                raise BadRequest(f"date: expected YYYY-MM-DD, got {q['date']!r}") from None
+        interval = q.get("interval") or "1m"
+        if interval not in HISTORY_INTERVALS:
+            raise BadRequest(f"interval: expected one of 1m, 5m, 15m, got {interval!r}")
+        return _json(self.source.history(underlying, day, HISTORY_INTERVALS[interval]))
+
     async def _signals(self, request: web.Request) -> web.Response:
         self._only(request, {"since", "limit", "underlying"})
         q = request.query
@@ -347,6 +391,107 @@ def _get(
             },
         }
     }
+
+
+def _nums(*names: str) -> dict[str, Any]:
+    return {n: {"type": ["number", "null"]} for n in names}
+
+
+def _obj(props: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "object", "properties": props}
+
+
+_WALL = _obj({"strike": {"type": ["number", "null"]}, "value": {"type": ["integer", "null"]}})
+CHAIN_SUMMARY_SCHEMA = _obj(
+    {
+        "underlying": {"type": "string"},
+        "expiry": {"type": "string", "format": "date"},
+        "ts": {"type": "string", "format": "date-time"},
+        "ts_ns": {"type": "integer"},
+        **_nums("spot", "forward", "t_years"),
+        "strikes_seen": {"type": "integer"},
+        "pcr": _obj(_nums("oi", "volume", "oi_change")),
+        "totals": _obj(
+            {
+                n: {"type": "integer"}
+                for n in (
+                    "ce_oi",
+                    "pe_oi",
+                    "ce_oi_change",
+                    "pe_oi_change",
+                    "ce_volume",
+                    "pe_volume",
+                )
+            }
+        ),
+        "doi_basis": {"type": "string", "enum": ["prev_close", "first_print"]},
+        "doi_first_print_contracts": {"type": "integer"},
+        "doi_prev_close_contracts": {"type": "integer"},
+        "max_pain": _obj(_nums("strike", "payout")),
+        "walls": _obj(
+            {n: _WALL for n in ("resistance", "support", "resistance_added", "support_added")}
+        ),
+        "gex": _obj(
+            {**_nums("total", "zero_gamma"), "contracts_without_gamma": {"type": "integer"}}
+        ),
+        "volatility": _obj(
+            _nums(
+                "atm_iv",
+                "atm_strike",
+                "straddle",
+                "expected_move_straddle",
+                "expected_move_sigma",
+                "rr_25d",
+                "bf_25d",
+                "iv_25d_call",
+                "iv_25d_put",
+                "iv_10d_call",
+                "iv_10d_put",
+            )
+        ),
+        "iv_rank": _obj(
+            {
+                "status": {"type": "string", "enum": ["ok", "insufficient_history"]},
+                "sessions": {"type": "integer"},
+                **_nums("iv_rank", "iv_percentile", "low", "high"),
+            }
+        ),
+        "strikes": {
+            "type": "array",
+            "items": _obj(
+                {
+                    "strike": {"type": "number"},
+                    **{
+                        n: {"type": "integer"}
+                        for n in (
+                            "ce_oi",
+                            "pe_oi",
+                            "ce_oi_change",
+                            "pe_oi_change",
+                            "ce_volume",
+                            "pe_volume",
+                        )
+                    },
+                    **_nums(
+                        "pcr_oi",
+                        "pcr_volume",
+                        "pcr_oi_change",
+                        "pain",
+                        "gex",
+                        "ce_iv",
+                        "pe_iv",
+                        "iv",
+                        "call_delta",
+                        "ce_price",
+                        "pe_price",
+                        "ce_ltp",
+                        "pe_ltp",
+                    ),
+                }
+            ),
+        },
+    }
+)
 
 
 def openapi(underlyings: list[str]) -> dict[str, Any]:
@@ -442,6 +587,56 @@ def openapi(underlyings: list[str]) -> dict[str, Any]:
                     },
                 }
             },
+            "/api/chain/{underlying}/summary": {
+                "get": {
+                    "summary": "Chain summary at the latest bar close: PCR (OI, volume, ΔOI), max "
+                    "pain and pain curve, OI walls, ΔOI since the previous close (doi_basis), "
+                    "GEX (rupees per 1 % move; calls +, puts −) and zero-gamma level, ATM IV at "
+                    "the forward, 25Δ risk reversal and butterfly, smile, ATM straddle, expected "
+                    "move, IV rank/percentile",
+                    "parameters": [
+                        {
+                            "name": "underlying",
+                            "in": "path",
+                            "required": True,
+                            "schema": {"type": "string", "enum": underlyings},
+                        }
+                    ],
+                    "responses": {
+                        "200": {
+                            "description": "OK",
+                            "content": {"application/json": {"schema": CHAIN_SUMMARY_SCHEMA}},
+                        },
+                        "404": {"description": "unknown underlying"},
+                        "503": {"description": "no bar has closed yet"},
+                    },
+                }
+            },
+            "/api/history/{underlying}": _get(
+                "A day's chain-summary snapshots (taken at the first bar close of each minute) "
+                "with per-strike OI, ΔOI, IV and LTP",
+                [
+                    {
+                        "name": "underlying",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string", "enum": underlyings},
+                    },
+                    {
+                        "name": "date",
+                        "in": "query",
+                        "required": False,
+                        "description": "IST day, YYYY-MM-DD (default today)",
+                        "schema": {"type": "string", "format": "date"},
+                    },
+                    {
+                        "name": "interval",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "string", "enum": ["1m", "5m", "15m"], "default": "1m"},
+                    },
+                ],
+            ),
             "/api/signals": _get("Recent SmartMoneySignals", [since, limit, underlying]),
             "/healthz": {
                 "get": {

@@ -6,6 +6,7 @@ view past the call, and nothing waits on a pipeline stage.
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 import time
 from collections import deque
@@ -15,10 +16,12 @@ import msgspec
 
 from smartflow.analytics.detectors import SmartMoneyDetector
 from smartflow.analytics.flow import FlowAnalyzer
+from smartflow.app.historytools import history_path, snapshots
 from smartflow.app.replay import chain_rows
 from smartflow.chain.state import ChainBook, ChainState
 from smartflow.core.messages import SmartMoneySignal
-from smartflow.core.timeutil import iso_ist
+from smartflow.core.timeutil import iso_ist, ist_date
+from smartflow.journal.history import HistoryStore
 from smartflow.kernels import layout as L
 
 
@@ -230,6 +233,37 @@ class DaemonApiSource:
                 out.update(det.contract_states(row))
 
         return add
+
+    def chain_summary(self, underlying: str) -> dict[str, Any] | None:
+        """The latest bar close's chain summary (an immutable snapshot; built once, cached)."""
+        snap = self.d.summaries.latest(underlying) if self.d.summaries else None
+        if snap is None:
+            return None
+        body: dict[str, Any] = msgspec.to_builtins(snap.to_struct())
+        body["ts"] = iso_ist(snap.ts_ns)
+        return body
+
+    def history(self, underlying: str, day: dt.date | None, every_min: int) -> dict[str, Any]:
+        """A day's snapshots, read through a connection of its own (read-only)."""
+        when = day or ist_date(self.d.clock.now_ns())
+        body: dict[str, Any] = {
+            "underlying": underlying,
+            "date": when.isoformat(),
+            "interval_minutes": every_min,
+            "snapshots": [],
+        }
+        if not self.d.cfg.history.enabled:
+            body["note"] = "history is disabled ([history] enabled = false)"
+            return body
+        try:
+            store = HistoryStore(history_path(self.d.cfg), readonly=True)
+        except FileNotFoundError:
+            return body
+        try:
+            body["snapshots"] = snapshots(store, underlying, when, every_min)
+        finally:
+            store.close()
+        return body
 
     def signals(self, since_ns: int, limit: int, underlying: str | None) -> list[dict[str, Any]]:
         """Emitted signals newer than ``since_ns``."""

@@ -210,3 +210,23 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
         print(run_all())
     return 0
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    """``history import-iv FILE`` and ``history export --date D [--csv]``."""
+    import datetime as dt
+
+    from smartflow.app import historytools
+    from smartflow.journal.history import HistoryError
+
+    try:
+        cfg = _load(args)
+        if args.history_command == "import-iv":
+            return historytools.import_iv(cfg, Path(args.file), sys.stdout)
+        try:
+            day = dt.date.fromisoformat(args.date)
+        except ValueError:
+            raise HistoryError(f"--date: expected YYYY-MM-DD, got {args.date!r}") from None
+        return historytools.export(cfg, day, args.underlying, args.interval, args.csv, sys.stdout)
+    except (ConfigError, HistoryError, OSError) as e:
+        return _fail(e)

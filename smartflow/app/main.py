@@ -108,6 +108,20 @@ def build_parser() -> argparse.ArgumentParser:
     kill.add_argument("--reset", action="store_true", help="re-arm trading instead")
     kill.add_argument("--reason", default="operator", help="recorded with the event")
 
+    hist = sub.add_parser("history", help="chain history: daily ATM-IV closes, 1-min snapshots")
+    hist_sub = hist.add_subparsers(dest="history_command", required=True, metavar="ACTION")
+    imp = hist_sub.add_parser(
+        "import-iv", help="seed daily ATM-IV closes from a CSV: date,underlying,atm_iv"
+    )
+    imp.add_argument("file", metavar="FILE.csv")
+    _add_config(imp)
+    exp = hist_sub.add_parser("export", help="one day's one-minute snapshots")
+    exp.add_argument("--date", required=True, metavar="YYYY-MM-DD")
+    exp.add_argument("--csv", action="store_true", help="CSV, one row per minute and contract")
+    exp.add_argument("--underlying", metavar="U", help="one underlying (default: all)")
+    exp.add_argument("--interval", choices=["1m", "5m", "15m"], default="1m")
+    _add_config(exp)
+
     bench = sub.add_parser("bench", help="measure speed against peers, in one run")
     bench_sub = bench.add_subparsers(dest="bench_command", required=True, metavar="YARDSTICK")
     dec = bench_sub.add_parser("decode", help="our decoder vs the official SDK's parser")

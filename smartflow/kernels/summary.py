@@ -77,7 +77,9 @@ K_CE_PRICE = 17
 K_PE_PRICE = 18
 K_CE_GAMMA = 19
 K_PE_GAMMA = 20
-NK = 21
+K_CE_LTP = 21
+K_PE_LTP = 22
+NK = 23
 
 # out_s: float64[NSUM] chain scalars
 S_STRIKES = 0  # strikes with at least one side seen
@@ -197,6 +199,8 @@ def _side(row, is_call, q, f, bars, base, slot, gex_scale, o, out_s):
     o[K_CE_IV if is_call else K_PE_IV] = f[row, L.F_IV]
     o[K_CE_PRICE if is_call else K_PE_PRICE] = f[row, L.F_IV_PRICE]
     o[K_CE_GAMMA if is_call else K_PE_GAMMA] = g
+    ltp = q[row, L.Q_LTP]
+    o[K_CE_LTP if is_call else K_PE_LTP] = ltp / 100.0 if ltp > 0 else math.nan
     if g != g:
         if oi > 0:
             out_s[S_GEX_MISSING] += 1.0
