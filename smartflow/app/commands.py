@@ -196,6 +196,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
         from smartflow.bench.detectors import run_detectors_bench
 
         print(run_detectors_bench(args.seconds))
+    elif which == "summary":
+        from smartflow.bench.summary import run_summary_bench
+
+        print(run_summary_bench(args.seconds))
     elif which == "replay":
         from smartflow.bench.replay import run_replay_bench
 

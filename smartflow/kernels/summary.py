@@ -32,10 +32,10 @@ Conventions (README "Chain summary" states them for traders):
 
 import math
 
-import numpy as np
 from numba import njit
 
 from smartflow.kernels import layout as L
+from smartflow.kernels.chain import S_FORWARD as S_FORWARD_IN, S_SPOT as S_SPOT_IN
 
 
 # base: float64[n, NBASE] per chain row
@@ -47,12 +47,6 @@ SRC_NONE = 0.0
 SRC_FIRST_PRINT = 1.0
 SRC_PREV_CLOSE = 2.0
 
-# p: float64[NPARAM] inputs
-P_FORWARD = 0
-P_SPOT = 1  # NaN when unknown (GEX then scales by the forward)
-P_T = 2  # years to expiry
-P_SLOT = 3  # ring slot of the bar just closed, or -1 (a snapshot inside the open bar)
-NPARAM = 4
 
 # out_k: float64[m, NK] per strike (rows in strike order; K_SEEN = 0 rows are to be skipped)
 K_STRIKE = 0
@@ -116,18 +110,22 @@ S_RR25 = 30
 S_BF25 = 31
 S_FIRST_PRINT = 32  # contracts with OI whose ΔOI baseline is the day's first print
 S_PREV_CLOSE = 33  # … whose baseline is the previous session's close
-NSUM = 34
+S_FORWARD = 34  # the inputs, as used
+S_SPOT = 35  # NaN when unknown (GEX then scales by the forward)
+S_T = 36  # years to expiry
+NSUM = 37
 
+YEAR_S = 365.0 * 86400.0
 INV_SQRT2 = 0.7071067811865476
 INV_SQRT_2PI = 0.3989422804014327
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _ncdf(x):
     return 0.5 * math.erfc(-x * INV_SQRT2)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _baseline(row, q, bars, base, slot):
     """The row's ΔOI baseline, filling in the day's first print when none is known yet."""
     b = base[row, B_OI]
@@ -146,7 +144,7 @@ def _baseline(row, q, bars, base, slot):
     return b
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _interp_delta(out_k, m, target):
     """Smile IV where the call's forward delta N(d1) is ``target`` (NaN: not bracketed).
 
@@ -172,7 +170,7 @@ def _interp_delta(out_k, m, target):
     return math.nan
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _side(row, is_call, q, f, bars, base, slot, gex_scale, o, out_s):
     """One contract's OI, volume, ΔOI, IV, premium and signed GEX into strike row ``o``."""
     oi_col = K_CE_OI if is_call else K_PE_OI
@@ -208,39 +206,49 @@ def _side(row, is_call, q, f, bars, base, slot, gex_scale, o, out_s):
     return (g if is_call else -g) * oi * gex_scale
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _ratio(num, den):
     return num / den if den != 0 else math.nan
 
 
-@njit(cache=True, nogil=True)
-def summarize(q, f, bars, rows, base, p, out_k, out_s):
-    """One chain's summary at the instant its options were last priced.
+@njit(cache=True, nogil=True, error_model="numpy")
+def summarize(q, f, bars, st, rows, base, out, t_ns, expiry_ns, slot):
+    """One chain's summary at ``t_ns``, the instant its options were last priced.
+
+    One call and scalar arguments on purpose: at a bar close every Python-level step costs
+    microseconds (cold caches), so the caller only allocates ``out`` and makes one call.
 
     Args:
         q: int64[n, L.NQ] chain wire table.
         f: float64[n, L.NF] chain analytics (IV, greeks, ``F_IV_PRICE`` at the instant).
-        bars: float64[n, L.NB, R] bar rings (read only when ``p[P_SLOT] >= 0``).
+        bars: float64[n, L.NB, R] bar rings (read only when ``slot >= 0``).
+        st: float64[kernels.chain.NS_STATE] the chain's pricing state (forward, spot).
         rows: int64[m, 2] call and put row of each strike in ascending strike order (-1: none).
         base: float64[n, NBASE] ΔOI baselines (first prints filled in; ``B_LAST_OI`` written
             at bar closes).
-        p: float64[NPARAM] forward, spot, T, slot.
-        out_k: float64[m, NK] out, per strike.
-        out_s: float64[NSUM] out.
+        out: float64[m * NK + NSUM] out: the per-strike table (``K_*``, row-major) then the
+            chain scalars (``S_*``).
+        t_ns: the instant, Unix ns.
+        expiry_ns: 15:30 IST of the expiry, Unix ns.
+        slot: ring slot of the bar that closed at ``t_ns``, or -1 inside the open bar.
 
     Returns:
         Number of strikes seen.
     """
     m = rows.shape[0]
-    fwd = p[P_FORWARD]
-    spot = p[P_SPOT]
-    t = p[P_T]
-    slot = int(p[P_SLOT])
+    out_k = out[: m * NK].reshape((m, NK))
+    out_s = out[m * NK :]
+    fwd = st[S_FORWARD_IN]
+    spot = st[S_SPOT_IN]
+    t = (expiry_ns - t_ns) / 1e9 / YEAR_S
     scale = spot if spot > 0 else fwd
     gex_scale = scale * scale * 0.01
     sqrt_t = math.sqrt(t) if t > 0 else math.nan
     for i in range(NSUM):
         out_s[i] = 0.0
+    out_s[S_FORWARD] = fwd
+    out_s[S_SPOT] = spot
+    out_s[S_T] = t
     seen = 0
     for i in range(m):
         o = out_k[i]
@@ -286,7 +294,7 @@ def summarize(q, f, bars, rows, base, p, out_k, out_s):
     return seen
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _pain(out_k, m, out_s):
     """Pain curve by prefix sums (O(m)) and max pain, the lowest strike of least pain."""
     # Calls below P pay P − K: running Σ OI and Σ OI·K from the left; puts above P from the right.
@@ -318,7 +326,7 @@ def _pain(out_k, m, out_s):
             out_s[S_MAX_PAIN_PAYOUT] = best
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _walls(out_k, m, out_s):
     """Strike of the largest call OI, put OI, call ΔOI and put ΔOI (the lowest on ties)."""
     walls = (S_CE_WALL, S_PE_WALL, S_CE_DOI_WALL, S_PE_DOI_WALL)
@@ -336,7 +344,7 @@ def _walls(out_k, m, out_s):
                 out_s[w + 1] = v
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _volatility(out_k, m, fwd, t, out_s):
     """ATM IV at the forward, straddle, expected move, 10/25-delta points, RR and butterfly."""
     lo = -1
@@ -384,7 +392,7 @@ def _volatility(out_k, m, fwd, t, out_s):
     out_s[S_BF25] = 0.5 * (out_s[S_IV_25C] + out_s[S_IV_25P]) - atm
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _total_gex(out_k, m, fwd, spot, t, rate, s_new):
     """Chain GEX (rupees per 1 %) if spot were ``s_new``, every IV held (sticky strike)."""
     f_new = fwd * s_new / spot
@@ -408,7 +416,7 @@ def _total_gex(out_k, m, fwd, spot, t, rate, s_new):
     return total
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def zero_gamma(out_k, m, fwd, spot, t, rate):
     """The index level nearest ``spot`` at which chain GEX changes sign (NaN: none in range).
 
@@ -447,8 +455,3 @@ def zero_gamma(out_k, m, fwd, spot, t, rate):
         prev_x = x
         prev_g = g
     return best
-
-
-def new_outputs(m: int) -> tuple[np.ndarray, np.ndarray]:
-    """Preallocated ``out_k`` and ``out_s`` for a chain of ``m`` strikes."""
-    return np.full((m, NK), np.nan), np.zeros(NSUM)
