@@ -437,12 +437,19 @@ class ChainSummarizer:
         return out
 
     def roll_day(self, day: int) -> bool:
-        """At the first bar close of a new IST date: yesterday's last OI becomes the baseline."""
+        """At the first bar close of a new IST date, roll yesterday into the baselines.
+
+        Yesterday's last OI becomes each contract's ΔOI baseline and yesterday's last ATM IV
+        joins the daily closes (IV rank).
+        """
         if self.day == day:
             return False
         rolled = self.day >= 0
         self.day = day
         if rolled:
+            atm = self.latest.scalar(ks.S_ATM_IV) if self.latest is not None else math.nan
+            if math.isfinite(atm) and atm > 0:
+                self.iv_closes = (*self.iv_closes, atm)
             last = self.base[:, ks.B_LAST_OI].copy()
             known = np.isfinite(last)
             self.base[:, ks.B_OI] = np.where(known, last, np.nan)

@@ -297,9 +297,17 @@ def test_doi_from_first_print_then_previous_close_across_midnight() -> None:
     sums.attach()
     closed: list[tuple[str, int, dict[str, int]]] = []
     sums.on_day_close.append(lambda root, day, oi: closed.append((root, day, oi)))
+    last_atm: dict[int, float] = {}  # day → ATM IV of its last bar close
+    sums.on_snapshot.append(
+        lambda snap, _: last_atm.__setitem__(
+            ist_day_index(snap.ts_ns - 1), snap.scalar(ks.S_ATM_IV)
+        )
+    )
     ce = _row(c, 120.0, "CE")
     pe = _row(c, 120.0, "PE")
-    # Day 1: first prints 1000 / 2000, then the call's OI moves within the same bar to 1500.
+    # Day 1: the index at 120 (the forward, r = 0), first prints 1000 / 2000, then the call's
+    # OI moves within the same bar to 1500.
+    book.process([(T0 + 500_000, _packet(c, L.ROW_INDEX, 0, 0, 12_000))])
     book.process(
         [(T0 + 1_000_000, _packet(c, ce, 1000, 50)), (T0 + 2_000_000, _packet(c, pe, 2000, 50))]
     )
@@ -332,6 +340,10 @@ def test_doi_from_first_print_then_previous_close_across_midnight() -> None:
     # The call printed 1700 today against yesterday's 1500; the put has not printed today and
     # still shows yesterday's OI against yesterday's close.
     assert (s120.ce_oi_change, s120.pe_oi_change) == (200, 0)
+    # Yesterday's last ATM IV (at its last bar close, 23:59:59) joined the daily closes.
+    day1 = last_atm[ist_day_index(T0)]
+    assert math.isfinite(day1)
+    assert sums.by_root[ROOT].iv_closes == (day1,)
 
 
 def test_prev_close_loaded_at_start_wins_over_first_print() -> None:
