@@ -121,8 +121,15 @@ def cmd_replay(args: argparse.Namespace) -> int:
     if not len(tape):
         return _fail(ValueError(f"{args.tape}: the tape holds no frames"))
     out = open(args.out, "wb") if args.out else sys.stdout.buffer  # noqa: SIM115
+    history = None
+    if args.history:
+        from smartflow.journal.history import HistoryStore
+
+        history = HistoryStore(args.history)
     try:
-        replayer = Replayer(cfg, master, out, args.chain_every, int(tape.recv_ns[0]))
+        replayer = Replayer(
+            cfg, master, out, args.chain_every, int(tape.recv_ns[0]), history=history
+        )
         t0 = time.perf_counter()
         summary = replayer.run(tape, timing=args.timing)
         elapsed = time.perf_counter() - t0
@@ -131,6 +138,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
     finally:
         if args.out:
             out.close()
+        if history is not None:
+            history.close()
         tape.close()
     rate = summary.frames / elapsed if elapsed > 0 else 0.0
     print(

@@ -87,6 +87,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="chain snapshot interval in tape seconds (default 60)",
     )
     replay.add_argument(
+        "--history",
+        metavar="FILE",
+        help="also record the one-minute chain history into this SQLite file (as a live run)",
+    )
+    replay.add_argument(
         "--timing",
         action="store_true",
         help="add processing_s to the summary (the output is then not reproducible)",

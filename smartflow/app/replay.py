@@ -28,6 +28,7 @@ import numpy as np
 from smartflow.analytics.detectors import SmartMoneyDetector
 from smartflow.analytics.flow import FlowAnalyzer
 from smartflow.analytics.summary import ChainSummaries, SummarySnapshot
+from smartflow.app.chainhistory import ChainHistory
 from smartflow.app.trading import Trading
 from smartflow.chain.state import ChainBook, ChainState, FlowParams
 from smartflow.config import Config
@@ -36,6 +37,7 @@ from smartflow.core.messages import SmartMoneySignal
 from smartflow.core.timeutil import iso_ist
 from smartflow.instruments.master import ScripMaster
 from smartflow.instruments.universe import select
+from smartflow.journal.history import HistoryStore
 from smartflow.journal.store import FillRow, Journal, OrderRow
 from smartflow.kernels import layout as L, wire
 from smartflow.tape.format import Tape
@@ -141,6 +143,7 @@ class Replayer:
         chain_every_s: float,
         start_ns: int,
         log: Any = None,
+        history: HistoryStore | None = None,
     ) -> None:
         self.cfg = cfg
         self.clock = ReplayClock(start_ns)
@@ -167,6 +170,13 @@ class Replayer:
         self.book.on_bar.append(self.flow.on_bar)
         self.summaries = ChainSummaries(self.book)
         self.summaries.attach()
+        # The same one-minute series a live run records (``--history FILE``).
+        self.history: ChainHistory | None = None
+        if history is not None:
+            self.history = ChainHistory(
+                history, self.summaries, cfg.history.retention_days, _NullLog()
+            )
+            self.history.attach()
         self.every_ns = int(chain_every_s * NS)
         self.next_snapshot_ns = (start_ns // self.every_ns + 1) * self.every_ns
         self.enrich: list[RowEnricher] = [self._detector_columns, self._flow_columns]
@@ -309,6 +319,8 @@ class Replayer:
             self.last_ns = recv_ns
         await self._apply(pending)
         self.snapshot(self.last_ns)
+        if self.history is not None:
+            self.history.record_close()
         s.applied = self.book.stats.applied
         s.unknown_token = self.book.stats.unknown_token
         body: dict[str, Any] = {
