@@ -404,6 +404,10 @@ class ChainSummarizer:
         self.meta = ChainMeta(chain.root, u.expiry.isoformat(), chain.model.rate, rows.shape[0])
         self.day = -1
         self.latest: SummarySnapshot | None = None
+        # The rehearsal's scratch, and the next snapshot's buffer allocated by it.
+        self.scratch_base = self.base.copy()
+        self.scratch = np.empty(self.size)
+        self.next_data: np.ndarray | None = None
 
     @property
     def iv_closes(self) -> tuple[float, ...]:
@@ -464,13 +468,40 @@ class ChainSummarizer:
         allocation, one kernel call, one C-built Struct: what a cold bar close can afford.
         """
         c = self.chain
-        data = np.empty(self.size)  # fresh every time: the snapshot owns it
+        data = self.next_data  # made by the rehearsal, off the close
+        if data is None:
+            data = np.empty(self.size)
+        self.next_data = None  # the snapshot owns it from here on
         ks.summarize(
             c.q, c.f, c.bars, c.st, self.rows, self.base, data, t_ns, c.universe.expiry_ns, slot
         )
         snap = SummarySnapshot(self.meta, t_ns, data)
         self.latest = snap
         return snap
+
+    def rehearse(self, t_ns: int) -> None:
+        """The close's work on scratch copies, a few ms before the close (changes nothing).
+
+        A bar of packets and the detectors' close evict this code and data; warming them and
+        allocating the next snapshot's buffer here takes ~half the close's time off it
+        (``smartflow bench summary`` times both).
+        """
+        c = self.chain
+        np.copyto(self.scratch_base, self.base)
+        ks.summarize(
+            c.q,
+            c.f,
+            c.bars,
+            c.st,
+            self.rows,
+            self.scratch_base,
+            self.scratch,
+            t_ns,
+            c.universe.expiry_ns,
+            -1,
+        )
+        if self.next_data is None:
+            self.next_data = np.empty(self.size)
 
 
 SnapshotHook = Callable[[SummarySnapshot, bool], None]  # (snapshot, at a bar close)
@@ -489,8 +520,14 @@ class ChainSummaries:
         self.on_day_close: list[Callable[[str, int, dict[str, int]], None]] = []
 
     def attach(self) -> None:
-        """Run after every bar close of the book (after the strategy has seen the bar)."""
+        """Run after every bar close (after the strategy has seen the bar), rehearsed before it."""
         self.book.after_bar.append(self.on_bar)
+        self.book.before_close.append(self.rehearse)
+
+    def rehearse(self, bar_end_ns: int, _seq: int) -> None:
+        """``before_close``: warm every chain's summary for the coming close."""
+        for s in self.ordered:
+            s.rehearse(bar_end_ns)
 
     def on_bar(self, bar_end_ns: int, seq: int) -> None:
         """Summarize every chain at the bar that just closed."""

@@ -277,3 +277,13 @@ def test_summary_of_a_recorded_chain_matches_numpy(tmp_path: Path) -> None:
     assert pairs[-1][1]["strikes_seen"] == 2 * EACH_SIDE + 1
     # Same tape, same config: the same bytes.
     assert _replay(cfg, master_json, tape_path, 10.0) == raw
+    # The rehearsal before each close (on scratch state) changes no summary.
+    quiet = msgspec.structs.replace(
+        cfg, detectors=msgspec.structs.replace(cfg.detectors, rehearsal_ms=0.0)
+    )
+    unrehearsed = _replay(quiet, master_json, tape_path, 10.0)
+
+    def summaries(out: bytes) -> list[bytes]:
+        return [ln for ln in out.splitlines() if ln.startswith(b'{"kind":"chain_summary"')]
+
+    assert summaries(unrehearsed) == summaries(raw)
