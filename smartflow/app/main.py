@@ -137,7 +137,12 @@ def build_parser() -> argparse.ArgumentParser:
     det = bench_sub.add_parser("detectors", help="full detector update of a 50-strike chain")
     det.add_argument("--seconds", type=float, default=300.0, help="simulated session length")
     summ = bench_sub.add_parser("summary", help="chain summary of a 41-strike chain per bar")
-    summ.add_argument("--seconds", type=float, default=300.0, help="simulated session length")
+    summ.add_argument(
+        "--seconds",
+        type=float,
+        default=620.0,
+        help="simulated session length (2 × ≥ 200 bar closes)",
+    )
     rep = bench_sub.add_parser("replay", help="whole-pipeline replay vs the SDK parsing only")
     rep.add_argument("tape", nargs="?", help="a tape (default: record a simulator session)")
     rep.add_argument("--instruments", metavar="FILE", help="scrip master for TAPE")
