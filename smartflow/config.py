@@ -403,6 +403,15 @@ class LogConfig(Base, frozen=True):
     stats_interval_s: PositiveFloat = 10.0
 
 
+class HistoryConfig(Base, frozen=True):
+    """``[history]``: chain history in ``state_dir/history.sqlite3`` (analytics/summary.py)."""
+
+    enabled: bool = True
+    """Daily ATM-IV closes (IV rank), closing OI (next day's ΔOI) and one-minute snapshots."""
+    retention_days: Annotated[int, Meta(ge=1, le=3650)] = 30
+    """Intraday snapshots older than this many days are deleted (daily closes are kept)."""
+
+
 class Config(Base, frozen=True):
     """The whole daemon configuration."""
 
@@ -420,6 +429,7 @@ class Config(Base, frozen=True):
     feed: FeedConfig = msgspec.field(default_factory=FeedConfig)
     sim: SimConfig = msgspec.field(default_factory=SimConfig)
     log: LogConfig = msgspec.field(default_factory=LogConfig)
+    history: HistoryConfig = msgspec.field(default_factory=HistoryConfig)
 
     def __post_init__(self) -> None:
         if self.mode == "sim" and self.orders.broker != "paper":

@@ -26,6 +26,8 @@ class Init(msgspec.Struct, tag="init", frozen=True, kw_only=True):
     kill_token: str
     api_token: str
     whales_kept: int
+    history: str = ""
+    """The history SQLite the history route reads ("": ``[history] enabled = false``)."""
 
 
 class Snap(msgspec.Struct, tag="snapshot", frozen=True):

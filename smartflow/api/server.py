@@ -11,6 +11,8 @@ Routes (all JSON via msgspec, except ``/metrics``):
 ``GET /api/smart-money/correlation``   flow ↔ signal confluence and execution recommendation
 ``GET /api/smart-money/status``        stages, counters, uptime
 ``GET /api/chain/{underlying}``        the seed's Phase 2B view with greeks and detector states
+``GET /api/chain/{underlying}/summary`` PCR, max pain, OI walls, ΔOI, GEX, smile, straddle, IV rank
+``GET /api/history/{underlying}``      a day's chain-summary snapshots (``date``, ``interval``)
 ``GET /api/signals``                   recent SmartMoneySignals (``since``, ``limit``)
 ``GET /healthz``                       200 only when feed, kernels and router are healthy
 ``GET /metrics``                       Prometheus exposition
@@ -86,6 +88,16 @@ class ApiSource(Protocol):
         """Emitted signals newer than ``since_ns``, newest last."""
         ...
 
+    def chain_summary(self, underlying: str) -> dict[str, Any] | None:
+        """The latest bar close's chain summary (None: no bar has closed yet)."""
+        ...
+
+    def history(
+        self, underlying: str, day: dt.date | None, every_min: int
+    ) -> Awaitable[dict[str, Any]]:
+        """A day's one-minute snapshots, one per ``every_min`` (``day`` None: today)."""
+        ...
+
     def underlyings(self) -> list[str]:
         """Configured roots."""
         ...
@@ -127,6 +139,9 @@ class Log(Protocol):
         ...
 
 
+HISTORY_INTERVALS = {"1m": 1, "5m": 5, "15m": 15}
+
+
 class BadRequest(ValueError):
     """A query parameter or body is invalid: 400."""
 
@@ -154,6 +169,7 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None) -> 
 _NS = re.compile(r"[0-9]{1,19}")
 _LIMIT = re.compile(r"[0-9]{1,9}")
 _TOKEN = re.compile(r"[0-9]{1,20}")
+_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 MAX_NS = 2**63 - 1
 MAX_ISO_CHARS = 40
 IST = dt.timezone(dt.timedelta(hours=5, minutes=30))
@@ -194,6 +210,18 @@ def parse_limit(text: str | None, default: int = 100, maximum: int = 1000) -> in
     if not _LIMIT.fullmatch(text) or not 1 <= int(text) <= maximum:
         raise BadRequest(f"limit: expected an integer 1..{maximum}, got {_shown(text)}")
     return int(text)
+
+
+def parse_date(text: str | None) -> dt.date | None:
+    """``date``: an IST day, YYYY-MM-DD in ASCII digits (None: today)."""
+    if text is None or text == "":
+        return None
+    try:
+        if _DATE.fullmatch(text):
+            return dt.date.fromisoformat(text)
+    except ValueError:
+        pass
+    raise BadRequest(f"date: expected YYYY-MM-DD, got {_shown(text)}")
 
 
 def parse_token(text: str | None) -> str | None:
@@ -290,6 +318,8 @@ ROUTES = [
     ("GET", "/api/smart-money/correlation", "_correlation"),
     ("GET", "/api/smart-money/status", "_status"),
     ("GET", "/api/chain/{underlying}", "_chain"),
+    ("GET", "/api/chain/{underlying}/summary", "_chain_summary"),
+    ("GET", "/api/history/{underlying}", "_history"),
     ("GET", "/api/signals", "_signals"),
     ("GET", "/healthz", "_healthz"),
     ("GET", "/metrics", "_prometheus"),
@@ -498,6 +528,25 @@ class ApiServer:
             raise NotFound(f"no chain for {_shown(underlying)} yet")
         return _json(view)
 
+    async def _chain_summary(self, request: web.Request) -> web.Response:
+        self._only(request, set())
+        underlying = self._path_underlying(request)
+        await self.source.need("summaries")
+        view = self.source.chain_summary(underlying)
+        if view is None:
+            return _error(503, f"no bar of {underlying} has closed yet")
+        return _json(view)
+
+    async def _history(self, request: web.Request) -> web.Response:
+        self._only(request, {"date", "interval"})
+        underlying = self._path_underlying(request)
+        q = request.query
+        day = parse_date(q.get("date"))
+        interval = q.get("interval") or "1m"
+        if interval not in HISTORY_INTERVALS:
+            raise BadRequest(f"interval: expected one of 1m, 5m, 15m, got {_shown(interval)}")
+        return _json(await self.source.history(underlying, day, HISTORY_INTERVALS[interval]))
+
     async def _signals(self, request: web.Request) -> web.Response:
         self._only(request, {"since", "limit", "underlying"})
         q = request.query
@@ -581,6 +630,107 @@ LIMITS = {
     "429": {"description": "over [api] requests_per_second; retry after Retry-After seconds"},
     "503": {"description": "over [api] max_concurrent requests in flight"},
 }
+
+
+def _nums(*names: str) -> dict[str, Any]:
+    return {n: {"type": ["number", "null"]} for n in names}
+
+
+def _obj(props: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "object", "properties": props}
+
+
+_WALL = _obj({"strike": {"type": ["number", "null"]}, "value": {"type": ["integer", "null"]}})
+CHAIN_SUMMARY_SCHEMA = _obj(
+    {
+        "underlying": {"type": "string"},
+        "expiry": {"type": "string", "format": "date"},
+        "ts": {"type": "string", "format": "date-time"},
+        "ts_ns": {"type": "integer"},
+        **_nums("spot", "forward", "t_years"),
+        "strikes_seen": {"type": "integer"},
+        "pcr": _obj(_nums("oi", "volume", "oi_change")),
+        "totals": _obj(
+            {
+                n: {"type": "integer"}
+                for n in (
+                    "ce_oi",
+                    "pe_oi",
+                    "ce_oi_change",
+                    "pe_oi_change",
+                    "ce_volume",
+                    "pe_volume",
+                )
+            }
+        ),
+        "doi_basis": {"type": "string", "enum": ["prev_close", "first_print"]},
+        "doi_first_print_contracts": {"type": "integer"},
+        "doi_prev_close_contracts": {"type": "integer"},
+        "max_pain": _obj(_nums("strike", "payout")),
+        "walls": _obj(
+            {n: _WALL for n in ("resistance", "support", "resistance_added", "support_added")}
+        ),
+        "gex": _obj(
+            {**_nums("total", "zero_gamma"), "contracts_without_gamma": {"type": "integer"}}
+        ),
+        "volatility": _obj(
+            _nums(
+                "atm_iv",
+                "atm_strike",
+                "straddle",
+                "expected_move_straddle",
+                "expected_move_sigma",
+                "rr_25d",
+                "bf_25d",
+                "iv_25d_call",
+                "iv_25d_put",
+                "iv_10d_call",
+                "iv_10d_put",
+            )
+        ),
+        "iv_rank": _obj(
+            {
+                "status": {"type": "string", "enum": ["ok", "insufficient_history"]},
+                "sessions": {"type": "integer"},
+                **_nums("iv_rank", "iv_percentile", "low", "high"),
+            }
+        ),
+        "strikes": {
+            "type": "array",
+            "items": _obj(
+                {
+                    "strike": {"type": "number"},
+                    **{
+                        n: {"type": "integer"}
+                        for n in (
+                            "ce_oi",
+                            "pe_oi",
+                            "ce_oi_change",
+                            "pe_oi_change",
+                            "ce_volume",
+                            "pe_volume",
+                        )
+                    },
+                    **_nums(
+                        "pcr_oi",
+                        "pcr_volume",
+                        "pcr_oi_change",
+                        "pain",
+                        "gex",
+                        "ce_iv",
+                        "pe_iv",
+                        "iv",
+                        "call_delta",
+                        "ce_price",
+                        "pe_price",
+                        "ce_ltp",
+                        "pe_ltp",
+                    ),
+                }
+            ),
+        },
+    }
+)
 
 
 def openapi(underlyings: list[str]) -> dict[str, Any]:
@@ -681,6 +831,70 @@ def openapi(underlyings: list[str]) -> dict[str, Any]:
                     },
                 }
             },
+            "/api/chain/{underlying}/summary": {
+                "get": {
+                    "summary": "Chain summary at the latest bar close: PCR (OI, volume, ΔOI), max "
+                    "pain and pain curve, OI walls, ΔOI since the previous close (doi_basis), "
+                    "GEX (rupees per 1 % move; calls +, puts −) and zero-gamma level, ATM IV at "
+                    "the forward, 25Δ risk reversal and butterfly, smile, ATM straddle, expected "
+                    "move, IV rank/percentile",
+                    "parameters": [
+                        {
+                            "name": "underlying",
+                            "in": "path",
+                            "required": True,
+                            "schema": {"type": "string", "enum": underlyings},
+                        }
+                    ],
+                    "responses": {
+                        "200": {
+                            "description": "OK",
+                            "content": {"application/json": {"schema": CHAIN_SUMMARY_SCHEMA}},
+                        },
+                        "400": {"$ref": "#/components/responses/BadRequest"},
+                        "404": {"description": "unknown underlying"},
+                        **LIMITS,
+                        "503": {
+                            "description": "no bar has closed yet, or over [api] max_concurrent "
+                            "requests in flight"
+                        },
+                    },
+                }
+            },
+            "/api/history/{underlying}": _get(
+                "A day's chain-summary snapshots (taken at the first bar close of each minute) "
+                "with per-strike OI, ΔOI, IV and LTP",
+                [
+                    {
+                        "name": "underlying",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string", "enum": underlyings},
+                    },
+                    {
+                        "name": "date",
+                        "in": "query",
+                        "required": False,
+                        "description": "IST day, YYYY-MM-DD (default today)",
+                        "schema": {"type": "string", "format": "date"},
+                    },
+                    {
+                        "name": "interval",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "string", "enum": ["1m", "5m", "15m"], "default": "1m"},
+                    },
+                ],
+                {
+                    "200": {
+                        "description": "OK",
+                        "content": {"application/json": {"schema": {"type": "object"}}},
+                    },
+                    "400": {"$ref": "#/components/responses/BadRequest"},
+                    "404": {"description": "unknown underlying"},
+                    **LIMITS,
+                },
+            ),
             "/api/signals": _get("Recent SmartMoneySignals", [since, limit, underlying]),
             "/healthz": {
                 "get": {

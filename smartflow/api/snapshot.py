@@ -5,25 +5,31 @@ after a kill); the API process keeps the latest one and answers every read route
 request costs the trading loop nothing. Signals and whale prints arrive as increments and are
 kept here, bounded like the daemon's own history.
 
-The costly parts (``SECTIONS``: every contract's flow metrics, the chain views, the Prometheus
-text) are built only while someone reads them: a request for a section the snapshots do not
-carry asks the daemon for it (``want``) and waits for the next snapshot, which then carries it
-for ``KEEP_S`` after the last such request. An idle API costs the trading loop next to nothing.
+The costly parts (``SECTIONS``: every contract's flow metrics, the chain views, the chain
+summaries, the Prometheus text) are built only while someone reads them: a request for a section
+the snapshots do not carry asks the daemon for it (``want``) and waits for the next snapshot,
+which then carries it for ``KEEP_S`` after the last such request. An idle API costs the trading
+loop next to nothing. The chain history is not in the snapshots: the API process reads the
+history SQLite itself, through a read-only connection of its own per request.
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any, Literal
 
 import msgspec
 
+from smartflow.journal.history import HistoryStore, snapshots
 
-Section = Literal["zone", "contracts", "chains", "prometheus"]
-SECTIONS: tuple[Section, ...] = ("zone", "contracts", "chains", "prometheus")
+
+Section = Literal["zone", "contracts", "chains", "summaries", "prometheus"]
+SECTIONS: tuple[Section, ...] = ("zone", "contracts", "chains", "summaries", "prometheus")
 KEEP_S = 10.0
 """A section stays in the snapshots this long after it was last asked for (a request after a
 longer pause waits for one snapshot to be built: milliseconds)."""
@@ -36,6 +42,8 @@ class ApiSnapshot(msgspec.Struct, frozen=True, kw_only=True):
     full: bool
     """``signals`` and ``whales`` are the whole kept history, not the increment."""
     underlyings: list[str]
+    today: str
+    """The trading loop's IST date (YYYY-MM-DD; the simulator's clock may run on another)."""
     status: dict[str, Any]
     healthy: bool
     health: dict[str, Any]
@@ -50,6 +58,9 @@ class ApiSnapshot(msgspec.Struct, frozen=True, kw_only=True):
     """Section ``contracts``: every traded contract with its identity and flow metrics."""
     chains: dict[str, dict[str, Any]] | None = None
     """Section ``chains``: the Phase 2B view per underlying."""
+    summaries: dict[str, dict[str, Any]] | None = None
+    """Section ``summaries``: the latest bar close's ``ChainSummary`` per underlying (absent
+    until its first bar has closed)."""
     prometheus: bytes | None = None
     """Section ``prometheus``: the text exposition."""
 
@@ -82,8 +93,11 @@ class SnapshotSource:
         stale_after_s: float,
         command: Command,
         want: Want,
+        history: Path | None = None,
     ) -> None:
         self.snap: ApiSnapshot | None = None
+        self.history_path = history
+        """The daemon's history SQLite (None: ``[history] enabled = false``)."""
         self.received = 0.0
         self.signals_kept: deque[dict[str, Any]] = deque(maxlen=signals_kept)
         self.whales_kept: deque[dict[str, Any]] = deque(maxlen=whales_kept)
@@ -206,6 +220,27 @@ class SnapshotSource:
         """Phase 2B view of one chain."""
         return (self._s.chains or {}).get(underlying)
 
+    def chain_summary(self, underlying: str) -> dict[str, Any] | None:
+        """The latest bar close's chain summary (None: no bar has closed yet)."""
+        return (self._s.summaries or {}).get(underlying)
+
+    async def history(self, underlying: str, day: dt.date | None, every_min: int) -> dict[str, Any]:
+        """A day's snapshots, one per ``every_min``, read off this process's event loop."""
+        when = day or dt.date.fromisoformat(self._s.today)
+        body: dict[str, Any] = {
+            "underlying": underlying,
+            "date": when.isoformat(),
+            "interval_minutes": every_min,
+            "snapshots": [],
+        }
+        if self.history_path is None:
+            body["note"] = "history is disabled ([history] enabled = false)"
+            return body
+        body["snapshots"] = await asyncio.to_thread(
+            _read_history, self.history_path, underlying, when, every_min
+        )
+        return body
+
     def signals(self, since_ns: int, limit: int, underlying: str | None) -> list[dict[str, Any]]:
         """Emitted signals newer than ``since_ns``, newest last."""
         hits = [
@@ -238,3 +273,17 @@ class SnapshotSource:
     def reset_kill(self, source: str) -> Awaitable[dict[str, Any]]:
         """Re-arm trading on the trading loop."""
         return self.command("reset", reason="", source=source)
+
+
+def _read_history(
+    path: Path, underlying: str, day: dt.date, every_min: int
+) -> list[dict[str, Any]]:
+    """Through a read-only connection of its own: the daemon keeps writing meanwhile."""
+    try:
+        store = HistoryStore(path, readonly=True)
+    except FileNotFoundError:  # no minute recorded yet
+        return []
+    try:
+        return snapshots(store, underlying, day, every_min)
+    finally:
+        store.close()

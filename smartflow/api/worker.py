@@ -16,6 +16,7 @@ import os
 import signal
 import socket
 import sys
+from pathlib import Path
 from typing import Any
 
 from smartflow.api.ipc import (
@@ -151,6 +152,7 @@ async def serve(fd: int) -> int:
         max(5.0, 4 * cfg.snapshot_interval_ms / 1000),
         channel.command,
         lambda sections: channel.send(Want(sections)),
+        Path(init.history) if init.history else None,
     )
     first = await inbox.read()
     assert isinstance(first, Snap)  # noqa: S101 — sent right after Init

@@ -35,6 +35,7 @@ from smartflow.api.ipc import (
 )
 from smartflow.api.snapshot import KEEP_S, Section
 from smartflow.app.apisource import DaemonApiSource
+from smartflow.app.historytools import history_path
 from smartflow.config import Config, Credentials
 from smartflow.core.errors import FatalError
 
@@ -89,6 +90,7 @@ class ApiProcess:
         inbox = Reader(reader, ToDaemon)
         api_token = self.creds.api_token.reveal() if self.creds.api_token else ""
         kill_token = self.creds.kill_token.reveal() if self.creds.kill_token else ""
+        history = str(history_path(self.cfg).absolute()) if self.cfg.history.enabled else ""
         async with self._building:
             self.writer = writer
             self._send(
@@ -97,6 +99,7 @@ class ApiProcess:
                     kill_token=kill_token,
                     api_token=api_token,
                     whales_kept=self.cfg.flow.alerts_kept,
+                    history=history,
                 )
             )
             self._send(Snap(await self.source.snapshot(full=True)))

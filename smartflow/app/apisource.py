@@ -23,11 +23,12 @@ from prometheus_client.core import Metric
 
 from smartflow.analytics.detectors import SmartMoneyDetector
 from smartflow.analytics.flow import FlowAnalyzer, WhaleAlert
+from smartflow.analytics.summary import SummarySnapshot
 from smartflow.api.snapshot import ApiSnapshot, Section
 from smartflow.app.replay import chain_rows
 from smartflow.chain.state import ChainBook, ChainState
 from smartflow.core.messages import SmartMoneySignal
-from smartflow.core.timeutil import iso_ist
+from smartflow.core.timeutil import iso_ist, ist_date
 from smartflow.kernels import layout as L
 
 
@@ -98,6 +99,7 @@ class DaemonApiSource:
         self.signals_seen = 0
         self._signals_sent = 0
         self._last_whale: WhaleAlert | None = None
+        self._summaries: dict[str, tuple[SummarySnapshot, dict[str, Any]]] = {}
         self.seq = 0
         self.snapshot_cpu_ns = 0
         """Trading-loop CPU time spent building snapshots, in total."""
@@ -228,6 +230,7 @@ class DaemonApiSource:
         views = None
         if "chains" in sections:
             views = {c.root: await self._chain_view(c, pace) for c in chains}
+        summaries = await self._summaries_section(pace) if "summaries" in sections else None
         exposition = None
         if "prometheus" in sections:
             assert self.d.metrics is not None  # noqa: S101 — set before the API starts
@@ -257,6 +260,7 @@ class DaemonApiSource:
             seq=self.seq,
             full=full,
             underlyings=[c.root for c in chains],
+            today=ist_date(self.d.clock.now_ns()).isoformat(),
             status=status,
             healthy=ok,
             health=health,
@@ -267,8 +271,28 @@ class DaemonApiSource:
             zone=zone,
             contracts=contracts,
             chains=views,
+            summaries=summaries,
             prometheus=exposition,
         )
+
+    async def _summaries_section(self, pace: _Pace) -> dict[str, dict[str, Any]]:
+        """Each chain's latest summary as plain data, converted once per bar close."""
+        out: dict[str, dict[str, Any]] = {}
+        summaries = self.d.summaries
+        if summaries is None:
+            return out
+        for c in self.book.chains:
+            snap = summaries.latest(c.root)
+            if snap is None:
+                continue
+            done = self._summaries.get(c.root)
+            if done is None or done[0] is not snap:
+                body: dict[str, Any] = msgspec.to_builtins(snap.to_struct())
+                body["ts"] = iso_ist(snap.ts_ns)
+                done = self._summaries[c.root] = (snap, body)
+                await pace()
+            out[c.root] = done[1]
+        return out
 
     def _row(
         self, c: ChainState, row: int, done: dict[tuple[str, int], dict[str, Any]]

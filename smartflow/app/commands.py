@@ -120,8 +120,15 @@ def cmd_replay(args: argparse.Namespace) -> int:
     if not len(tape):
         return _fail(ValueError(f"{args.tape}: the tape holds no frames"))
     out = open(args.out, "wb") if args.out else sys.stdout.buffer  # noqa: SIM115
+    history = None
+    if args.history:
+        from smartflow.journal.history import HistoryStore
+
+        history = HistoryStore(args.history)
     try:
-        replayer = Replayer(cfg, master, out, args.chain_every, int(tape.recv_ns[0]))
+        replayer = Replayer(
+            cfg, master, out, args.chain_every, int(tape.recv_ns[0]), history=history
+        )
         t0 = time.perf_counter()
         summary = replayer.run(tape, timing=args.timing)
         elapsed = time.perf_counter() - t0
@@ -130,6 +137,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
     finally:
         if args.out:
             out.close()
+        if history is not None:
+            history.close()
         tape.close()
     rate = summary.frames / elapsed if elapsed > 0 else 0.0
     print(
@@ -210,6 +219,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
         from smartflow.bench.detectors import run_detectors_bench
 
         print(run_detectors_bench(args.seconds))
+    elif which == "summary":
+        from smartflow.bench.summary import run_summary_bench
+
+        print(run_summary_bench(args.seconds))
     elif which == "replay":
         from smartflow.bench.replay import run_replay_bench
 
@@ -228,3 +241,23 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
         print(run_all())
     return 0
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    """``history import-iv FILE`` and ``history export --date D [--csv]``."""
+    import datetime as dt
+
+    from smartflow.app import historytools
+    from smartflow.journal.history import HistoryError
+
+    try:
+        cfg = _load(args)
+        if args.history_command == "import-iv":
+            return historytools.import_iv(cfg, Path(args.file), sys.stdout)
+        try:
+            day = dt.date.fromisoformat(args.date)
+        except ValueError:
+            raise HistoryError(f"--date: expected YYYY-MM-DD, got {args.date!r}") from None
+        return historytools.export(cfg, day, args.underlying, args.interval, args.csv, sys.stdout)
+    except (ConfigError, HistoryError, OSError) as e:
+        return _fail(e)

@@ -18,6 +18,7 @@ import datetime as dt
 import gc
 import os
 import signal
+import sqlite3
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -29,10 +30,13 @@ import structlog
 
 from smartflow.analytics.detectors import SmartMoneyDetector
 from smartflow.analytics.flow import FlowAnalyzer
+from smartflow.analytics.summary import ChainSummaries, SummarySnapshot
 from smartflow.app.apiprocess import ApiProcess
 from smartflow.app.apisource import DaemonApiSource
+from smartflow.app.chainhistory import ChainHistory
 from smartflow.app.engine import Engine
 from smartflow.app.health import feed_health
+from smartflow.app.historytools import history_path
 from smartflow.app.journaltools import hold_daemon_lock, journal_path
 from smartflow.app.metrics import Metrics
 from smartflow.app.sdnotify import Notifier
@@ -57,6 +61,7 @@ from smartflow.feed.session import (
 from smartflow.instruments.fetch import load_scrip_master
 from smartflow.instruments.master import ScripMaster
 from smartflow.instruments.universe import select
+from smartflow.journal.history import HistoryStore
 from smartflow.journal.store import Journal, JournalWriteError
 from smartflow.orders.angel import AngelGateway
 from smartflow.orders.angel_session import AngelSession
@@ -130,6 +135,8 @@ class Daemon:
         self._feed_auth_hook: AuthFailureHook | None = None
         self._feed_relogin_hook: AuthFailureHook | None = None
         self.flow: FlowAnalyzer | None = None
+        self.summaries: ChainSummaries | None = None
+        self.history: ChainHistory | None = None
         self.metrics: Metrics | None = None
         self.api: ApiProcess | None = None
         self.kernels_warm = False
@@ -292,6 +299,17 @@ class Daemon:
             det.on_signal.append(self._on_signal)
         self.flow = FlowAnalyzer(self.book, self.detectors, cfg.flow)
         self.book.on_bar.append(self.flow.on_bar)
+        self.summaries = ChainSummaries(self.book)
+        self.summaries.attach()
+        if cfg.history.enabled:
+            self.history = ChainHistory(
+                HistoryStore(history_path(cfg)),
+                self.summaries,
+                cfg.history.retention_days,
+                self.log.bind(stage="history"),
+            )
+            self.history.load(now)
+            self.history.attach()
         self.trading = Trading(
             cfg,
             self.book,
@@ -305,6 +323,7 @@ class Daemon:
         )
         self.trading.router.kill_token = self.creds.kill_token
         self.metrics = Metrics(self._metrics_snapshot)
+        self.metrics.add_chain_summaries(self._summary_snapshots)
         self.book.after_bar.append(self._observe_bar)  # after the signals' explanation
         self.book.before_close.append(self._observe_rehearsal)  # after the detectors' rehearsal
         self.trading.router.on_intent.append(self._observe_intent)
@@ -366,6 +385,8 @@ class Daemon:
         self._spawn("engine", self.engine.run())
         self._spawn("orders", self.trading.router.run())
         self._spawn("loop-lag", self.metrics.watch_loop_lag())
+        if self.history is not None:
+            self._spawn("history", self.history.run())
         if cfg.api.enabled:
             self.api = ApiProcess(
                 cfg, DaemonApiSource(self), self.creds, self.log.bind(stage="api")
@@ -630,6 +651,22 @@ class Daemon:
             "failing": self.journal.failing,
         }
 
+    def _close_history(self) -> None:
+        """Today's closing OI (tomorrow's ΔOI baseline) and what is still queued."""
+        assert self.history is not None  # noqa: S101 — checked by the caller
+        try:
+            self.history.record_close()
+        except sqlite3.Error as e:
+            self.log.warning("daemon.shutdown_error", stage="history", error=repr(e))
+        finally:
+            self.history.store.close()
+
+    def _summary_snapshots(self) -> list[SummarySnapshot]:
+        if self.summaries is None:
+            return []
+        snaps = (self.summaries.latest(root) for root in sorted(self.summaries.by_root))
+        return [s for s in snaps if s is not None]
+
     def _signal_stats(self) -> dict[str, Any]:
         return {
             "signals": self.signals_emitted,
@@ -729,6 +766,8 @@ class Daemon:
             # The HTTP client only: the session at Angel stays valid (orders are unaffected);
             # the daily cycle logs out after the close.
             await self._quietly("session.close", self.session.close())
+        if self.history is not None:
+            self._step("history.close", self._close_history)
         if self.journal is not None:
             self._step("journal.close", self._close_journal)
         if self._lock_file is not None:

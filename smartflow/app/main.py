@@ -87,6 +87,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="chain snapshot interval in tape seconds (default 60)",
     )
     replay.add_argument(
+        "--history",
+        metavar="FILE",
+        help="also record the one-minute chain history into this SQLite file (as a live run)",
+    )
+    replay.add_argument(
         "--timing",
         action="store_true",
         help="add processing_s to the summary (the output is then not reproducible)",
@@ -115,6 +120,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="wait this long for the daemon's acknowledgement (default 5); exit 1 without it",
     )
 
+    hist = sub.add_parser("history", help="chain history: daily ATM-IV closes, 1-min snapshots")
+    hist_sub = hist.add_subparsers(dest="history_command", required=True, metavar="ACTION")
+    imp = hist_sub.add_parser(
+        "import-iv", help="seed daily ATM-IV closes from a CSV: date,underlying,atm_iv"
+    )
+    imp.add_argument("file", metavar="FILE.csv")
+    _add_config(imp)
+    exp = hist_sub.add_parser("export", help="one day's one-minute snapshots")
+    exp.add_argument("--date", required=True, metavar="YYYY-MM-DD")
+    exp.add_argument("--csv", action="store_true", help="CSV, one row per minute and contract")
+    exp.add_argument("--underlying", metavar="U", help="one underlying (default: all)")
+    exp.add_argument("--interval", choices=["1m", "5m", "15m"], default="1m")
+    _add_config(exp)
+
     bench = sub.add_parser("bench", help="measure speed against peers, in one run")
     bench_sub = bench.add_subparsers(dest="bench_command", required=True, metavar="YARDSTICK")
     dec = bench_sub.add_parser("decode", help="our decoder vs the official SDK's parser")
@@ -124,6 +143,13 @@ def build_parser() -> argparse.ArgumentParser:
     gr.add_argument("--no-peers", action="store_true", help="skip peer libraries")
     det = bench_sub.add_parser("detectors", help="full detector update of a 50-strike chain")
     det.add_argument("--seconds", type=float, default=300.0, help="simulated session length")
+    summ = bench_sub.add_parser("summary", help="chain summary of a 41-strike chain per bar")
+    summ.add_argument(
+        "--seconds",
+        type=float,
+        default=620.0,
+        help="simulated session length (2 × ≥ 200 bar closes)",
+    )
     rep = bench_sub.add_parser("replay", help="whole-pipeline replay vs the SDK parsing only")
     rep.add_argument("tape", nargs="?", help="a tape (default: record a simulator session)")
     rep.add_argument("--instruments", metavar="FILE", help="scrip master for TAPE")

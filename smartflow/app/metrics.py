@@ -17,6 +17,9 @@ from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from smartflow.analytics.summary import SummarySnapshot
+from smartflow.kernels import summary as ks
+
 
 LATENCY_BUCKETS = (
     25e-6,
@@ -92,6 +95,10 @@ class Metrics:
             LAG_BUCKETS,
         )
         self.registry.register(_Snapshot(snapshot))
+
+    def add_chain_summaries(self, snapshots: Callable[[], Sequence[SummarySnapshot]]) -> None:
+        """Gauges of the latest chain summary per underlying, read at scrape time."""
+        self.registry.register(_ChainSummaryGauges(snapshots))
 
     def exposition(self) -> bytes:
         """Prometheus text format."""
@@ -248,3 +255,51 @@ def _feed_families(f: dict[str, Any]) -> Iterator[Metric]:
         ),
     ):
         yield GaugeMetricFamily(name, doc, value=value)
+
+
+class _ChainSummaryGauges(Collector):
+    """PCR, max pain, ATM IV and net GEX of each underlying's latest chain summary."""
+
+    def __init__(self, snapshots: Callable[[], Sequence[SummarySnapshot]]) -> None:
+        self.snapshots = snapshots
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        snaps = self.snapshots()
+        pcr = GaugeMetricFamily(
+            "smartflow_chain_pcr",
+            "Put-call ratio of the nearest expiry (Σ put ÷ Σ call) by OI, day volume or ΔOI",
+            labels=["underlying", "by"],
+        )
+        pain = GaugeMetricFamily(
+            "smartflow_chain_max_pain",
+            "Max pain strike: the settlement that pays option holders least",
+            labels=["underlying"],
+        )
+        atm = GaugeMetricFamily(
+            "smartflow_chain_atm_iv",
+            "ATM implied volatility at the forward (fraction)",
+            labels=["underlying"],
+        )
+        gex = GaugeMetricFamily(
+            "smartflow_chain_gex_rupees",
+            "Net dealer gamma exposure, rupees per 1 % move (calls +, puts −)",
+            labels=["underlying"],
+        )
+        for s in snaps:
+            u = s.underlying
+            for by, col in (
+                ("oi", ks.S_PCR_OI),
+                ("volume", ks.S_PCR_VOL),
+                ("oi_change", ks.S_PCR_DOI),
+            ):
+                pcr.add_metric([u, by], s.scalar(col))
+            pain.add_metric([u], s.scalar(ks.S_MAX_PAIN))
+            atm.add_metric([u], s.scalar(ks.S_ATM_IV))
+            gex.add_metric([u], s.scalar(ks.S_GEX))
+        yield pcr
+        yield pain
+        yield atm
+        yield gex

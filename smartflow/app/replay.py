@@ -2,7 +2,9 @@
 
 Output (design.md §4.2), one object per line, each with ``kind`` and ``ts`` (ISO-8601 IST from
 the tape clock): ``signal`` lines as the detectors emit them, ``chain`` snapshots every
-``--chain-every`` tape seconds (aligned to multiples of it) and one at the end, ``order``/``fill``
+``--chain-every`` tape seconds (aligned to multiples of it) and one at the end, each followed by
+its ``chain_summary`` (PCR, max pain, walls, ΔOI, GEX, smile: analytics/summary.py),
+``order``/``fill``
 lines from the paper router, and a final ``summary``. Packets are validated exactly as the live
 feed validates them and applied by the same ``ChainBook``; nothing reads the wall clock, so the
 same tape and config give the same bytes on every run. (Processing time would break that; it is
@@ -25,6 +27,8 @@ import numpy as np
 
 from smartflow.analytics.detectors import SmartMoneyDetector
 from smartflow.analytics.flow import FlowAnalyzer
+from smartflow.analytics.summary import ChainSummaries, SummarySnapshot
+from smartflow.app.chainhistory import ChainHistory
 from smartflow.app.trading import Trading
 from smartflow.chain.state import ChainBook, ChainState, FlowParams
 from smartflow.config import Config
@@ -33,6 +37,7 @@ from smartflow.core.messages import SmartMoneySignal
 from smartflow.core.timeutil import iso_ist
 from smartflow.instruments.master import ScripMaster
 from smartflow.instruments.universe import select
+from smartflow.journal.history import HistoryStore
 from smartflow.journal.store import FillRow, Journal, OrderRow
 from smartflow.kernels import layout as L, wire
 from smartflow.tape.format import Tape
@@ -113,6 +118,13 @@ def signal_body(signal: SmartMoneySignal) -> dict[str, Any]:
     return body
 
 
+def summary_body(snap: SummarySnapshot) -> dict[str, Any]:
+    """A chain summary as plain data without its time (the line's ``ts`` carries it)."""
+    body: dict[str, Any] = msgspec.to_builtins(snap.to_struct())
+    del body["ts_ns"]
+    return body
+
+
 class ReplayWriter:
     """Writes replay lines; every line starts with ``kind`` then ``ts``."""
 
@@ -136,6 +148,7 @@ class Replayer:
         chain_every_s: float,
         start_ns: int,
         log: Any = None,
+        history: HistoryStore | None = None,
     ) -> None:
         self.cfg = cfg
         self.clock = ReplayClock(start_ns)
@@ -160,6 +173,15 @@ class Replayer:
             det.on_signal.append(self.write_signal)
         self.flow = FlowAnalyzer(self.book, self.detectors, cfg.flow)
         self.book.on_bar.append(self.flow.on_bar)
+        self.summaries = ChainSummaries(self.book)
+        self.summaries.attach()
+        # The same one-minute series a live run records (``--history FILE``).
+        self.history: ChainHistory | None = None
+        if history is not None:
+            self.history = ChainHistory(
+                history, self.summaries, cfg.history.retention_days, _NullLog()
+            )
+            self.history.attach()
         self.every_ns = int(chain_every_s * NS)
         self.next_snapshot_ns = (start_ns // self.every_ns + 1) * self.every_ns
         self.enrich: list[RowEnricher] = [self._detector_columns, self._flow_columns]
@@ -245,6 +267,11 @@ class Replayer:
                     "rows": chain_rows(c, self.enrich),
                 },
             )
+            self.writer.line(
+                "chain_summary",
+                t_ns,
+                summary_body(self.summaries.by_root[c.root].compute(t_ns, -1)),
+            )
             fut = self.flow.future_flow(c)
             if fut is not None:
                 self.writer.line("flow", t_ns, fut)
@@ -297,6 +324,8 @@ class Replayer:
             self.last_ns = recv_ns
         await self._apply(pending)
         self.snapshot(self.last_ns)
+        if self.history is not None:
+            self.history.record_close()
         s.applied = self.book.stats.applied
         s.unknown_token = self.book.stats.unknown_token
         body: dict[str, Any] = {

@@ -12,15 +12,17 @@ from smartflow.bench.detectors import run_detectors_bench
 from smartflow.bench.e2e import run_e2e_bench
 from smartflow.bench.greeks import run_greeks_bench
 from smartflow.bench.replay import run_replay_bench
+from smartflow.bench.summary import run_summary_bench
 
 
 def run_all() -> str:
-    """Run decode, greeks, detectors, replay, e2e and api; return the combined report."""
+    """Run decode, greeks, detectors, summary, replay, e2e and api; return the combined report."""
     t0 = time.perf_counter()
     parts = [
         ("Decode", run_decode_bench()),
         ("IV and greeks", run_greeks_bench()),
         ("Detectors", run_detectors_bench()),
+        ("Chain summary", run_summary_bench()),
         ("Replay", run_replay_bench()),
         ("End to end", run_e2e_bench()),
         ("API under load", run_api_bench()),

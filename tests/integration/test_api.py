@@ -135,6 +135,7 @@ EMPTY = ApiSnapshot(
     seq=1,
     full=True,
     underlyings=["NIFTY"],
+    today="2026-01-05",
     status={},
     healthy=True,
     health={"problems": [], "ready": True},

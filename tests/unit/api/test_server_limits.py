@@ -44,6 +44,7 @@ BARE = ApiSnapshot(
     seq=1,
     full=True,
     underlyings=["NIFTY"],
+    today="2026-01-05",
     status={"mode": "sim"},
     healthy=True,
     health={"problems": [], "ready": True},
@@ -58,6 +59,7 @@ SNAPSHOT = msgspec.structs.replace(
     zone={"NIFTY": {"metrics": {"spot": 24000.0}, "order_flow": [CONTRACT]}},
     contracts=[CONTRACT],
     chains={"NIFTY": {"underlying": "NIFTY", "strikes": {}}},
+    summaries={"NIFTY": {"underlying": "NIFTY", "strikes": []}},
     prometheus=b"smartflow_ready 1.0\n",
 )
 
