@@ -401,7 +401,6 @@ def _buildup(row, q, bars, head, n_valid, bar_end_ns, p, di, df, h):
     di[row, L.DI_OI_STALE] = 0
     state = classify_buildup(d_oi, d_px, oi_sig, px_sig, hvol)
     di[row, L.DI_BUILDUP] = state
-    di[row, L.DI_BUILDUP_NS] = q[row, L.Q_OI_LAST_NS]
     df[row, L.DF_BUILDUP_CONF] = (
         buildup_confidence(df[row, L.DF_OI_Z], df[row, L.DF_PX_Z], hratio, p)
         if state != BUILDUP_NONE
