@@ -34,6 +34,7 @@ from smartflow.app.metrics import Metrics
 from smartflow.app.sdnotify import Notifier
 from smartflow.app.stats import StatsReporter
 from smartflow.app.subscriptions import SubscriptionManager
+from smartflow.app.summary import SessionSummary, report
 from smartflow.app.trading import Trading
 from smartflow.app.warmup import warm_up
 from smartflow.chain.state import ChainBook, ChainState, FlowParams
@@ -129,6 +130,8 @@ class Daemon:
         self.notifier = Notifier()
         self._last_stale: list[str] = []
         self._unpublished: list[SmartMoneySignal] = []
+        self.summary = SessionSummary()
+        self._ready_ns = 0
 
     # ---- signals ------------------------------------------------------------------------
 
@@ -281,6 +284,8 @@ class Daemon:
         self.book.after_bar.append(self._observe_bar)  # after the signals' explanation
         self.book.before_close.append(self._observe_rehearsal)  # after the detectors' rehearsal
         self.trading.router.on_intent.append(self._observe_intent)
+        self.trading.router.on_event.append(self.summary.on_order_event)
+        self.signal_hooks.append(self.summary.on_signal)
         self.trading.router.on_sent.append(self._observe_sent)
         await self.trading.broker.start()
         # Before any new order can exist: what the journal and the broker know.
@@ -351,6 +356,7 @@ class Daemon:
             self._spawn("tape-flush", self._flush_tape())
         await self._until_ready()
         settle_heap()
+        self._ready_ns = self.clock.now_ns()
         self.ready.set()
         self.log.info("daemon.ready", sockets=self.feed.connected, tokens=len(self.feed.subscribed))
         # READY=1 once connected, subscribed and warm — not on the first tick: the daemon may
@@ -623,6 +629,13 @@ class Daemon:
                 await self._quietly(name, task)
         if self.api is not None:
             await self._quietly("api.stop", self.api.stop())
+        if self.trading is not None and self._ready_ns:
+            strategy = self.trading.strategy
+            seconds = self._latency_s(self._ready_ns)
+            summary = self.summary.build(
+                self.trading.router, strategy.entries, strategy.exits, seconds, self.cfg.mode
+            )
+            report(summary, self.log)
         if self.recorder is not None:
             self.recorder.close()
             self.log.info("tape.closed", path=str(self.recorder.path), frames=self.recorder.records)

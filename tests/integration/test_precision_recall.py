@@ -20,7 +20,7 @@ from __future__ import annotations
 from functools import cache
 
 import pytest
-from support.scoring import ATM, SHAPES, STEP, Score, run_scored, table
+from support.scoring import ATM, BUILDUPS, SHAPES, STEP, Score, run_scored, table
 
 from smartflow.config import ScenarioConfig
 
@@ -71,7 +71,13 @@ def plan() -> list[ScenarioConfig]:
 
 # (detector, shape) → (recall floor, precision floor). Measured values and how they were set:
 # README "Precision and recall".
-FLOORS: dict[tuple[str, str], tuple[float, float]] = {}
+FLOORS: dict[tuple[str, str], tuple[float, float]] = {
+    **{(label, "periodic"): (0.75, 0.1) for label in BUILDUPS},
+    ("SCALPER_TRAP", "per_trade"): (1.0, 0.9),
+    ("SCALPER_TRAP", "periodic"): (1.0, 0.9),
+}
+# Shape → the largest share of quiet near-ATM snapshots carrying a build-up class.
+QUIET_MAX = {"per_trade": 0.02, "periodic": 0.12}
 
 
 @cache
@@ -99,3 +105,5 @@ def test_precision_and_recall_floors_per_detector_and_shape() -> None:
         t = all_scores[shape].tallies[label]
         assert t.recall() >= recall, (label, shape, t.count(), dict(t.found))
         assert t.precision >= precision, (label, shape, t.tp, t.fp, t.fps)
+    for shape, sc in all_scores.items():
+        assert sc.quiet_rate <= QUIET_MAX[shape], (shape, sc.quiet_classed, sc.quiet_snapshots)
