@@ -24,15 +24,16 @@ may be ranges, drawn once per seed from a stream of their own. A strength s (``w
 =================  ============================  ================================  ===============
 kind               volume                        open interest                     premium
 =================  ============================  ================================  ===============
-build-up kinds     (1.5 + 1.5 s) × usual         ± 8 s % of its OI, steadily       ± 10 s %
-fresh_position     (2 + 1.5 s) × usual, blocks   + (8 + 6 s) % in the first 10 s   index only
+build-up kinds     (1.5 + 1.5 s) × usual rate    ± 8 s % of its OI, steadily       ± 10 s %
+fresh_position     (2 + 1.5 s) × usual rate      + (8 + 6 s) % in the first 10 s   index only
 =================  ============================  ================================  ===============
 
 (build-ups and fresh positions add OI, covering and unwinding remove it; long build-up and short
 covering lift the premium, short build-up and long unwinding press it.) The OI follows its path
-through the contract's own trades, each moving it by at most its quantity (trades behind the
-path are blocks of up to ``BLOCK_LOTS`` when the usual sizes cannot keep up), with the usual random
-opening and closing on top, so the path is reached in steps and with noise. Each scenario is
+through the contract's own trades (the volume column is how much more often it trades), each
+moving it by at most its quantity; trades behind the path are blocks of up to ``BLOCK_LOTS`` when
+the usual sizes cannot keep up (volume then runs above the multiple), with the usual random opening
+and closing on top: the path is reached in steps and with noise. Each scenario is
 recorded in ``ground_truth`` (with its grade) and logged when it starts, so detectors can be
 scored against it.
 
@@ -167,6 +168,9 @@ class Contract:
     # Scenario overrides, reset when the window ends.
     price_factor: float = 1.0
     volume_mult: float = 1.0
+    """Multiple of its usual trading rate while a scenario runs."""
+    size_mult: float = 1.0
+    """Multiple of its usual trade size while a scenario runs (traps and icebergs)."""
     buy_prob: float = 0.5
     open_prob: float = 0.3
     close_prob: float = 0.3
@@ -453,7 +457,10 @@ class Market:
         self._reprice(chain, c)
         lot = c.inst.lot_size
         lots = 1 + min(int(rng.expovariate(0.5)), 40)
-        qty = max(1, int(lots * c.volume_mult)) * lot
+        # A graded scenario's volume multiple makes the contract trade more often (the pick
+        # weight carries it), so its volume is that multiple of usual; traps and icebergs also
+        # trade in bigger clips.
+        qty = max(1, int(lots * c.size_mult)) * lot
         path = c.oi_path
         if path is not None and self.now_ns < path.end_ns:
             # Behind its path the scenario trades in blocks: the position is what it is about.
@@ -646,9 +653,9 @@ class Market:
             c.oi = c.inst.lot_size * self.rng.randint(10, 40)
             c.pending_oi = 0
             c.open_prob, c.close_prob = 0.0, 0.0
-            c.volume_mult = 4.0 + 2 * s
+            c.volume_mult = c.size_mult = 4.0 + 2 * s
         elif kind == "theta_crush":
-            c.volume_mult = 2.5 + s
+            c.volume_mult = c.size_mult = 2.5 + s
             c.buy_prob = 0.3
         elif kind == "whale":
             px = c.ask
@@ -657,7 +664,7 @@ class Market:
             self._trade(c, px, lots * c.inst.lot_size, True)
         elif kind == "iceberg":
             c.buy_prob = 0.1
-            c.volume_mult = 3.0 + s
+            c.volume_mult = c.size_mult = 3.0 + s
             c.displayed_bid_qty = c.inst.lot_size * 10
             c.hidden_bid_qty = c.inst.lot_size * int(400 * s)
         self._refresh_weights(chain)
@@ -674,7 +681,7 @@ class Market:
             c.displayed_bid_qty = 0
 
     def _end(self, c: Contract) -> None:
-        c.volume_mult = 1.0
+        c.volume_mult = c.size_mult = 1.0
         c.buy_prob = 0.5
         c.open_prob, c.close_prob = 0.3, 0.3
         c.oi_path = None

@@ -120,12 +120,12 @@ def test_graded_build_up_moves_oi_and_premium_by_its_grade(
 ) -> None:
     sc = ScenarioConfig(
         kind="long_build_up",
-        start_s=20,
+        start_s=60,
         duration_s=120,
         strength=grade,  # type: ignore[arg-type]
     )
     sim = SimConfig(seed=6, scenarios=[sc], oi_publish=shape, oi_period_s=(30, 90))  # type: ignore[arg-type]
-    run = Run(sim, 240)
+    run = Run(sim, 280)
     (gt,) = run.market.ground_truth
     assert gt.grade == grade
     series = run.series(gt.token)
@@ -140,15 +140,14 @@ def test_graded_build_up_moves_oi_and_premium_by_its_grade(
     # moves it too, so the bend is read from the model, not the tape).
     value = {"weak": 0.5, "moderate": 1.0, "strong": 2.0}[grade]
     assert run.market.by_token[gt.token].price_factor == pytest.approx(1 + 0.1 * value, abs=0.002)
-    # The contract traded its graded multiple of usual volume.
+    # The contract traded at least about its graded multiple of usual volume...
     mult = 1.5 + 1.5 * value
     inside = [p for p in series if gt.start_ns <= p["exchange_timestamp"] * 1_000_000 < gt.end_ns]
-    outside = [p for p in series if p["exchange_timestamp"] * 1_000_000 < gt.start_ns]
     rate_in = (inside[-1]["volume_trade_for_the_day"] - inside[0]["volume_trade_for_the_day"]) / 120
-    rate_out = (
-        outside[-1]["volume_trade_for_the_day"] - outside[0]["volume_trade_for_the_day"]
-    ) / 20
-    assert rate_in > 0.5 * mult * rate_out
+    day_volume = [p["volume_trade_for_the_day"] for p in before]
+    rate_out = (day_volume[-1] - day_volume[0]) / 60
+    # (more when the path needs blocks to keep up, as the strong grade's 16 % does).
+    assert 0.6 * mult <= rate_in / rate_out <= 2 * mult
 
 
 def test_a_fresh_position_is_put_on_in_its_first_ten_seconds() -> None:
