@@ -23,8 +23,8 @@ Significance: a change against the contract's own noise
     Each contract learns what its OI and premium usually do over one horizon: a noise scale, the
     exponentially weighted mean |change over the horizon| sampled every bar (memory
     ``noise_memory_s``; a plain mean until that many samples), each sample winsorised at twice
-    the scale so one event cannot teach the contract that events are normal. z = |change| ÷ max(scale, one lot | one tick); only full horizons
-    are sampled and judged. An OI change is
+    the scale so one event cannot teach the contract that events are normal. z = |change| ÷
+    max(scale, one lot | one tick); only full horizons are sampled and judged. An OI change is
     **significant** when z ≥ ``buildup_oi_z`` *and* |ΔOI| ≥ ``buildup_min_oi_lots`` lots *and*
     |ΔOI| ≥ ``buildup_min_oi_change_pct`` % of the OI a horizon ago; a premium move when
     z ≥ ``buildup_price_z``, |Δp| ≥ ``buildup_min_price_change_pct`` % and at least one tick.
