@@ -128,7 +128,13 @@ def test_buildup_scenario_drives_the_signal(kind: str, side: str) -> None:
     rec, trade_side = SIGNALS[(kind, side)]
     reading = [ts for ts, st in log if _inside(gt, ts) and st["oi_buildup"] == BUILDUPS[kind]]
     assert reading
+    # While the scenario trades (its window): the signal it implies. After it, the reading stays
+    # for the horizon but the volume behind it is gone: no trade is allowed but the implied one.
     for ts in reading:
+        if ts > gt.end_ns:
+            sig = _signal_at(s, ts)
+            assert not sig.can_trade or sig.recommendation == rec, (ts - gt.start_ns, sig.reason)
+            continue
         sig = _signal_at(s, ts)
         assert sig.recommendation == rec, (ts - gt.start_ns, sig.reason)
         assert sig.strike == gt.strike

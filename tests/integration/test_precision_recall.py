@@ -13,6 +13,9 @@ Scoring:
   a class the scenario implies: its own class, and for a fresh position (≥ 12 % of OI opened on
   heavy volume) also an OI-up build-up, LONG or SHORT — the scenario does not move the premium,
   the index does, so either direction is the classifier reading it correctly.
+* A build-up reading lasts while its OI change is inside the two-minute horizon: in the scored
+  table, an episode starting on a scenario's contract within its window + the horizon with the
+  injected OI direction (either premium direction) is that scenario read later, not noise.
 * Recall: a scenario is found when its own class starts inside its window + 3 bars.
 * Precision is scored where the orchestrator listens: the strikes within ± 10 of ATM (2 ×
   ce_pe_atm_range, the voting zone) for build-ups and fresh entries. Further out the simulator
@@ -86,6 +89,20 @@ PRIMARY = {
 }
 IMPLIED = {kind: {label} for kind, label in PRIMARY.items()}
 IMPLIED["fresh_position"] |= {"LONG_BUILD_UP", "SHORT_BUILD_UP"}
+# A build-up is read over a two-minute horizon ([detectors] buildup_horizon_s), so its injected
+# OI change stays in the reading for up to that long after the window, re-read with whatever the
+# premium does then (the simulator drops the scenario's price bend at its end): in the scored
+# table, a class with the injected OI direction starting within that horizon is the same event.
+HORIZON_NS = 120 * NS
+OI_UP = {"LONG_BUILD_UP", "SHORT_BUILD_UP"}
+OI_DOWN = {"SHORT_COVERING", "LONG_UNWINDING"}
+LINGER = {
+    "long_build_up": OI_UP,
+    "short_build_up": OI_UP,
+    "fresh_position": OI_UP,
+    "short_covering": OI_DOWN,
+    "long_unwinding": OI_DOWN,
+}
 SCORED = ["LONG_BUILD_UP", "SHORT_BUILD_UP", "SHORT_COVERING", "LONG_UNWINDING"]
 SCORED += ["AGGRESSIVE_ENTRY", "SCALPER_TRAP"]
 
@@ -117,7 +134,12 @@ def _true(
     token: str, label: str, ts: int, truths: list[GroundTruth], end_ns: int, strict: bool
 ) -> bool:
     for g in truths:
-        if g.token != token or label not in IMPLIED[g.kind]:
+        if g.token != token:
+            continue
+        lingers = label in LINGER.get(g.kind, set())
+        if not strict and lingers and g.start_ns <= ts <= g.end_ns + HORIZON_NS:
+            return True
+        if label not in IMPLIED[g.kind]:
             continue
         end = g.end_ns + GRACE_NS
         if g.kind == "scalper_trap" and not strict:
