@@ -110,6 +110,8 @@ class SmartMoneyConfig(Base, frozen=True):
     """Floor: smallest premium change (%) over the horizon that counts."""
     noise_memory_s: PositiveFloat = 600.0
     """How long a contract's typical OI and premium changes are remembered."""
+    warmup_noise_pct: PositiveFloat = 1.0
+    """Until a contract's own noise is known: its typical change, in % of its OI and premium."""
     volume_baseline_s: PositiveFloat = 300.0
     """How long a contract's normal bar volume is remembered (surges are winsorised out)."""
     min_baseline_bars: Annotated[int, Meta(ge=1, le=30)] = 3

@@ -124,6 +124,7 @@ def params_array(t: SmartMoneyConfig, bar_seconds: int) -> np.ndarray:
     p[KC.P_PX_Z] = t.buildup_price_z
     p[KC.P_MIN_OI_LOTS] = t.buildup_min_oi_lots
     p[KC.P_NOISE_ALPHA] = min(1.0, bar_seconds / t.noise_memory_s)
+    p[KC.P_WARMUP_NOISE_PCT] = t.warmup_noise_pct
     return p
 
 

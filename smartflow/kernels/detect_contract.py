@@ -16,8 +16,8 @@ The horizon
     second. Every OI reading here is a change over a rolling **horizon** of
     ``buildup_horizon_s`` (whole bars): OI, premium (LTP) and day volume now against the same
     three at the close of the bar one horizon ago (``hist``, one sample per bar). While a
-    contract's history is shorter, the changes since its first bar are shown but nothing is
-    significant. The same change reads the same whichever shape OI arrives in.
+    contract's history is shorter, the window starts at its first bar and its changes are
+    judged against a prior (below). The same change reads the same whichever shape OI arrives in.
 
 Significance: a change against the contract's own noise
     Each contract learns what its OI and premium usually do over one horizon: a noise scale, the
@@ -28,9 +28,10 @@ Significance: a change against the contract's own noise
     **significant** when z ≥ ``buildup_oi_z`` *and* |ΔOI| ≥ ``buildup_min_oi_lots`` lots *and*
     |ΔOI| ≥ ``buildup_min_oi_change_pct`` % of the OI a horizon ago; a premium move when
     z ≥ ``buildup_price_z``, |Δp| ≥ ``buildup_min_price_change_pct`` % and at least one tick.
-    Until the scales have seen max(``min_baseline_bars``, horizon ÷ 2) full-horizon samples
-    nothing is significant: a contract's noise is not known yet (with 5 s bars and the default
-    two-minute horizon, a contract is judged from its third minute on).
+    Until the scales have seen max(``min_baseline_bars``, horizon ÷ 2) full-horizon samples (with
+    5 s bars and the default two-minute horizon: the first three minutes of a contract) its noise
+    is not known, and a prior stands for it: ``warmup_noise_pct`` of its OI and of its premium
+    a horizon ago (or at its first bar), against which the change since then is judged.
 
 OI build-up (with OI staleness)
     A build-up needs a significant OI change *and* a significant premium move over the horizon,
@@ -164,7 +165,8 @@ P_OI_Z = 28
 P_PX_Z = 29
 P_MIN_OI_LOTS = 30
 P_NOISE_ALPHA = 31  # weight of a new sample in the noise scales: bar_seconds ÷ noise_memory_s
-NP = 32
+P_WARMUP_NOISE_PCT = 32
+NP = 33
 
 # ---- horizon history (``hist`` float64[n, NH, HR], one sample per bar, slot = seq % HR) -------
 H_OI = 0  # OI at the bar's close (units)
@@ -269,10 +271,8 @@ def buildup_confidence(z_oi, z_px, vol_ratio, p):
 
 
 @njit(cache=True, nogil=True)
-def noise_z(x, scale, n, floor, p_min_samples):
-    """|change| ``x`` in units of the noise ``scale`` (at least ``floor``); NaN while warming up."""
-    if n < p_min_samples or x != x:
-        return math.nan
+def noise_z(x, scale, floor):
+    """|change| ``x`` in units of the noise ``scale``, never less than ``floor``."""
     return x / (scale if scale > floor else floor)
 
 
@@ -327,11 +327,17 @@ def _horizon(row, q, hist, seq, p, di, df, base):
     lot = float(max(1, q[row, L.Q_LOT]))
     tick = q[row, L.Q_TICK] / 100.0
     n = di[row, L.DI_NOISE_N]
-    min_n = max(p[P_MIN_BASELINE_BARS], float(hb // 2))
     oi_scale = df[row, L.DF_OI_NOISE]
     px_scale = df[row, L.DF_PX_NOISE]
-    z_oi = noise_z(x_oi, oi_scale, n, lot, min_n)
-    z_px = noise_z(x_px, px_scale, n, tick, min_n)
+    if n >= max(p[P_MIN_BASELINE_BARS], float(hb // 2)):
+        z_oi = noise_z(x_oi, oi_scale, lot)
+        z_px = noise_z(x_px, px_scale, tick)
+    else:
+        # The contract's own noise is not known yet: a prior of warmup_noise_pct of its OI and
+        # of its premium stands for it (a change over a shorter window, too, is judged on it).
+        prior = p[P_WARMUP_NOISE_PCT] / 100.0
+        z_oi = noise_z(abs(d_oi), prior * oi_ref, lot)
+        z_px = noise_z(abs(d_px), prior * px_ref, tick)
     oi_pct = 100.0 * d_oi / oi_ref if oi_ref > 0 else math.nan
     px_pct = 100.0 * d_px / px_ref if px_ref > 0 else math.nan
     oi_sig = (

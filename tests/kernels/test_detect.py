@@ -259,11 +259,21 @@ def test_classify_buildup_none(oi_sig: bool, px_sig: bool, volume: float, why: s
     assert KC.classify_buildup(-40.0, -2.0, oi_sig, px_sig, volume) == KC.BUILDUP_NONE, why
 
 
-def test_noise_z_floors_and_warm_up() -> None:
-    assert KC.noise_z(40.0, 10.0, 12, 1.0, 12) == 4.0
-    assert KC.noise_z(40.0, 0.2, 12, 1.0, 12) == 40.0  # never less than the floor (one lot)
-    assert math.isnan(KC.noise_z(40.0, 10.0, 11, 1.0, 12))  # noise not known yet
-    assert math.isnan(KC.noise_z(math.nan, 10.0, 12, 1.0, 12))
+def test_noise_z_has_a_floor() -> None:
+    assert KC.noise_z(40.0, 10.0, 1.0) == 4.0
+    assert KC.noise_z(40.0, 0.2, 1.0) == 40.0  # never less than the floor (one lot)
+    assert math.isnan(KC.noise_z(math.nan, 10.0, 1.0))
+
+
+def test_before_its_noise_is_known_a_contract_is_judged_on_the_prior() -> None:
+    """1 % of OI and of premium a horizon: 4 % of OI and a 1 % premium move count."""
+    for oi, close, state in ((2_080.0, 101.0, "LONG_BUILD_UP"), (2_070.0, 101.0, "NONE")):
+        lab = Lab(warm=False)
+        ce = lab.row()
+        lab.quiet(5)
+        lab.bar({ce: {"oi": oi, "close": close}})
+        assert lab.states(ce)["oi_buildup"] == state, oi
+        assert lab.df(ce, L.DF_OI_Z) == pytest.approx((oi - 2_000) / 20)
 
 
 def test_buildup_confidence_is_monotone_and_bounded() -> None:
@@ -1015,6 +1025,7 @@ def test_params_array_carries_every_threshold() -> None:
         KC.P_PX_Z: t.buildup_price_z,
         KC.P_MIN_OI_LOTS: t.buildup_min_oi_lots,
         KC.P_NOISE_ALPHA: 7 / t.noise_memory_s,
+        KC.P_WARMUP_NOISE_PCT: t.warmup_noise_pct,
     }
     assert len(slots) == KC.NP
     for slot, value in slots.items():
