@@ -77,7 +77,7 @@ class ModelConfig(Base, frozen=True):
 class SmartMoneyConfig(Base, frozen=True):
     """Detector thresholds: the seed's ``SmartMoneyConfig`` defaults plus implicit knobs.
 
-    Units are stated per field; kernels/detect.py documents every rule.
+    Units are stated per field; kernels/detect_contract.py documents every rule.
     """
 
     volume_spike_threshold: PositiveFloat = 1.5
@@ -96,11 +96,24 @@ class SmartMoneyConfig(Base, frozen=True):
     ce_pe_control_threshold: Annotated[float, Meta(gt=0.5, lt=1)] = 0.55
     oi_stale_s: PositiveFloat = 180.0
     """OI unchanged this long while the contract trades is reported as stale, not 'OI flat'."""
+    buildup_horizon_s: Annotated[float, Meta(gt=0, le=1800)] = 120.0
+    """OI, premium and volume changes are read over this rolling window (whole bars)."""
+    buildup_oi_z: PositiveFloat = 4.0
+    """An OI change counts at this multiple of the contract's typical change over the horizon."""
+    buildup_price_z: PositiveFloat = 1.0
+    """...and a premium move at this multiple of its typical move."""
+    buildup_min_oi_lots: NonNegFloat = 10.0
+    """Floor: smallest OI change (lots) over the horizon that counts."""
     buildup_min_oi_change_pct: PositiveFloat = 0.5
-    """Smallest OI change (% of OI) between two OI updates that counts as a build-up."""
+    """Floor: smallest OI change (% of OI a horizon ago) that counts."""
     buildup_min_price_change_pct: PositiveFloat = 0.5
-    """Smallest premium change (%) over the same interval."""
-    baseline_bars: Annotated[int, Meta(ge=2, le=30)] = 10
+    """Floor: smallest premium change (%) over the horizon that counts."""
+    noise_memory_s: PositiveFloat = 600.0
+    """How long a contract's typical OI and premium changes are remembered."""
+    warmup_noise_pct: PositiveFloat = 1.0
+    """Until a contract's own noise is known: its typical change, in % of its OI and premium."""
+    volume_baseline_s: PositiveFloat = 300.0
+    """How long a contract's normal bar volume is remembered (surges are winsorised out)."""
     min_baseline_bars: Annotated[int, Meta(ge=1, le=30)] = 3
     battle_window_bars: Annotated[int, Meta(ge=1, le=30)] = 12
     theta_crush_dte_days: PositiveFloat = 2.0
@@ -151,13 +164,8 @@ class DetectorConfig(Base, frozen=True):
     """A single interval (between two packets) trading at least this value is a whale print."""
     whale_volume_multiple: PositiveFloat = 3.0
     """...or at least this multiple of the contract's average interval quantity."""
-    rehearsal_ms: Annotated[float, Meta(ge=0)] = 5.0
-    """Rehearse each bar's detector update on scratch state this long before the bar closes
-    (0: never), so its code and data are in cache when the bar closes. Changes no output."""
 
     def __post_init__(self) -> None:
-        if self.rehearsal_ms >= self.bar_seconds * 1000:
-            raise ValueError("detectors.rehearsal_ms: must be shorter than a bar")
         unknown = sorted(set(self.overrides) - set(SmartMoneyConfig.__struct_fields__))
         if unknown:
             raise ValueError(f"detectors.overrides: unknown threshold `{unknown[0]}`")

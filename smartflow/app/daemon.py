@@ -282,7 +282,6 @@ class Daemon:
         )
         self.metrics = Metrics(self._metrics_snapshot)
         self.book.after_bar.append(self._observe_bar)  # after the signals' explanation
-        self.book.before_close.append(self._observe_rehearsal)  # after the detectors' rehearsal
         self.trading.router.on_intent.append(self._observe_intent)
         self.trading.router.on_event.append(self.summary.on_order_event)
         self.signal_hooks.append(self.summary.on_signal)
@@ -516,11 +515,6 @@ class Daemon:
                 self.metrics.detector_update.observe(det.update_ns / 1e9)
                 self.metrics.detector_kernels.observe(det.kernel_ns / 1e9)
                 self.metrics.signal_explain.observe(det.explain_ns / 1e9)
-
-    def _observe_rehearsal(self, _bar_end_ns: int, _seq: int) -> None:
-        if self.metrics is not None:
-            for det in self.detectors.values():
-                self.metrics.detector_rehearsal.observe(det.rehearse_ns / 1e9)
 
     def _observe_intent(self, intent: OrderIntent) -> None:
         if self.metrics is not None and intent.tick_ns:

@@ -4,7 +4,7 @@ rarely carry a class at all.
 
 Sessions run straight through ``ChainBook`` + ``SmartMoneyDetector`` (``support.session``), 200
 packets per simulated second, seed 3, 5 s bars; the detector's per-bar contract states of the
-scenario's contract (``track=``) are what is checked. A scenario starts at 60 s and lasts 120 s,
+scenario's contract (``track=``) are what is checked. A scenario starts at 240 s and lasts 120 s,
 build-ups at the ``strong`` grade (16 % of the contract's OI, a 20 % premium move, 4.5× volume);
 "inside its window" means a bar ending in [start, end + 3 bars]. The shapes are
 ``support.scoring.SHAPES``: OI moving with each trade, and OI published in lumps every 30-90 s (so
@@ -27,9 +27,9 @@ SEED = 3
 NS = 1_000_000_000
 BAR_NS = 5 * NS
 GRACE_NS = 3 * BAR_NS
-START_S = 60.0
+START_S = 240.0  # after the detectors have learnt each contract's noise
 DURATION_S = 120.0
-SECONDS = 195.0
+SECONDS = 375.0
 
 States = dict[str, object]
 
@@ -81,11 +81,7 @@ BUILDUPS = {
     "short_covering": "SHORT_COVERING",
     "long_unwinding": "LONG_UNWINDING",
 }
-# Shapes the current detectors are held to for build-ups (see README "Precision and recall").
-BUILDUP_SHAPES = ["periodic"]
-CASES = [
-    (shape, kind, side) for shape in BUILDUP_SHAPES for kind in BUILDUPS for side in ("CE", "PE")
-]
+CASES = [(shape, kind, side) for shape in SHAPES for kind in BUILDUPS for side in ("CE", "PE")]
 
 
 @pytest.mark.parametrize(("shape", "kind", "side"), CASES)
@@ -105,6 +101,20 @@ def test_buildup_scenario_is_detected_in_its_window(shape: str, kind: str, side:
     before = [st for ts, st in log if ts <= gt.start_ns]
     assert all(st["oi_buildup"] == "NONE" for st in before)
     assert all(st["trap_types"] == [] for st in before)
+
+
+@pytest.mark.parametrize("shape", list(SHAPES))
+def test_fresh_position_is_an_aggressive_entry(shape: str) -> None:
+    s, gt, log = _scenario(shape, "fresh_position", "CE")
+    fresh = [ts for ts, st in log if _inside(gt, ts) and st["fresh_position"] == "AGGRESSIVE_ENTRY"]
+    assert fresh
+    # 20 % of the OI in 10 s: read once it is on the wire (with periodic OI, at the next print).
+    assert min(fresh) <= gt.end_ns
+    assert all(st["fresh_position"] != "AGGRESSIVE_ENTRY" for ts, st in log if ts < gt.start_ns)
+    sig = next(x for x in s.every_bar if x.ts == min(fresh))
+    assert sig.fresh_position_detected
+    assert sig.recommendation == "BUY_CALL"
+    assert sig.strike == gt.strike
 
 
 @pytest.mark.parametrize("shape", list(SHAPES))
@@ -145,14 +155,18 @@ def test_theta_crush_on_expiry_day(shape: str) -> None:
 # default OI depth (ATM ≈ 30,000 lots: the simulator's churn moves it by ~0.2 % a minute) and on
 # a thin chain (ATM ≈ 3,000 lots: the same churn is ~2 % a minute). What share of their
 # snapshots carries a build-up class is the false-class rate; the detector rework aims at ≤ 2 %.
+# It is measured over the whole session and from the fourth minute on, once the detectors have
+# learnt each contract's own noise (before that a prior of ``warmup_noise_pct`` stands in).
 QUIET_SECONDS = 300.0
+LEARNT_S = 180.0
 DEPTHS = {"deep": 30_000, "thin": 3_000}
-# (shape, depth) → the largest false-class rate allowed (measured values: README).
-QUIET_MAX: dict[tuple[str, str], float] = {
-    ("per_trade", "deep"): 0.02,
-    ("periodic", "deep"): 0.15,
-    ("per_trade", "thin"): 0.06,
-    ("periodic", "thin"): 0.65,
+# (shape, depth) → the largest false-class rate allowed (whole session, after learning); the
+# measured values are in README "Precision and recall".
+QUIET_MAX: dict[tuple[str, str], tuple[float, float]] = {
+    ("per_trade", "deep"): (0.02, 0.02),
+    ("periodic", "deep"): (0.02, 0.02),
+    ("per_trade", "thin"): (0.15, 0.02),
+    ("periodic", "thin"): (0.15, 0.02),
 }
 
 
@@ -169,10 +183,20 @@ def test_quiet_contracts_near_the_money_rarely_carry_a_class(shape: str, depth: 
     s, near = _quiet(shape, depth)
     assert len(s.contract_log) == len(near) * QUIET_SECONDS * NS // BAR_NS
     assert abs(s.book.chains[0].spot - ATM) < STEP  # the zone stayed the zone
-    classed = [(ts, near[tok]) for ts, tok, st in s.contract_log if st["oi_buildup"] != "NONE"]
-    rate = len(classed) / len(s.contract_log)
-    print(f"quiet {shape} {depth}: {len(classed)} of {len(s.contract_log)} ({100 * rate:.2f} %)")
-    assert rate <= QUIET_MAX[(shape, depth)], classed[:20]
+    learnt_ns = s.market.start_ns + int(LEARNT_S * NS)
+    rates = []
+    for since in (0, learnt_ns):
+        log = [(ts, near[tok], st) for ts, tok, st in s.contract_log if ts > since]
+        classed = [(ts, where) for ts, where, st in log if st["oi_buildup"] != "NONE"]
+        rates.append(len(classed) / len(log))
+        frm = LEARNT_S if since else 0.0
+        print(
+            f"quiet {shape} {depth}, from {frm:.0f} s: {len(classed)} of {len(log)} snapshots"
+            f" carry a build-up class ({100 * rates[-1]:.2f} %)"
+        )
+    whole, learnt = QUIET_MAX[(shape, depth)]
+    assert rates[0] <= whole
+    assert rates[1] <= learnt
 
 
 # ATM ± 2 strikes (23 900 … 24 100, CE and PE): the contracts the simulator trades most, so every

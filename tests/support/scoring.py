@@ -9,7 +9,9 @@ flicker, so one scenario can yield several episodes.
 * An episode is *true* when it starts on a scenario's contract between the scenario's onset and
   ``TRUTH_TAIL_S`` after its end, with a class the scenario implies. The tail covers what the
   market still shows afterwards: with periodic OI the window's last lots are published up to a
-  period later, and a horizon-based reading keeps seeing the change for a horizon.
+  period later, and a reading over the detectors' two-minute horizon keeps seeing the change for
+  that long. After the window the scenario no longer bends the premium (the index moves it
+  either way), so then any class with the scenario's OI direction is that change read again.
 * A scenario is *found* when an episode of its own class starts between its onset and three bars
   after its end.
 * Precision is scored where the orchestrator listens: strikes within ``ZONE_STRIKES`` of ATM
@@ -36,7 +38,7 @@ from support.session import Session, run_session
 NS = 1_000_000_000
 BAR_NS = 5 * NS
 RECALL_TAIL_NS = 3 * BAR_NS
-TRUTH_TAIL_S = 90.0
+TRUTH_TAIL_S = 120.0  # [detectors] buildup_horizon_s
 ATM = 24_000.0
 STEP = 50.0
 ZONE_STRIKES = 10  # ± 2 × ce_pe_atm_range: the orchestrator's voting zone
@@ -66,6 +68,16 @@ IMPLIED: dict[str, set[str]] = {kind: {label} for kind, label in PRIMARY.items()
 IMPLIED["long_build_up"].add("AGGRESSIVE_ENTRY")
 IMPLIED["short_build_up"].add("AGGRESSIVE_ENTRY")
 IMPLIED["fresh_position"] |= {"LONG_BUILD_UP", "SHORT_BUILD_UP"}
+OI_UP = {"LONG_BUILD_UP", "SHORT_BUILD_UP"}
+OI_DOWN = {"SHORT_COVERING", "LONG_UNWINDING"}
+# After the window: the scenario's OI change, whatever the premium does then.
+AFTER: dict[str, set[str]] = {
+    "long_build_up": OI_UP,
+    "short_build_up": OI_UP,
+    "fresh_position": OI_UP,
+    "short_covering": OI_DOWN,
+    "long_unwinding": OI_DOWN,
+}
 
 Where = dict[str, tuple[float, str]]  # token → (strike, side)
 Episode = tuple[str, str, int]  # (token, label, first bar's end)
@@ -121,6 +133,10 @@ class Tally:
     fp: int = 0
     found: dict[str, list[bool]] = field(default_factory=lambda: defaultdict(list))
     fps: list[str] = field(default_factory=list)
+    # False positives on a scenario's contract inside its window + tail (a class confusion) and
+    # on contracts no scenario touched then (noise read as a class).
+    fp_confused: int = 0
+    fp_noise: int = 0
 
     @property
     def precision(self) -> float:
@@ -164,16 +180,21 @@ def score_session(s: Session, where: Where, seconds: float, into: Score | None =
         strike, side = where[token]
         if abs(strike - ATM) > ZONE_STRIKES * STEP and label != "SCALPER_TRAP":
             continue
-        true = False
+        true = confused = False
         for g in truths:
             lo, hi = _truth_window(g, end_ns)
-            if g.token == token and label in IMPLIED[g.kind] and lo <= ts <= hi:
-                true = True
+            if g.token != token or not lo <= ts <= hi:
+                continue
+            implied = IMPLIED[g.kind] | (AFTER.get(g.kind, set()) if ts > g.end_ns else set())
+            true = true or label in implied
+            confused = True
         tally = out.tallies[label]
         if true:
             tally.tp += 1
         else:
             tally.fp += 1
+            tally.fp_confused += confused
+            tally.fp_noise += not confused
             tally.fps.append(f"{label} {strike:g} {side} at {(ts - s.market.start_ns) / NS:.0f} s")
     for g in truths:
         primary = PRIMARY.get(g.kind)
@@ -211,7 +232,7 @@ def run_scored(
 def table(title: str, scores: dict[str, Score], labels: Iterable[str] = LABELS) -> str:
     """The precision / recall table per detector and shape, as printed by the suites."""
     head = f"{'detector':<18}{'shape':<11}{'weak':>7}{'moderate':>10}{'strong':>8}{'recall':>8}"
-    head += f"{'TP':>5}{'FP':>5}{'precision':>11}"
+    head += f"{'TP':>5}{'FP':>5}{'precision':>11}  FP: confused / noise"
     lines = ["", title, head]
     for label in labels:
         for shape, sc in scores.items():
@@ -222,7 +243,10 @@ def table(title: str, scores: dict[str, Score], labels: Iterable[str] = LABELS) 
             lines.append(
                 f"{label:<18}{shape:<11}{t.count('weak'):>7}{t.count('moderate'):>10}"
                 f"{t.count('strong'):>8}{t.recall():>8.2f}{t.tp:>5}{t.fp:>5}{t.precision:>11.2f}"
+                f"  {t.fp_confused:>5} / {t.fp_noise}"
             )
+    lines.append("FP confused: another class on a scenario's contract in its window + tail;")
+    lines.append("FP noise: a class on a contract no scenario touched then.")
     for shape, sc in scores.items():
         lines.append(
             f"quiet contracts ± {ZONE_STRIKES} strikes, {shape}: {sc.quiet_classed} of "
