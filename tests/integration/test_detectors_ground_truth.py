@@ -96,8 +96,9 @@ def test_buildup_scenario_is_detected_in_its_window(kind: str, side: str) -> Non
     read = {st["oi_buildup"] for _, st in inside} - {"NONE"}
     assert read == {expected}
     first = min(ts for ts, st in inside if st["oi_buildup"] == expected)
-    # ...read at one of the first OI prints (the scenario prints OI every ~4 s).
-    assert first - gt.start_ns <= 4 * BAR_NS
+    # ...read within the scenario's first 30 s: at 90 s into the session a contract's own noise
+    # is not known yet, so its OI must have moved 4 % (4 × the 1 % warm-up prior) over its history.
+    assert first - gt.start_ns <= 6 * BAR_NS
     # The volume behind it is elevated (the scenario trades 4x).
     assert {st["volume_state"] for _, st in inside} & {"SPIKE", "BURST", "AGGRESSIVE"}
     # Nothing was read on this (liquid, ATM) contract before the scenario began.
