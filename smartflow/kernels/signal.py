@@ -180,7 +180,8 @@ def _votes(rows, lo, hi, q, di, df, votes):
     A classified build-up votes its underlying direction (calls as named, puts mirrored) with its
     confidence × type weight (covering/unwinding 0.6) × 1.5 while a fresh position is live on
     it. A live fresh entry without one votes with its strength the way it went (read once, at
-    its detection: the horizon's signed volume, or its premium move when that was balanced).
+    its detection: the signed volume of the bar that revealed it, else the horizon's, else the
+    premium's move).
     """
     m = 0
     for i in range(rows.size):
