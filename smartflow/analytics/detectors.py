@@ -9,8 +9,8 @@ the battlefield), then reads them as votes:
   SHORT_COVERING on a call and SHORT_BUILD_UP or LONG_UNWINDING on a put are bullish, the mirror
   images bearish — weighted by its confidence (covering/unwinding at 0.6, being exits rather
   than new money) and by 1.5 while a fresh position is live on it; a fresh entry without a
-  classified build-up votes with its strength the way the bar's trades leaned (its CVD), or its
-  premium moved on a balanced bar;
+  classified build-up votes with its strength the way it went, read once at its detection (the
+  signed volume of the bar that revealed it, else the horizon's, else the premium's move);
 * the net vote (−1…1) gives the direction; below ``min_net_vote`` the signal is NEUTRAL. The
   strongest voter in that direction is the *driver*; the contract to trade is the driver for a
   call-side BUY_CALL / put-side BUY_PUT, else the same-strike option of the other side;

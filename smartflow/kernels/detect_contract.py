@@ -75,7 +75,9 @@ Fresh positions
     ``fresh_position_max_age_seconds``; while it lives the same detection is not renewed, and
     AGGRESSIVE outranks the others. Strength = ½·min(1, jump ÷ (2·threshold)) + ½·min(1, volume
     ratio ÷ (2·surge)); expected move = the 1-σ premium move over the detection's lifetime:
-    |Δ|·F·σ·√(lifetime/year).
+    |Δ|·F·σ·√(lifetime/year). Its direction is read once, at detection: the way the trades of
+    the bar that revealed it leaned (signed volume), else the horizon's, else the premium's move.
+    It then votes that way for its life, whatever later bars do.
 
 Traps (bits; probability = 1 − Π(1 − pᵢ); blocked when > 1 trap or probability > the block
 probability)
@@ -172,7 +174,8 @@ NP = 33
 H_OI = 0  # OI at the bar's close (units)
 H_LTP = 1  # LTP at the bar's close (rupees; NaN before the first trade)
 H_VOLUME = 2  # day volume at the bar's close (units)
-NH = 3
+H_CVD = 3  # cumulative signed volume at the bar's close (units)
+NH = 4
 
 # A noise sample enters its scale clipped at this multiple of it (a Huber-style mean |change|).
 NOISE_CLIP = 2.0
@@ -277,9 +280,10 @@ def noise_z(x, scale, floor):
 
 
 @njit(cache=True, nogil=True)
-def _record(row, q, hist, seq, di):
+def _record(row, q, f, hist, seq, di):
     """This bar's horizon sample of ``row``."""
     s = seq % hist.shape[2]
+    hist[row, H_CVD, s] = f[row, L.F_CVD]
     hist[row, H_OI, s] = float(q[row, L.Q_OI])
     ltp = q[row, L.Q_LTP]
     hist[row, H_LTP, s] = ltp / 100.0 if ltp > 0 else math.nan
@@ -407,8 +411,26 @@ def _buildup(row, q, bars, head, n_valid, bar_end_ns, p, di, df, h):
 
 
 @njit(cache=True, nogil=True)
-def _fresh(row, vol, bar_end_ns, p, di, df, ratio, base, base_n, h):
-    d_oi, _d_px, _hvol, oi_ref, oi_sig, _px_sig, hratio = h
+def _lean(row, bars, head, hist, seq, p, di, d_px):
+    """Which way a fresh position went (+1 bought, −1 sold, 0 unknown).
+
+    The signed volume of the bar that revealed it, else the horizon's, else the premium's move.
+    """
+    hr = hist.shape[2]
+    start = max(seq - int(p[P_HORIZON_BARS]), di[row, L.DI_HIST_FROM] - 1)
+    moved = bars[row, L.B_CVD, head]
+    if moved != moved or moved == 0.0:
+        moved = hist[row, H_CVD, seq % hr] - hist[row, H_CVD, start % hr]
+    if moved != moved or moved == 0.0:
+        moved = d_px
+    if moved != moved or moved == 0.0:
+        return 0
+    return 1 if moved > 0 else -1
+
+
+@njit(cache=True, nogil=True)
+def _fresh(row, vol, bars, head, bar_end_ns, p, hist, seq, di, df, ratio, base, base_n, h):
+    d_oi, d_px, _hvol, oi_ref, oi_sig, _px_sig, hratio = h
     cur = di[row, L.DI_FRESH]
     live = cur != FRESH_NONE and (bar_end_ns - di[row, L.DI_FRESH_NS]) / NS <= p[P_FRESH_MAX_AGE_S]
     if cur != FRESH_NONE and not live:
@@ -433,6 +455,7 @@ def _fresh(row, vol, bar_end_ns, p, di, df, ratio, base, base_n, h):
         return  # AGGRESSIVE outranks the others while it lives
     di[row, L.DI_FRESH] = code
     di[row, L.DI_FRESH_NS] = bar_end_ns
+    di[row, L.DI_FRESH_DIR] = _lean(row, bars, head, hist, seq, p, di, d_px)
     j = abs(jump) if jump == jump else 0.0
     r = surge if surge == surge else 0.0
     strength = 0.5 * min(1.0, j / (2.0 * p[P_FRESH_OI_JUMP])) + 0.5 * min(
@@ -657,10 +680,10 @@ def detect_rows(rows, q, f, bars, head, n_valid, seq, bar_end_ns, p, hist, di, d
         premium = f[row, L.F_IV_PRICE]
         theta = f[row, L.F_THETA]
         df[row, L.DF_THETA_BURN] = abs(theta) / premium if premium > 0 else math.nan
-        _record(row, q, hist, seq, di)
+        _record(row, q, f, hist, seq, di)
         h = _horizon(row, q, hist, seq, p, di, df, base)
         _buildup(row, q, bars, head, n_valid, bar_end_ns, p, di, df, h)
-        _fresh(row, vol, bar_end_ns, p, di, df, ratio, base, base_n, h)
+        _fresh(row, vol, bars, head, bar_end_ns, p, hist, seq, di, df, ratio, base, base_n, h)
         _cross_validate(row, bars, head, n_valid, p, di, df, is_call)
         done += 1
     return done

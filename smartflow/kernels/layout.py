@@ -164,7 +164,8 @@ DI_BLOCKED = 13  # 1: the trap filter blocks this contract
 DI_HIST_FROM = 14  # 1 + the bar sequence of the row's first horizon sample (0: none yet)
 DI_NOISE_N = 15  # horizon changes the noise scales have seen
 DI_VOL_N = 16  # bars the volume baseline has seen
-NDI = 17
+DI_FRESH_DIR = 17  # +1 the fresh position bought the contract, −1 sold it (read at detection)
+NDI = 18
 
 DF_BUILDUP_CONF = 0
 DF_OI_CHG_PCT = 1  # over the build-up horizon

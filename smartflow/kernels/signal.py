@@ -174,13 +174,14 @@ def signal_pattern(q, di, row, direction):
 
 
 @njit(cache=True, nogil=True)
-def _votes(rows, lo, hi, q, bars, head, di, df, votes):
+def _votes(rows, lo, hi, q, di, df, votes):
     """Fill ``votes`` (rows ascending) with every option near ATM that votes; returns the count.
 
     A classified build-up votes its underlying direction (calls as named, puts mirrored) with its
     confidence × type weight (covering/unwinding 0.6) × 1.5 while a fresh position is live on
-    it. A live fresh entry without one votes with its strength the way the bar's trades leaned
-    (bar CVD), or the premium moved when the bar was balanced.
+    it. A live fresh entry without one votes with its strength the way it went (read once, at
+    its detection: the signed volume of the bar that revealed it, else the horizon's, else the
+    premium's move).
     """
     m = 0
     for i in range(rows.size):
@@ -204,12 +205,10 @@ def _votes(rows, lo, hi, q, bars, head, di, df, votes):
             direction = call_dir * side
             source = SOURCE_BUILDUP
         else:
-            moved = bars[row, L.B_CVD, head]
-            if moved - moved != 0.0 or moved == 0.0:
-                moved = df[row, L.DF_PX_CHG_PCT]
-            if moved - moved != 0.0 or moved == 0.0:
+            lean = di[row, L.DI_FRESH_DIR]
+            if lean == 0:
                 continue
-            direction = (1 if moved > 0 else -1) * side
+            direction = lean * side
             w = df[row, L.DF_FRESH_STRENGTH]
             source = SOURCE_FRESH
         votes[m, V_ROW] = row
@@ -311,7 +310,7 @@ def _rank_votes(votes, m, direction, sig_i):
 
 
 @njit(cache=True, nogil=True)
-def assemble(rows, lo, hi, q, bars, head, bar_end_ns, p, di, df, battle, votes, sig_i, sig_f, ev):
+def assemble(rows, lo, hi, q, bar_end_ns, p, di, df, battle, votes, sig_i, sig_f, ev):
     """The signal's numbers from the detector state (smartflow.analytics.detectors documents it).
 
     Args:
@@ -319,8 +318,6 @@ def assemble(rows, lo, hi, q, bars, head, bar_end_ns, p, di, df, battle, votes, 
         lo: lowest voting strike (paise); lo > hi when there is no ATM.
         hi: highest voting strike (paise).
         q: int64[n, NQ] chain wire table.
-        bars: float64[n, NB, R] closed bars.
-        head: ring slot of the bar just closed.
         bar_end_ns: the bar's end, Unix ns (evidence ages are measured to it).
         p: float64[NP] parameters.
         di: int64[n, NDI] detector state after this bar's detectors.
@@ -340,7 +337,7 @@ def assemble(rows, lo, hi, q, bars, head, bar_end_ns, p, di, df, battle, votes, 
         if _live_fresh(di[row, L.DI_FRESH]) and di[row, L.DI_FRESH_NS] > fresh_ns:
             fresh_ns = di[row, L.DI_FRESH_NS]
     sig_i[SI_FRESH_NS] = fresh_ns
-    m = _votes(rows, lo, hi, q, bars, head, di, df, votes)
+    m = _votes(rows, lo, hi, q, di, df, votes)
     sig_i[SI_N_VOTES] = m
     # Summed in row order, as the spec's reference (and every earlier output) did.
     total = 0.0
@@ -463,4 +460,4 @@ def update_bar(
     run_traps(rows, q, f, bars, head, n_valid, p, di, df)
     k, lo, hi = zone(strikes, ce_rows, pe_rows, spot, fwd, int(p[P_ATM_RANGE]), calls, puts)
     battlefield(calls[:k], puts[:k], q, f, bars, head, n_valid, p, battle)
-    assemble(rows, lo, hi, q, bars, head, bar_end_ns, p, di, df, battle, votes, sig_i, sig_f, ev)
+    assemble(rows, lo, hi, q, bar_end_ns, p, di, df, battle, votes, sig_i, sig_f, ev)

@@ -191,6 +191,7 @@ class Lab:
             b[L.B_HIGH, slot] = float(ch.get("high", close))
             b[L.B_LOW, slot] = float(ch.get("low", close))
             b[L.B_CVD, slot] = float(ch.get("cvd", 0.0)) * self.lot
+            f[L.F_CVD] += b[L.B_CVD, slot]
             b[L.B_OI_UPDATES, slot] = updates
             b[L.B_DELTA, slot] = f[L.F_DELTA]
             b[L.B_GAMMA, slot] = f[L.F_GAMMA]
@@ -548,6 +549,25 @@ def test_fresh_position_expires_after_max_age_and_outranks_adjustments() -> None
     lab.bar()
     assert lab.states(ce)["fresh_position"] is None
     assert lab.df(ce, L.DF_FRESH_STRENGTH) == 0.0
+
+
+def test_a_fresh_positions_direction_is_read_once_at_detection() -> None:
+    """Bought on heavy one-sided volume: it votes bullish for its life, whatever later bars do."""
+    lab = Lab()
+    ce = lab.row()
+    sig = lab.bar({ce: {"volume": 300.0, "oi": 2_400.0, "cvd": 200.0}})
+    assert lab.states(ce)["fresh_position"] == "AGGRESSIVE_ENTRY"
+    assert lab.di(ce, L.DI_FRESH_DIR) == 1
+    assert sig.recommendation == "BUY_CALL"
+    for cvd in (-150.0, 80.0, -300.0):  # later bars lean either way: the vote does not flip
+        sig = lab.bar({ce: {"volume": 150.0, "cvd": cvd}})
+        assert sig.recommendation == "BUY_CALL"
+    # A fresh position sold into: bearish, on the same side.
+    lab2 = Lab()
+    ce2 = lab2.row()
+    assert lab2.bar({ce2: {"volume": 300.0, "oi": 2_400.0, "cvd": -200.0}}).recommendation == (
+        "BUY_PUT"
+    )
 
 
 def test_scalping_profile_shortens_fresh_lifetime() -> None:
