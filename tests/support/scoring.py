@@ -42,6 +42,7 @@ TRUTH_TAIL_S = 120.0  # [detectors] buildup_horizon_s
 ATM = 24_000.0
 STEP = 50.0
 ZONE_STRIKES = 10  # ± 2 × ce_pe_atm_range: the orchestrator's voting zone
+TRACKED_STRIKES = 20  # scalper traps go up to 16 strikes out
 BUILDUPS = ["LONG_BUILD_UP", "SHORT_BUILD_UP", "SHORT_COVERING", "LONG_UNWINDING"]
 LABELS = [*BUILDUPS, "AGGRESSIVE_ENTRY", "FIRST_ENTRY", "SCALPER_TRAP"]
 GRADES = ("weak", "moderate", "strong")
@@ -223,7 +224,10 @@ def run_scored(
 ) -> Session:
     """Run one seeded session of ``shape`` and add its score to ``into``."""
     sim = shape_config(shape, seed, scenarios)
-    where = weekly_options(sim)
+    # What is scored: the zone, and the wings as far as the scalper traps are injected.
+    where = {
+        t: w for t, w in weekly_options(sim).items() if abs(w[0] - ATM) <= TRACKED_STRIKES * STEP
+    }
     s = run_session(sim, seconds, track=set(where))
     score_session(s, where, seconds, into)
     return s
