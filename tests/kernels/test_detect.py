@@ -623,6 +623,22 @@ def test_scalper_trap(oi_lots: float, volume: float, fires: bool, prob: float) -
     assert lab.df(ce, L.DF_TRAP_PROB) == pytest.approx(prob)
 
 
+def test_scalper_trap_lasts_as_long_as_its_cause() -> None:
+    """Eleven minutes of 6x volume against 20 lots of OI: blocked all along, then released."""
+    lab = Lab()
+    ce = lab.row()
+    lab.bar({ce: {"oi": 20.0}})
+    lab.quiet(40)  # the OI drop is old news; the contract trades its usual 100 lots a bar
+    for _ in range(132):
+        lab.bar({ce: {"volume": 600.0}})
+        st = lab.states(ce)
+        assert "SCALPER_TRAP" in st["trap_types"]
+        assert st["can_trade"] is False
+    # The surge ends: a horizon later, the trap is gone with it.
+    lab.quiet(25)
+    assert "SCALPER_TRAP" not in lab.states(ce)["trap_types"]
+
+
 def test_scalper_trap_counts_lots_not_units() -> None:
     # 2 450 units is 49 lots of 50: a thin contract, however big the raw number looks.
     lab = Lab()
