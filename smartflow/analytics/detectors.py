@@ -158,7 +158,7 @@ class SmartMoneyDetector:
         self.di = np.zeros((n, L.NDI), np.int64)
         self.df = np.full((n, L.NDF), np.nan)
         # One horizon sample per bar, a horizon and the bar itself deep (kernels/detect_contract).
-        self.hist = np.full((n, int(self.p[KC.P_HORIZON_BARS]) + 1, KC.NH), np.nan)
+        self.hist = np.full((int(self.p[KC.P_HORIZON_BARS]) + 1, n, KC.NH), np.nan)
         self.rows = chain.option_rows
         # The strike ladder for the kernels' ATM zone: each strike's call and put row (−1: none).
         u = chain.universe

@@ -170,9 +170,9 @@ P_NOISE_ALPHA = 31  # weight of a new sample in the noise scales: bar_seconds ÷
 P_WARMUP_NOISE_PCT = 32
 NP = 33
 
-# ---- horizon history (``hist`` float64[n, HR, NH], one sample per bar, slot = seq % HR) -------
-# A slot's fields are adjacent: a bar reads two slots a row (now and a horizon ago), one cache
-# line each.
+# ---- horizon history (``hist`` float64[HR, n, NH], one sample per bar, slot = seq % HR) -------
+# Slot-major: a bar close writes one slot and reads one (a horizon ago), each a contiguous run
+# over the rows in order, which the hardware prefetches; row-major it was two cold lines a row.
 H_OI = 0  # OI at the bar's close (units)
 H_LTP = 1  # LTP at the bar's close (rupees; NaN before the first trade)
 H_VOLUME = 2  # day volume at the bar's close (units)
@@ -284,12 +284,12 @@ def noise_z(x, scale, floor):
 @njit(cache=True, nogil=True)
 def _record(row, q, f, hist, seq, di):
     """This bar's horizon sample of ``row``."""
-    s = seq % hist.shape[1]
-    hist[row, s, H_CVD] = f[row, L.F_CVD]
-    hist[row, s, H_OI] = float(q[row, L.Q_OI])
+    s = seq % hist.shape[0]
+    hist[s, row, H_CVD] = f[row, L.F_CVD]
+    hist[s, row, H_OI] = float(q[row, L.Q_OI])
     ltp = q[row, L.Q_LTP]
-    hist[row, s, H_LTP] = ltp / 100.0 if ltp > 0 else math.nan
-    hist[row, s, H_VOLUME] = float(q[row, L.Q_VOLUME])
+    hist[s, row, H_LTP] = ltp / 100.0 if ltp > 0 else math.nan
+    hist[s, row, H_VOLUME] = float(q[row, L.Q_VOLUME])
     if di[row, L.DI_HIST_FROM] == 0:
         di[row, L.DI_HIST_FROM] = seq + 1
 
@@ -302,7 +302,7 @@ def _horizon(row, q, hist, seq, p, di, df, base):
         (ΔOI units, Δpremium rupees, horizon volume units, OI a horizon ago, OI significant,
         premium significant, horizon volume ratio).
     """
-    hr = hist.shape[1]
+    hr = hist.shape[0]
     hb = int(p[P_HORIZON_BARS])
     first = di[row, L.DI_HIST_FROM] - 1
     start = seq - hb
@@ -320,11 +320,11 @@ def _horizon(row, q, hist, seq, p, di, df, base):
         return 0.0, math.nan, 0.0, math.nan, False, False, math.nan
     now = seq % hr
     ref = start % hr
-    oi_ref = hist[row, ref, H_OI]
-    px_ref = hist[row, ref, H_LTP]
-    d_oi = hist[row, now, H_OI] - oi_ref
-    d_px = hist[row, now, H_LTP] - px_ref
-    hvol = hist[row, now, H_VOLUME] - hist[row, ref, H_VOLUME]
+    oi_ref = hist[ref, row, H_OI]
+    px_ref = hist[ref, row, H_LTP]
+    d_oi = hist[now, row, H_OI] - oi_ref
+    d_px = hist[now, row, H_LTP] - px_ref
+    hvol = hist[now, row, H_VOLUME] - hist[ref, row, H_VOLUME]
     # Only a full horizon is compared with noise (or teaches it): a shorter window of a contract
     # whose OI arrives in lumps mostly holds no print, and would teach it that OI never moves.
     full = w == hb
@@ -417,11 +417,11 @@ def _lean(row, bars, head, hist, seq, p, di, d_px):
 
     The signed volume of the bar that revealed it, else the horizon's, else the premium's move.
     """
-    hr = hist.shape[1]
+    hr = hist.shape[0]
     start = max(seq - int(p[P_HORIZON_BARS]), di[row, L.DI_HIST_FROM] - 1)
     moved = bars[row, L.B_CVD, head]
     if moved != moved or moved == 0.0:
-        moved = hist[row, seq % hr, H_CVD] - hist[row, start % hr, H_CVD]
+        moved = hist[seq % hr, row, H_CVD] - hist[start % hr, row, H_CVD]
     if moved != moved or moved == 0.0:
         moved = d_px
     if moved != moved or moved == 0.0:
@@ -656,7 +656,7 @@ def detect_rows(rows, q, f, bars, head, n_valid, seq, bar_end_ns, p, hist, di, d
         seq: sequence number of the bar just closed.
         bar_end_ns: the bar's end, Unix ns.
         p: float64[NP] parameters.
-        hist: float64[n, HR, NH] horizon samples (this bar's written here), HR > horizon bars.
+        hist: float64[HR, n, NH] horizon samples (this bar's written here), HR > horizon bars.
         di: int64[n, NDI] detector state (updated in place; some states persist across bars).
         df: float64[n, NDF] detector values (updated in place).
 
