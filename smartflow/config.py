@@ -78,7 +78,7 @@ class ModelConfig(Base, frozen=True):
 class SmartMoneyConfig(Base, frozen=True):
     """Detector thresholds: the seed's ``SmartMoneyConfig`` defaults plus implicit knobs.
 
-    Units are stated per field; kernels/detect.py documents every rule.
+    Units are stated per field; kernels/detect_contract.py documents every rule.
     """
 
     volume_spike_threshold: PositiveFloat = 1.5
@@ -97,11 +97,24 @@ class SmartMoneyConfig(Base, frozen=True):
     ce_pe_control_threshold: Annotated[float, Meta(gt=0.5, lt=1)] = 0.55
     oi_stale_s: PositiveFloat = 180.0
     """OI unchanged this long while the contract trades is reported as stale, not 'OI flat'."""
+    buildup_horizon_s: Annotated[float, Meta(gt=0, le=1800)] = 120.0
+    """OI, premium and volume changes are read over this rolling window (whole bars)."""
+    buildup_oi_z: PositiveFloat = 4.0
+    """An OI change counts at this multiple of the contract's typical change over the horizon."""
+    buildup_price_z: PositiveFloat = 1.0
+    """...and a premium move at this multiple of its typical move."""
+    buildup_min_oi_lots: NonNegFloat = 10.0
+    """Floor: smallest OI change (lots) over the horizon that counts."""
     buildup_min_oi_change_pct: PositiveFloat = 0.5
-    """Smallest OI change (% of OI) between two OI updates that counts as a build-up."""
+    """Floor: smallest OI change (% of OI a horizon ago) that counts."""
     buildup_min_price_change_pct: PositiveFloat = 0.5
-    """Smallest premium change (%) over the same interval."""
-    baseline_bars: Annotated[int, Meta(ge=2, le=30)] = 10
+    """Floor: smallest premium change (%) over the horizon that counts."""
+    noise_memory_s: PositiveFloat = 600.0
+    """How long a contract's typical OI and premium changes are remembered."""
+    warmup_noise_pct: PositiveFloat = 1.0
+    """Until a contract's own noise is known: its typical change, in % of its OI and premium."""
+    volume_baseline_s: PositiveFloat = 300.0
+    """How long a contract's normal bar volume is remembered (surges are winsorised out)."""
     min_baseline_bars: Annotated[int, Meta(ge=1, le=30)] = 3
     battle_window_bars: Annotated[int, Meta(ge=1, le=30)] = 12
     theta_crush_dte_days: PositiveFloat = 2.0
@@ -152,13 +165,8 @@ class DetectorConfig(Base, frozen=True):
     """A single interval (between two packets) trading at least this value is a whale print."""
     whale_volume_multiple: PositiveFloat = 3.0
     """...or at least this multiple of the contract's average interval quantity."""
-    rehearsal_ms: Annotated[float, Meta(ge=0)] = 5.0
-    """Rehearse each bar's detector update on scratch state this long before the bar closes
-    (0: never), so its code and data are in cache when the bar closes. Changes no output."""
 
     def __post_init__(self) -> None:
-        if self.rehearsal_ms >= self.bar_seconds * 1000:
-            raise ValueError("detectors.rehearsal_ms: must be shorter than a bar")
         unknown = sorted(set(self.overrides) - set(SmartMoneyConfig.__struct_fields__))
         if unknown:
             raise ValueError(f"detectors.overrides: unknown threshold `{unknown[0]}`")
@@ -348,19 +356,45 @@ ScenarioKind = Literal[
 ]
 
 
+StrengthGrade = Literal["weak", "moderate", "strong"]
+# What each grade means as a number (sim/market.py turns it into volume, OI and premium moves).
+STRENGTH_GRADES: dict[str, float] = {"weak": 0.5, "moderate": 1.0, "strong": 2.0}
+
+
 class ScenarioConfig(Base, frozen=True):
-    """One injected market behaviour, logged by the simulator as ground truth."""
+    """One injected market behaviour, logged by the simulator as ground truth.
+
+    ``start_s`` and ``strike_offset`` take a number or a range ``[low, high]``; a range is drawn
+    from once per simulator seed (the same seed always draws the same onset and strike).
+    """
 
     kind: ScenarioKind
-    start_s: NonNegFloat
-    """Seconds after the simulated session starts."""
+    start_s: float | list[float]
+    """Seconds after the simulated session starts, or a range to draw the onset from."""
     underlying: str = ""
     """Root it applies to; empty means the first of ``market.underlyings``."""
     duration_s: PositiveFloat = 30.0
-    strike_offset: int = 0
-    """Strikes from ATM at session start (0 = ATM, +2 = two strikes above)."""
+    strike_offset: int | list[int] = 0
+    """Strikes from ATM at session start (0 = ATM, +2 = two strikes above), or a range."""
     side: Literal["CE", "PE"] = "CE"
-    strength: Annotated[float, Meta(gt=0, le=10)] = 1.0
+    strength: float | StrengthGrade = 1.0
+    """``weak`` (0.5), ``moderate`` (1.0), ``strong`` (2.0), or a number in (0, 10]."""
+
+    def __post_init__(self) -> None:
+        start = self.start_s if isinstance(self.start_s, list) else [self.start_s, self.start_s]
+        if len(start) != 2 or not 0 <= start[0] <= start[1]:
+            raise ValueError("start_s: need seconds ≥ 0 or a range [low, high], 0 ≤ low ≤ high")
+        offset = self.strike_offset
+        if isinstance(offset, list) and (len(offset) != 2 or offset[0] > offset[1]):
+            raise ValueError("strike_offset: need an integer or a range [low, high], low ≤ high")
+        if not isinstance(self.strength, str) and not 0 < self.strength <= 10:
+            raise ValueError("strength: need weak | moderate | strong or a number in (0, 10]")
+
+    def strength_value(self) -> float:
+        """The strength as a number (a grade's value, or the number given)."""
+        if isinstance(self.strength, str):
+            return STRENGTH_GRADES[self.strength]
+        return self.strength
 
 
 class SimConfig(Base, frozen=True):
@@ -391,7 +425,22 @@ class SimConfig(Base, frozen=True):
     index_interval_s: PositiveFloat = 1.0
     index_token_form: Literal["prefixed", "bare", "both"] = "prefixed"  # noqa: S105
     """Stream the index as 99926000 (prefixed), as 26000 (bare) or under both tokens."""
+    oi_publish: Literal["per_trade", "periodic"] = "periodic"
+    """``per_trade``: every trade's packet carries the open interest it leaves (OI moves in
+    lot-sized steps on most ticks); ``periodic``: each contract's OI is published only every
+    ``oi_period_s`` (drawn per publication), in lumps, whatever happens in between."""
+    oi_period_s: tuple[float, float] = (10.0, 30.0)
+    """[low, high] seconds between two OI publications of a contract (``periodic`` only)."""
+    oi_lots_atm: PositiveInt = 30_000
+    """Open interest of the at-the-money weekly at the session start, in lots (other contracts
+    scale with their activity): ~30 minutes of its usual volume. Smaller means the same trading
+    moves OI by more percent."""
     scenarios: list[ScenarioConfig] = msgspec.field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        low, high = self.oi_period_s
+        if not 0 < low <= high:
+            raise ValueError("oi_period_s: need [low, high] seconds with 0 < low ≤ high")
 
 
 class LogConfig(Base, frozen=True):

@@ -1,14 +1,16 @@
 """The smart-money orchestrator: detector kernels per bar → one ``SmartMoneySignal`` per underlying.
 
 Per closed bar (``on_bar``) it runs the six components of seeds/phase4-integration-guide.md over
-the chain (kernels/detect.py documents every rule), then reads them as votes:
+the chain (kernels/detect_contract.py documents every per-contract rule, kernels/battlefield.py
+the battlefield), then reads them as votes:
 
-* every option within ± 2 × ``ce_pe_atm_range`` strikes of ATM whose latest OI update classified
-  a build-up votes for the underlying's direction — LONG_BUILD_UP or SHORT_COVERING on a call and
-  SHORT_BUILD_UP or LONG_UNWINDING on a put are bullish, the mirror images bearish — weighted by
-  its confidence (covering/unwinding at 0.6, being exits rather than new money) and by 1.5 while
-  a fresh position is live on it; a fresh entry without a classified build-up votes with its
-  strength the way the bar's trades leaned (its CVD), or its premium moved on a balanced bar;
+* every option within ± 2 × ``ce_pe_atm_range`` strikes of ATM whose OI change over the build-up
+  horizon classified a build-up votes for the underlying's direction — LONG_BUILD_UP or
+  SHORT_COVERING on a call and SHORT_BUILD_UP or LONG_UNWINDING on a put are bullish, the mirror
+  images bearish — weighted by its confidence (covering/unwinding at 0.6, being exits rather
+  than new money) and by 1.5 while a fresh position is live on it; a fresh entry without a
+  classified build-up votes with its strength the way it went, read once at its detection (the
+  signed volume of the bar that revealed it, else the horizon's, else the premium's move);
 * the net vote (−1…1) gives the direction; below ``min_net_vote`` the signal is NEUTRAL. The
   strongest voter in that direction is the *driver*; the contract to trade is the driver for a
   call-side BUY_CALL / put-side BUY_PUT, else the same-strike option of the other side;
@@ -28,7 +30,7 @@ the chain (kernels/detect.py documents every rule), then reads them as votes:
   ``min_signal_probability``; ``reason`` says which of these failed.
 
 The numbers (votes, driver, scores, verdicts, and the evidence's values rounded for display) are
-computed in the same kernel dispatch as the detectors (``kernels.detect.assemble``); this module
+computed in the same kernel dispatch as the detectors (``kernels.signal.update_bar``); this module
 names them. A bar is handled in two steps: ``decide`` (at the bar close, before the strategy)
 runs the kernels and builds the signal without its ``reason`` and ``evidence``; ``explain`` (a
 ``ChainBook.after_bar`` hook, once the strategy has acted on the bar) adds those two. Building the
@@ -60,18 +62,18 @@ from smartflow.core.messages import (
     Recommendation,
     SmartMoneySignal,
 )
-from smartflow.kernels import detect as K, layout as L
+from smartflow.kernels import battlefield as KB, detect_contract as KC, layout as L, signal as KS
 
 
 BUILDUP_NAMES = ("NONE", "LONG_BUILD_UP", "SHORT_BUILD_UP", "SHORT_COVERING", "LONG_UNWINDING")
 VOLUME_NAMES = ("NORMAL", "SPIKE", "BURST", "AGGRESSIVE")
 FRESH_NAMES = (None, "AGGRESSIVE_ENTRY", "FIRST_ENTRY", "ADJUSTMENT")
 TRAP_NAMES = (
-    (K.TRAP_SCALPER, "SCALPER_TRAP"),
-    (K.TRAP_NOISE, "NOISE_TRAP"),
-    (K.TRAP_THETA, "THETA_CRUSH"),
-    (K.TRAP_REVERSAL, "REVERSAL_TRAP"),
-    (K.TRAP_LIQUIDITY, "LIQUIDITY_TRAP"),
+    (KC.TRAP_SCALPER, "SCALPER_TRAP"),
+    (KC.TRAP_NOISE, "NOISE_TRAP"),
+    (KC.TRAP_THETA, "THETA_CRUSH"),
+    (KC.TRAP_REVERSAL, "REVERSAL_TRAP"),
+    (KC.TRAP_LIQUIDITY, "LIQUIDITY_TRAP"),
 )
 XV_NAMES = ("NONE", "SMART_ENTRY", "TRAP", "REVERSAL", "EXPLOSIVE", "THETA_TRAP")
 VERDICT_NAMES = ("PROCEED", "CAUTION", "BLOCK")
@@ -89,35 +91,46 @@ SOURCE_NAMES = ("OI_BUILDUP", "FRESH_POSITION")
 
 def params_array(t: SmartMoneyConfig, bar_seconds: int) -> np.ndarray:
     """Thresholds in the kernels' ``P_*`` order."""
-    p = np.zeros(K.NP)
-    p[K.P_VOLUME_SPIKE] = t.volume_spike_threshold
-    p[K.P_VOLUME_BURST] = t.volume_burst_threshold
-    p[K.P_VOLUME_AGGRESSIVE] = t.volume_aggressive_threshold
-    p[K.P_TRAP_LOW_OI] = t.trap_low_oi_threshold
-    p[K.P_TRAP_NOISE_GAMMA] = t.trap_noise_gamma_threshold
-    p[K.P_TRAP_THETA] = t.trap_theta_aggressive_threshold
-    p[K.P_FRESH_OI_JUMP] = t.fresh_position_oi_jump
-    p[K.P_FRESH_VOL_SURGE] = t.fresh_position_volume_surge
-    p[K.P_FRESH_MAX_AGE_S] = t.fresh_position_max_age_seconds
-    p[K.P_ATM_RANGE] = t.ce_pe_atm_range
-    p[K.P_CONTROL] = t.ce_pe_control_threshold
-    p[K.P_OI_STALE_S] = t.oi_stale_s
-    p[K.P_MIN_OI_PCT] = t.buildup_min_oi_change_pct
-    p[K.P_MIN_PX_PCT] = t.buildup_min_price_change_pct
-    p[K.P_BASELINE_BARS] = t.baseline_bars
-    p[K.P_MIN_BASELINE_BARS] = t.min_baseline_bars
-    p[K.P_BATTLE_BARS] = t.battle_window_bars
-    p[K.P_CRUSH_DTE] = t.theta_crush_dte_days
-    p[K.P_LIQ_DELTA] = t.liquidity_max_delta
-    p[K.P_LIQ_SPREAD_PCT] = t.liquidity_max_spread_pct
-    p[K.P_REVERSAL_RETRACE] = t.reversal_retrace
-    p[K.P_REVERSAL_LOOKBACK] = t.reversal_lookback_bars
-    p[K.P_EXPLOSIVE_GAMMA_PCT] = t.explosive_gamma_rise_pct
-    p[K.P_BLOCK_PROB] = t.trap_block_probability
-    p[K.P_BAR_SECONDS] = bar_seconds
-    p[K.P_REVERSAL_MIN_TICKS] = t.reversal_min_range_ticks
-    p[K.P_MIN_NET_VOTE] = t.min_net_vote
+    p = np.zeros(KC.NP)
+    p[KC.P_VOLUME_SPIKE] = t.volume_spike_threshold
+    p[KC.P_VOLUME_BURST] = t.volume_burst_threshold
+    p[KC.P_VOLUME_AGGRESSIVE] = t.volume_aggressive_threshold
+    p[KC.P_TRAP_LOW_OI] = t.trap_low_oi_threshold
+    p[KC.P_TRAP_NOISE_GAMMA] = t.trap_noise_gamma_threshold
+    p[KC.P_TRAP_THETA] = t.trap_theta_aggressive_threshold
+    p[KC.P_FRESH_OI_JUMP] = t.fresh_position_oi_jump
+    p[KC.P_FRESH_VOL_SURGE] = t.fresh_position_volume_surge
+    p[KC.P_FRESH_MAX_AGE_S] = t.fresh_position_max_age_seconds
+    p[KC.P_ATM_RANGE] = t.ce_pe_atm_range
+    p[KC.P_CONTROL] = t.ce_pe_control_threshold
+    p[KC.P_OI_STALE_S] = t.oi_stale_s
+    p[KC.P_MIN_OI_PCT] = t.buildup_min_oi_change_pct
+    p[KC.P_MIN_PX_PCT] = t.buildup_min_price_change_pct
+    p[KC.P_VOL_ALPHA] = min(1.0, bar_seconds / t.volume_baseline_s)
+    p[KC.P_MIN_BASELINE_BARS] = t.min_baseline_bars
+    p[KC.P_BATTLE_BARS] = t.battle_window_bars
+    p[KC.P_CRUSH_DTE] = t.theta_crush_dte_days
+    p[KC.P_LIQ_DELTA] = t.liquidity_max_delta
+    p[KC.P_LIQ_SPREAD_PCT] = t.liquidity_max_spread_pct
+    p[KC.P_REVERSAL_RETRACE] = t.reversal_retrace
+    p[KC.P_REVERSAL_LOOKBACK] = t.reversal_lookback_bars
+    p[KC.P_EXPLOSIVE_GAMMA_PCT] = t.explosive_gamma_rise_pct
+    p[KC.P_BLOCK_PROB] = t.trap_block_probability
+    p[KC.P_BAR_SECONDS] = bar_seconds
+    p[KC.P_REVERSAL_MIN_TICKS] = t.reversal_min_range_ticks
+    p[KC.P_MIN_NET_VOTE] = t.min_net_vote
+    p[KC.P_HORIZON_BARS] = horizon_bars(t, bar_seconds)
+    p[KC.P_OI_Z] = t.buildup_oi_z
+    p[KC.P_PX_Z] = t.buildup_price_z
+    p[KC.P_MIN_OI_LOTS] = t.buildup_min_oi_lots
+    p[KC.P_NOISE_ALPHA] = min(1.0, bar_seconds / t.noise_memory_s)
+    p[KC.P_WARMUP_NOISE_PCT] = t.warmup_noise_pct
     return p
+
+
+def horizon_bars(t: SmartMoneyConfig, bar_seconds: int) -> int:
+    """The build-up horizon in whole bars (at least one)."""
+    return max(1, round(t.buildup_horizon_s / bar_seconds))
 
 
 def _f(x: float, nd: int = 4) -> float | None:
@@ -144,6 +157,8 @@ class SmartMoneyDetector:
         n = chain.n
         self.di = np.zeros((n, L.NDI), np.int64)
         self.df = np.full((n, L.NDF), np.nan)
+        # One horizon sample per bar, a horizon and the bar itself deep (kernels/detect_contract).
+        self.hist = np.full((int(self.p[KC.P_HORIZON_BARS]) + 1, n, KC.NH), np.nan)
         self.rows = chain.option_rows
         # The strike ladder for the kernels' ATM zone: each strike's call and put row (−1: none).
         u = chain.universe
@@ -162,24 +177,11 @@ class SmartMoneyDetector:
             (i.token, i.strike, i.kind) if i else None  # type: ignore[misc]
             for i in chain.instruments
         ]
-        self.battle = np.zeros(8)
-        self.votes = np.zeros((n, K.NV))
-        self.sig_i = np.zeros(K.NSI, np.int64)
-        self.sig_f = np.zeros(K.NSF)
-        self.ev = np.zeros((K.NEV_ROWS, K.NE))
-        # Everything ``update_bar`` writes, in its argument order; ``rehearse`` writes a copy.
-        self._state = (
-            self.di,
-            self.df,
-            self.zone_calls,
-            self.zone_puts,
-            self.battle,
-            self.votes,
-            self.sig_i,
-            self.sig_f,
-            self.ev,
-        )
-        self._scratch = tuple(np.empty_like(a) for a in self._state)
+        self.battle = np.zeros(KB.NBT)
+        self.votes = np.zeros((n, KS.NV))
+        self.sig_i = np.zeros(KS.NSI, np.int64)
+        self.sig_f = np.zeros(KS.NSF)
+        self.ev = np.zeros((KS.NEV_ROWS, KS.NE))
         # The bar's decision after ``decide``, the same signal explained after ``explain``.
         self.latest: SmartMoneySignal | None = None
         self.last_emitted: SmartMoneySignal | None = None
@@ -190,8 +192,6 @@ class SmartMoneyDetector:
         self.kernel_ns = 0
         self.update_ns = 0
         self.explain_ns = 0
-        self.rehearse_ns = 0
-        self.rehearsals = 0
         self.emitted = 0
         # Material changes: the decision as soon as it is made, the explained signal after it.
         self.on_decision: list[Callable[[SmartMoneySignal], None]] = []
@@ -200,11 +200,7 @@ class SmartMoneyDetector:
     # ---- per bar ------------------------------------------------------------------------
 
     def attach(self, book: ChainBook) -> None:
-        """Decide at each bar close with the other stages; explain after the bar's decisions.
-
-        Shortly before each close, rehearse the decision (``ChainBook.before_close``).
-        """
-        book.before_close.append(self.rehearse)
+        """Decide at each bar close with the other stages; explain after the bar's decisions."""
         book.on_bar.append(self.decide)
         book.after_bar.append(self.explain)
 
@@ -221,11 +217,11 @@ class SmartMoneyDetector:
         materially) once the bar's other hooks, the strategy among them, have run.
         """
         t0 = time.perf_counter_ns()
-        self._run_kernels(bar_end_ns, seq, self._state)
+        self._run_kernels(bar_end_ns, seq)
         t1 = time.perf_counter_ns()
         si, sf, b = self.sig_i.tolist(), self.sig_f.tolist(), self.battle.tolist()
         signal = self._decision(bar_end_ns, seq, si, sf, b)
-        self.material = self._material(signal, si[K.SI_FRESH_NS])
+        self.material = self._material(signal, si[KS.SI_FRESH_NS])
         self._numbers = (si, sf, b)
         self.kernel_ns = t1 - t0
         self.update_ns = time.perf_counter_ns() - t0
@@ -235,26 +231,9 @@ class SmartMoneyDetector:
                 cb(signal)
         return signal
 
-    def rehearse(self, bar_end_ns: int, seq: int) -> None:
-        """``decide`` for the bar still open, on a copy of the detector state; changes nothing.
-
-        Run shortly before the bar closes, it brings the kernels' code, the chain's bars and the
-        detector state into cache (and the decision's Python), which the close would otherwise
-        fetch cold: ``smartflow bench detectors`` times closes with and without it.
-        """
-        t0 = time.perf_counter_ns()
-        scratch = self._scratch
-        for mine, state in zip(scratch, self._state, strict=True):
-            np.copyto(mine, state)
-        self._run_kernels(bar_end_ns, seq, scratch)
-        sig_i, sig_f, battle = scratch[6], scratch[7], scratch[4]
-        self._decision(bar_end_ns, seq, sig_i.tolist(), sig_f.tolist(), battle.tolist())
-        self.rehearsals += 1
-        self.rehearse_ns = time.perf_counter_ns() - t0
-
-    def _run_kernels(self, bar_end_ns: int, seq: int, out: tuple[np.ndarray, ...]) -> None:
+    def _run_kernels(self, bar_end_ns: int, seq: int) -> None:
         c = self.chain
-        K.update_bar(
+        KS.update_bar(
             self.rows,
             self.strikes,
             self.ce_rows,
@@ -264,11 +243,21 @@ class SmartMoneyDetector:
             c.bars,
             seq % L.RING,
             min(seq + 1, L.RING),
+            seq,
             bar_end_ns,
             c.spot,
             c.forward,
             self.p,
-            *out,
+            self.hist,
+            self.di,
+            self.df,
+            self.zone_calls,
+            self.zone_puts,
+            self.battle,
+            self.votes,
+            self.sig_i,
+            self.sig_f,
+            self.ev,
         )
 
     def explain(self, bar_end_ns: int, seq: int) -> SmartMoneySignal:
@@ -299,27 +288,27 @@ class SmartMoneyDetector:
         """
         c = self.chain
         level = c.spot
-        rec = REC_NAMES[si[K.SI_REC]]
-        prob = sf[K.SF_PROBABILITY]
+        rec = REC_NAMES[si[KS.SI_REC]]
+        prob = sf[KS.SF_PROBABILITY]
         # The same conditions ``_explanation`` words as the reason: any of them stops a trade.
         can_trade = (
             rec in ("BUY_CALL", "BUY_PUT")
-            and si[K.SI_VERDICT] == K.VERDICT_PROCEED
-            and not si[K.SI_OPPOSING]
+            and si[KS.SI_VERDICT] == KC.VERDICT_PROCEED
+            and not si[KS.SI_OPPOSING]
             and not prob < self.t.min_signal_probability
         )
-        contract = self._contracts[si[K.SI_TRADE_ROW]] if si[K.SI_DIRECTION] else None
+        contract = self._contracts[si[KS.SI_TRADE_ROW]] if si[KS.SI_DIRECTION] else None
         token, strike, kind = contract or (None, None, None)
         return SmartMoneySignal(
             underlying=c.root,
             ts=ts,
             recommendation=rec,
-            oi_conviction_score=sf[K.SF_OI_CONVICTION_SHOWN],
-            volume_aggression_score=sf[K.SF_VOL_AGGRESSION_SHOWN],
-            smart_money_probability=sf[K.SF_PROBABILITY_SHOWN],
-            trap_probability=sf[K.SF_TRAP_PROB_SHOWN],
-            fresh_position_detected=bool(si[K.SI_FRESH]),
-            market_control=CONTROL_NAMES[int(b[0])],
+            oi_conviction_score=sf[KS.SF_OI_CONVICTION_SHOWN],
+            volume_aggression_score=sf[KS.SF_VOL_AGGRESSION_SHOWN],
+            smart_money_probability=sf[KS.SF_PROBABILITY_SHOWN],
+            trap_probability=sf[KS.SF_TRAP_PROB_SHOWN],
+            fresh_position_detected=bool(si[KS.SI_FRESH]),
+            market_control=CONTROL_NAMES[int(b[KB.BT_CONTROL])],
             can_trade=can_trade,
             reason=None,
             strike=strike,
@@ -328,7 +317,7 @@ class SmartMoneyDetector:
             evidence=[],
             bar_seq=seq,
             spot=level if math.isfinite(level) else None,
-            fresh_strength=sf[K.SF_FRESH_STRENGTH],
+            fresh_strength=sf[KS.SF_FRESH_STRENGTH],
         )
 
     def _explanation(
@@ -336,9 +325,9 @@ class SmartMoneyDetector:
     ) -> tuple[str | None, list[Evidence]]:
         """The reason and the evidence of the decision ``_decision`` made from these numbers."""
         c, di, t = self.chain, self.di, self.t
-        control = CONTROL_NAMES[int(b[0])]
+        control = CONTROL_NAMES[int(b[KB.BT_CONTROL])]
         evidence: list[Evidence] = [self._battle_evidence(b)]
-        n_votes, net, direction = si[K.SI_N_VOTES], sf[K.SF_NET], si[K.SI_DIRECTION]
+        n_votes, net, direction = si[KS.SI_N_VOTES], sf[KS.SF_NET], si[KS.SI_DIRECTION]
         if direction == 0:
             why = (
                 "no OI build-up or fresh position near ATM"
@@ -347,7 +336,7 @@ class SmartMoneyDetector:
             )
             evidence.append(Evidence(rule="NET_VOTE", inputs={"net": _f(net), "votes": n_votes}))
             return why, evidence
-        driver, trade_row = si[K.SI_DRIVER], si[K.SI_TRADE_ROW]
+        driver, trade_row = si[KS.SI_DRIVER], si[KS.SI_TRADE_ROW]
         evidence.append(
             Evidence(
                 rule="NET_VOTE",
@@ -359,11 +348,11 @@ class SmartMoneyDetector:
             )
         )
         ev = self.ev.tolist()
-        evidence += [self._vote_evidence(x) for x in ev[K.EV_TOP : K.EV_TOP + si[K.SI_N_TOP]]]
-        evidence += self._contract_evidence(ev[K.EV_DRIVER])
+        evidence += [self._vote_evidence(x) for x in ev[KS.EV_TOP : KS.EV_TOP + si[KS.SI_N_TOP]]]
+        evidence += self._contract_evidence(ev[KS.EV_DRIVER])
         if trade_row != driver:
-            evidence += self._contract_evidence(ev[K.EV_TRADE])
-        pattern, verdict = si[K.SI_PATTERN], si[K.SI_VERDICT]
+            evidence += self._contract_evidence(ev[KS.EV_TRADE])
+        pattern, verdict = si[KS.SI_PATTERN], si[KS.SI_VERDICT]
         evidence.append(
             self._evidence(
                 "SIGNAL_VALIDATION",
@@ -371,18 +360,18 @@ class SmartMoneyDetector:
                 {
                     "pattern": XV_NAMES[pattern],
                     "verdict": VERDICT_NAMES[verdict],
-                    "quality": _f(sf[K.SF_QUALITY]),
+                    "quality": _f(sf[KS.SF_QUALITY]),
                 },
             )
         )
-        rec = REC_NAMES[si[K.SI_REC]]
-        prob = sf[K.SF_PROBABILITY]
+        rec = REC_NAMES[si[KS.SI_REC]]
+        prob = sf[KS.SF_PROBABILITY]
         reasons = []
         if rec == "AVOID":
             traps = trap_names(int(di[trade_row, L.DI_TRAPS]) | int(di[driver, L.DI_TRAPS]))
             if traps:
                 why = ", ".join(traps)
-            elif verdict == K.VERDICT_BLOCK:
+            elif verdict == KC.VERDICT_BLOCK:
                 why = f"cross-validation {XV_NAMES[pattern]}"
             else:
                 # The block came from the contract we would buy, not the one that drove the vote.
@@ -391,9 +380,9 @@ class SmartMoneyDetector:
                 on = f" on {ti.strike:g} {ti.kind}" if ti is not None else ""
                 why = f"cross-validation {own}{on}"
             reasons.append("blocked: " + why)
-        elif verdict != K.VERDICT_PROCEED:
+        elif verdict != KC.VERDICT_PROCEED:
             reasons.append(f"cross-validation {XV_NAMES[pattern]} ({VERDICT_NAMES[verdict]})")
-        if si[K.SI_OPPOSING]:
+        if si[KS.SI_OPPOSING]:
             reasons.append(f"market control {control} opposes {rec}")
         if prob < t.min_signal_probability:
             reasons.append(f"smart-money probability {prob:.2f} < {t.min_signal_probability:.2f}")
@@ -401,7 +390,7 @@ class SmartMoneyDetector:
 
     def signal_pattern(self, row: int, direction: int) -> int:
         """The seed's cross-validation pattern of ``row`` read in the signal's ``direction``."""
-        return int(K.signal_pattern(self.chain.q, self.di, row, direction))
+        return int(KS.signal_pattern(self.chain.q, self.di, row, direction))
 
     # ---- evidence -----------------------------------------------------------------------
 
@@ -414,29 +403,32 @@ class SmartMoneyDetector:
 
     def _vote_evidence(self, x: list[float]) -> Evidence:
         """One voter; ``x`` is its row of the kernel's evidence numbers (``E_*``)."""
-        row = int(x[K.E_ROW])
-        inputs: dict[str, Any] = {"direction": int(x[K.E_DIRECTION]), "weight": _v(x[K.E_WEIGHT])}
-        if x[K.E_SOURCE] == K.SOURCE_BUILDUP:
+        row = int(x[KS.E_ROW])
+        inputs: dict[str, Any] = {"direction": int(x[KS.E_DIRECTION]), "weight": _v(x[KS.E_WEIGHT])}
+        if x[KS.E_SOURCE] == KS.SOURCE_BUILDUP:
             inputs |= {
                 "state": BUILDUP_NAMES[int(self.di[row, L.DI_BUILDUP])],
-                "confidence": _v(x[K.E_BUILDUP_CONF]),
-                "oi_change_pct": _v(x[K.E_OI_CHG_PCT]),
-                "price_change_pct": _v(x[K.E_PX_CHG_PCT]),
-                "interval_volume": _v(x[K.E_INTERVAL_VOL]),
-                "oi_update_age_s": _v(x[K.E_OI_UPDATE_AGE_S]),
+                "confidence": _v(x[KS.E_BUILDUP_CONF]),
+                "oi_change_pct": _v(x[KS.E_OI_CHG_PCT]),
+                "price_change_pct": _v(x[KS.E_PX_CHG_PCT]),
+                "interval_volume": _v(x[KS.E_INTERVAL_VOL]),
+                "horizon_s": _v(x[KS.E_HORIZON_S]),
+                "oi_z": _v(x[KS.E_OI_Z]),
+                "price_z": _v(x[KS.E_PX_Z]),
+                "oi_update_age_s": _v(x[KS.E_OI_UPDATE_AGE_S]),
             }
             rule = "OI_BUILDUP"
         else:
             inputs |= {
                 "fresh": FRESH_NAMES[int(self.di[row, L.DI_FRESH])],
-                "strength": _v(x[K.E_FRESH_STRENGTH]),
+                "strength": _v(x[KS.E_FRESH_STRENGTH]),
             }
             rule = "FRESH_POSITION"
         return self._evidence(rule, row, inputs)
 
     def _contract_evidence(self, x: list[float]) -> list[Evidence]:
         """What the detectors say about one contract (driver or trade), from its ``E_*`` row."""
-        row = int(x[K.E_ROW])
+        row = int(x[KS.E_ROW])
         d = self.di[row].tolist()
         out = [
             self._evidence(
@@ -444,8 +436,8 @@ class SmartMoneyDetector:
                 row,
                 {
                     "state": VOLUME_NAMES[d[L.DI_VOLUME_STATE]],
-                    "spike_factor": _v(x[K.E_VOL_RATIO]),
-                    "aggression": _v(x[K.E_AGGRESSION]),
+                    "spike_factor": _v(x[KS.E_VOL_RATIO]),
+                    "aggression": _v(x[KS.E_AGGRESSION]),
                     "trend": d[L.DI_VOL_TREND],
                 },
             ),
@@ -455,8 +447,8 @@ class SmartMoneyDetector:
                 {
                     "pattern": XV_NAMES[d[L.DI_XV_PATTERN]],
                     "verdict": VERDICT_NAMES[d[L.DI_XV_VERDICT]],
-                    "quality": _v(x[K.E_XV_QUALITY]),
-                    "delta_change": _v(x[K.E_DELTA_CHG]),
+                    "quality": _v(x[KS.E_XV_QUALITY]),
+                    "delta_change": _v(x[KS.E_DELTA_CHG]),
                     "oi_direction": d[L.DI_OI_DIR],
                     "volume_up": bool(d[L.DI_VOL_UP]),
                 },
@@ -470,10 +462,10 @@ class SmartMoneyDetector:
                     row,
                     {
                         "type": FRESH_NAMES[fresh],
-                        "oi_jump": _v(x[K.E_FRESH_OI_JUMP]),
-                        "volume_ratio": _v(x[K.E_FRESH_VOL_RATIO]),
-                        "strength": _v(x[K.E_FRESH_STRENGTH]),
-                        "expected_move": _v(x[K.E_EXPECTED_MOVE]),
+                        "oi_jump": _v(x[KS.E_FRESH_OI_JUMP]),
+                        "volume_ratio": _v(x[KS.E_FRESH_VOL_RATIO]),
+                        "strength": _v(x[KS.E_FRESH_STRENGTH]),
+                        "expected_move": _v(x[KS.E_EXPECTED_MOVE]),
                     },
                 )
             )
@@ -485,29 +477,29 @@ class SmartMoneyDetector:
                     row,
                     {
                         "types": ",".join(trap_names(bits)),
-                        "probability": _v(x[K.E_TRAP_PROB]),
+                        "probability": _v(x[KS.E_TRAP_PROB]),
                         "blocked": bool(d[L.DI_BLOCKED]),
-                        "oi_lots": _v(x[K.E_OI_LOTS]),
-                        "gamma_1pct": _v(x[K.E_GAMMA_1PCT]),
-                        "theta_burn": _v(x[K.E_THETA_BURN]),
-                        "dte": _v(x[K.E_DTE]),
+                        "oi_lots": _v(x[KS.E_OI_LOTS]),
+                        "gamma_1pct": _v(x[KS.E_GAMMA_1PCT]),
+                        "theta_burn": _v(x[KS.E_THETA_BURN]),
+                        "dte": _v(x[KS.E_DTE]),
                     },
                 )
             )
         if d[L.DI_OI_STALE]:
-            out.append(self._evidence("OI_STALE", row, {"oi_age_s": _v(x[K.E_OI_AGE_S])}))
+            out.append(self._evidence("OI_STALE", row, {"oi_age_s": _v(x[KS.E_OI_AGE_S])}))
         return out
 
     def _battle_evidence(self, b: list[float]) -> Evidence:
         return Evidence(
             rule="BATTLEFIELD",
             inputs={
-                "control": CONTROL_NAMES[int(b[0])],
-                "ce_oi_share": _f(b[1]),
-                "ce_volume_share": _f(b[2]),
-                "delta_skew": _f(b[3]),
-                "war_intensity": _f(b[4]),
-                "trend": TREND_NAMES[int(b[5])],
+                "control": CONTROL_NAMES[int(b[KB.BT_CONTROL])],
+                "ce_oi_share": _f(b[KB.BT_OI_SHARE]),
+                "ce_volume_share": _f(b[KB.BT_VOL_SHARE]),
+                "delta_skew": _f(b[KB.BT_SKEW]),
+                "war_intensity": _f(b[KB.BT_WAR]),
+                "trend": TREND_NAMES[int(b[KB.BT_TREND])],
             },
         )
 
@@ -534,11 +526,12 @@ class SmartMoneyDetector:
         """The design.md §4.2 detector columns of one contract."""
         di = self.di
         fresh = int(di[row, L.DI_FRESH])
+        blocked = di[row, L.DI_BLOCKED] or di[row, L.DI_XV_VERDICT] == KC.VERDICT_BLOCK
         return {
             "oi_buildup": BUILDUP_NAMES[int(di[row, L.DI_BUILDUP])],
             "volume_state": VOLUME_NAMES[int(di[row, L.DI_VOLUME_STATE])],
             "fresh_position": FRESH_NAMES[fresh] if fresh else None,
             "trap_types": trap_names(int(di[row, L.DI_TRAPS])),
-            "can_trade": not (di[row, L.DI_BLOCKED] or di[row, L.DI_XV_VERDICT] == K.VERDICT_BLOCK),
+            "can_trade": not blocked,
             "oi_stale": bool(di[row, L.DI_OI_STALE]),
         }

@@ -42,6 +42,7 @@ from smartflow.app.metrics import Metrics
 from smartflow.app.sdnotify import Notifier
 from smartflow.app.stats import StatsReporter
 from smartflow.app.subscriptions import SubscriptionManager
+from smartflow.app.summary import SessionSummary, report
 from smartflow.app.trading import Trading
 from smartflow.app.warmup import warm_up
 from smartflow.chain.state import ChainBook, ChainState, FlowParams
@@ -146,6 +147,8 @@ class Daemon:
         self._unpublished: list[SmartMoneySignal] = []
         self._lock_file: Any = None
         self.shutdown_problems: list[str] = []
+        self.summary = SessionSummary()
+        self._ready_ns = 0
 
     # ---- signals ------------------------------------------------------------------------
 
@@ -325,8 +328,9 @@ class Daemon:
         self.metrics = Metrics(self._metrics_snapshot)
         self.metrics.add_chain_summaries(self._summary_snapshots)
         self.book.after_bar.append(self._observe_bar)  # after the signals' explanation
-        self.book.before_close.append(self._observe_rehearsal)  # after the detectors' rehearsal
         self.trading.router.on_intent.append(self._observe_intent)
+        self.trading.router.on_event.append(self.summary.on_order_event)
+        self.signal_hooks.append(self.summary.on_signal)
         self.trading.router.on_sent.append(self._observe_sent)
         await self.trading.broker.start()
         # Before any new order can exist: what the journal and the broker know.
@@ -399,6 +403,7 @@ class Daemon:
             self._spawn("tape-flush", self._flush_tape())
         await self._until_ready()
         settle_heap()
+        self._ready_ns = self.clock.now_ns()
         self.ready.set()
         self.log.info("daemon.ready", sockets=self.feed.connected, tokens=len(self.feed.subscribed))
         # READY=1 once connected, subscribed and warm — not on the first tick: the daemon may
@@ -595,11 +600,6 @@ class Daemon:
                 self.metrics.detector_kernels.observe(det.kernel_ns / 1e9)
                 self.metrics.signal_explain.observe(det.explain_ns / 1e9)
 
-    def _observe_rehearsal(self, _bar_end_ns: int, _seq: int) -> None:
-        if self.metrics is not None:
-            for det in self.detectors.values():
-                self.metrics.detector_rehearsal.observe(det.rehearse_ns / 1e9)
-
     def _observe_intent(self, intent: OrderIntent) -> None:
         if self.metrics is not None and intent.tick_ns:
             self.metrics.tick_to_intent.observe(self._latency_s(intent.tick_ns))
@@ -758,6 +758,8 @@ class Daemon:
         """Close what the stages used, each step whatever the one before did."""
         if self.api is not None:
             await self._quietly("api.stop", self.api.stop())
+        if self.trading is not None and self._ready_ns:
+            self._step("session.summary", self._report_summary)
         if self.recorder is not None:
             self._step("tape.close", self._close_tape)
         if self.trading is not None:
@@ -786,6 +788,15 @@ class Daemon:
                 continue
             with contextlib.suppress(asyncio.CancelledError):
                 await self._quietly(name, task)
+
+    def _report_summary(self) -> None:
+        assert self.trading is not None  # noqa: S101 — checked by the caller
+        strategy = self.trading.strategy
+        seconds = self._latency_s(self._ready_ns)
+        summary = self.summary.build(
+            self.trading.router, strategy.entries, strategy.exits, seconds, self.cfg.mode
+        )
+        report(summary, self.log)
 
     def _close_tape(self) -> None:
         assert self.recorder is not None  # noqa: S101 — checked by the caller

@@ -61,11 +61,6 @@ class Engine:
         if end == 0:
             return 1.0
         now = self.clock.now_ns()
-        at = self.book.rehearse_at_ns()
-        if at and now < end:
-            # Wake for the bar's rehearsal if no packet comes first: on time, since its window
-            # is a few ms (the 100 µs covers the clocks' rounding).
-            return max(0.0, (at - now) / 1e9 / self.speed) + 0.0001
         return max(0.0, (end - now) / 1e9 / self.speed) + 0.001
 
     async def run(self) -> None:
@@ -91,7 +86,6 @@ class Engine:
                 self.frames += len(frames)
             book.advance_to(self.clock.now_ns())
             now = self.clock.now_ns()
-            book.rehearse_due(now)
             for hook in self.after_batch:
                 hook(now)
             spent = time.perf_counter_ns() - t0

@@ -63,11 +63,6 @@ class Metrics:
             "smartflow_detector_kernels_seconds",
             "The numba part of the detector update at a bar close, per underlying",
         )
-        self.detector_rehearsal = h(
-            "smartflow_detector_rehearsal_seconds",
-            "The detector update rehearsed on scratch state shortly before a bar close (its "
-            "count against the update's: the share of closes that ran warm)",
-        )
         self.signal_explain = h(
             "smartflow_signal_explain_seconds",
             "The signal's reason and evidence, built after the strategy saw the bar",

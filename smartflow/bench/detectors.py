@@ -99,39 +99,23 @@ def run_detectors_bench(seconds: float = 300.0) -> str:
 
 
 def _measure(book: ChainBook, det: SmartMoneyDetector, frames: list[tuple[int, bytes]]) -> str:
-    rehearsed: list[int] = []
-    rehearsed_kernels: list[int] = []
-    cold: list[int] = []
-    cold_kernels: list[int] = []
-    rehearsal: list[int] = []
+    full: list[int] = []
+    kernels: list[int] = []
     in_explain: list[int] = []
     jitter: list[int] = []
-    lead_ns = book.rehearse_ns
     _fixed_work(JITTER_STEPS)
-    done = [det.rehearsals]
 
-    def timed(_end: int, seq: int) -> None:
-        if det.rehearsals > done[0]:
-            rehearsed.append(det.update_ns)
-            rehearsed_kernels.append(det.kernel_ns)
-            rehearsal.append(det.rehearse_ns)
-            done[0] = det.rehearsals
-        else:
-            cold.append(det.update_ns)
-            cold_kernels.append(det.kernel_ns)
+    def timed(_end: int, _seq: int) -> None:
+        full.append(det.update_ns)
+        kernels.append(det.kernel_ns)
         in_explain.append(det.explain_ns)
         t = time.perf_counter_ns()
         _fixed_work(JITTER_STEPS)
         jitter.append(time.perf_counter_ns() - t)
-        # The peer, measured in the same run: every other bar closes without a rehearsal.
-        book.rehearse_ns = lead_ns if seq % 2 else 0
 
     book.after_bar.append(timed)  # after the detector's explain: reads what it just measured
     tick = []
     for fr in frames:
-        at = book.rehearse_at_ns()
-        if at and fr[0] >= at:
-            book.rehearse_due(at)  # the engine's timer: it fires before this packet arrives
         if fr[0] >= book.bar_end_ns:
             book.advance_to(fr[0])  # bar closes are measured by the hook, not as ticks
         t = time.perf_counter_ns()
@@ -142,20 +126,15 @@ def _measure(book: ChainBook, det: SmartMoneyDetector, frames: list[tuple[int, b
     n_contracts = int(np.count_nonzero(c.q[rows_opts, L.Q_TICKS] > 0))
     hot, hot_kernels, hot_explain = [], [], []
     book.after_bar.remove(timed)
-    book.rehearse_ns = lead_ns
     for _ in range(300):
         det.on_bar(book.bar_end_ns - book.bar_ns, book.bar_seq - 1)
         hot.append(det.update_ns)
         hot_kernels.append(det.kernel_ns)
         hot_explain.append(det.explain_ns)
-    lead = f"{lead_ns / 1e6:g} ms"
     out = []
     for name, samples in (
-        (f"bar close, rehearsed {lead} before: full update to the decision", rehearsed),
-        (f"bar close, rehearsed {lead} before: of which detector kernels", rehearsed_kernels),
-        ("bar close, not rehearsed: full update to the decision", cold),
-        ("bar close, not rehearsed: of which detector kernels", cold_kernels),
-        ("the rehearsal itself (once a bar, on scratch state)", rehearsal),
+        ("bar close: full update to the decision", full),
+        ("bar close: of which detector kernels", kernels),
         ("bar close, after the strategy: the signal's reason and evidence", in_explain),
         ("one bar repeated (hot caches): full update", hot),
         ("one bar repeated (hot caches): of which detector kernels", hot_kernels),
@@ -172,10 +151,10 @@ def _measure(book: ChainBook, det: SmartMoneyDetector, frames: list[tuple[int, b
         f"({n_contracts} contracts traded), bars of {book.bar_ns // 1_000_000_000} s; "
         "seed claim: 50 strikes in < 100 ms\n\n"
     )
-    full, host = percentiles(rehearsed), percentiles(jitter)
+    upd, host = percentiles(full), percentiles(jitter)
     tail = (
-        "\n\np99 ÷ p50 at bar closes: rehearsed full update "
-        f"{full['p99_us'] / full['p50_us']:.2f}, "
+        "\n\np99 ÷ p50 at bar closes: full update "
+        f"{upd['p99_us'] / upd['p50_us']:.2f}, "
         f"fixed arithmetic {host['p99_us'] / host['p50_us']:.2f} (the host's share of the tail)\n"
     )
     return text + markdown_table(["what", "samples", "p50 µs", "p99 µs", "max µs"], out) + tail

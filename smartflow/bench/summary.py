@@ -208,9 +208,6 @@ def _pass(seconds: float, make_hook: Callable[[ChainBook, ChainSummaries], BarHo
     try:
         book.after_bar.append(hook)
         for fr in frames[split:]:
-            at = book.rehearse_at_ns()
-            if at and fr[0] >= at:
-                book.rehearse_due(at)  # the engine's timer: it fires before this packet arrives
             if fr[0] >= book.bar_end_ns:
                 book.advance_to(fr[0])
             book.process([fr])

@@ -9,11 +9,6 @@ not on how they were batched, conflated into the mailbox or timed by the schedul
 what makes live and replay agree. Bars are aligned to multiples of ``bar_seconds`` since the
 epoch. ``advance_to(now)`` closes bars by the clock when the market is quiet.
 
-A bar close runs cold: a bar of packets has evicted the detectors' code and data (a close costs
-~1.5× what it does when they are in cache; ``smartflow bench detectors`` times both). So
-``rehearsal_ms`` before each close (at the first packet or engine wake-up inside that window) the
-``before_close`` hooks run the close's work on scratch state, and the close finds it in cache.
-
 Per-tick greeks (for the API and dashboards) are recomputed for the rows a batch touched, at each
 row's own receive time and the current forward. When the forward moves (it does on most quotes
 near the money) every row is re-priced too, but at most every ``FULL_REPRICE_NS`` of the
@@ -266,11 +261,6 @@ class ChainBook:
         # After every on_bar hook of the same bar: work that explains or publishes a decision
         # already acted on (signal evidence), kept off the path from bar close to order intent.
         self.after_bar: list[BarHook] = []
-        # Once a bar, ``rehearse_ns`` before it closes: dry runs of the bar-close work (they must
-        # change nothing) so that its code and data are in cache when the bar does close.
-        self.before_close: list[BarHook] = []
-        self.rehearse_ns = int(detectors.rehearsal_ms * 1_000_000)
-        self.rehearsed_end_ns = 0
         self.on_event: list[EventHook] = []
         self.stats = ApplyStats()
         self.last_ns = 0
@@ -288,44 +278,17 @@ class ChainBook:
         if self.bar_end_ns == 0:
             self.bar_end_ns = self._bar_end_for(frames[0][0])
         start = 0
-        rehearse_at = self.rehearse_at_ns()
         for i, (recv_ns, _) in enumerate(frames):
-            if rehearse_at and rehearse_at <= recv_ns < self.bar_end_ns:
-                # As the engine's timer would have: before the first packet inside the window.
-                # (Not for a packet past the close: rehearsing then would only delay the close.)
-                self._apply(frames[start:i])
-                start = i
-                self._rehearse()
-                rehearse_at = 0
             if recv_ns >= self.bar_end_ns:
                 self._apply(frames[start:i])
                 start = i
                 self.trigger_ns = recv_ns
                 self.advance_to(recv_ns)
-                rehearse_at = self.rehearse_at_ns()
         self._apply(frames[start:])
         self.last_ns = max(self.last_ns, frames[-1][0])
         self.trigger_ns = frames[-1][0]
         for c in self.chains:
             c.price_dirty(self.last_ns)
-
-    def rehearse_at_ns(self) -> int:
-        """When the current bar's rehearsal is due (0: done, disabled, or no bar clock yet)."""
-        end = self.bar_end_ns
-        if not (end and self.rehearse_ns and self.before_close) or self.rehearsed_end_ns == end:
-            return 0
-        return end - self.rehearse_ns
-
-    def rehearse_due(self, now_ns: int) -> None:
-        """Rehearse the current bar's close if it closes within ``rehearse_ns`` of ``now_ns``."""
-        at = self.rehearse_at_ns()
-        if at and at <= now_ns < self.bar_end_ns:
-            self._rehearse()
-
-    def _rehearse(self) -> None:
-        self.rehearsed_end_ns = self.bar_end_ns
-        for hook in self.before_close:
-            hook(self.bar_end_ns, self.bar_seq)
 
     def advance_to(self, now_ns: int) -> None:
         """Close every bar that ended at or before ``now_ns``."""

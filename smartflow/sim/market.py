@@ -9,12 +9,33 @@ each packet's contract is drawn with weights that favour strikes near the money,
 of a session depends only on the seed and the config, never on wall-clock jitter.
 
 Each option packet is one trade: the trade hits the bid or lifts the offer, the day volume and the
-exchange VWAP move, and the open interest moves only at the contract's next *OI update*, which
-comes every ~20 simulated seconds (as exchanges disseminate it), not with every trade.
+exchange VWAP move, and the trade opens, closes or transfers positions. How the open interest
+reaches the wire is ``oi_publish``: ``per_trade`` — every packet carries the OI its trade left,
+so OI moves in lot-sized steps on most ticks; ``periodic`` — each contract's OI is published only
+every ``oi_period_s`` (drawn per publication, on its own schedule that no scenario changes), so
+OI arrives in lumps. The publication schedule has its own random stream: one seed gives the same
+trades under both shapes, and only what the OI field shows differs.
 
 Scenarios (config ``[[sim.scenarios]]``) bend one contract for a window: build-ups, covering,
-unwinding, fresh positions, scalper traps, theta crush, whale prints and icebergs. Each is recorded
-in ``ground_truth`` and logged when it starts, so detectors can be scored against it.
+unwinding, fresh positions, scalper traps, theta crush, whale prints and icebergs. Onset and strike
+may be ranges, drawn once per seed from a stream of their own. A strength s (``weak`` 0.5,
+``moderate`` 1, ``strong`` 2, or a number) sets what the scenario does over its window:
+
+=================  ============================  ================================  ===============
+kind               volume                        open interest                     premium
+=================  ============================  ================================  ===============
+build-up kinds     (1.5 + 1.5 s) × usual rate    ± 8 s % of its OI, steadily       ± 10 s %
+fresh_position     (2 + 1.5 s) × usual rate      + (8 + 6 s) % in the first 10 s   index only
+=================  ============================  ================================  ===============
+
+(build-ups and fresh positions add OI, covering and unwinding remove it; long build-up and short
+covering lift the premium, short build-up and long unwinding press it.) The OI follows its path
+through the contract's own trades (the volume column is how much more often it trades), each
+moving it by at most its quantity; trades behind the path are blocks of up to ``BLOCK_LOTS`` when
+the usual sizes cannot keep up (volume then runs above the multiple), with the usual random opening
+and closing on top: the path is reached in steps and with noise. Each scenario is
+recorded in ``ground_truth`` (with its grade) and logged when it starts, so detectors can be
+scored against it.
 
 Pricing here is deliberately written with ``math`` only, independent of ``smartflow.kernels``,
 so that tests recovering volatility from simulated quotes check the kernels against something
@@ -38,6 +59,9 @@ from smartflow.sim.universe import PROFILES, SimInstrument, build_universe
 
 SQRT2 = math.sqrt(2.0)
 BARE_INDEX_TOKENS = {"99926000": "26000", "99926009": "26009", "99919000": "1"}
+BUILDUP_KINDS = ("long_build_up", "short_build_up", "short_covering", "long_unwinding")
+FRESH_FRONT_S = 10.0  # a fresh position's OI is put on within this long of its onset
+BLOCK_LOTS = 40  # the largest trade a scenario's path makes, in lots
 
 
 def _ncdf(x: float) -> float:
@@ -76,10 +100,43 @@ class GroundTruth:
     start_ns: int
     end_ns: int
     strength: float
+    grade: str = ""
+    """``weak``/``moderate``/``strong`` when the scenario was graded, else empty."""
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict for logs and test fixtures."""
         return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
+class OiPath:
+    """Where a scenario takes a contract's open interest.
+
+    ``change`` × its OI at the onset, reached linearly between ``start_ns`` and ``full_ns`` and
+    held until the window ends.
+    """
+
+    base: int
+    change: float
+    start_ns: int
+    full_ns: int
+    end_ns: int
+
+    def target(self, now_ns: int) -> int:
+        """The open interest the scenario wants at ``now_ns``."""
+        progress = min(1.0, (now_ns - self.start_ns) / max(1, self.full_ns - self.start_ns))
+        return round(self.base * (1.0 + self.change * progress))
+
+
+@dataclass(frozen=True)
+class Planned:
+    """A configured scenario with its onset, strike and strength drawn for this seed."""
+
+    sc: ScenarioConfig
+    root: str
+    start_s: float
+    strike_offset: int
+    strength: float
 
 
 @dataclass
@@ -111,10 +168,13 @@ class Contract:
     # Scenario overrides, reset when the window ends.
     price_factor: float = 1.0
     volume_mult: float = 1.0
+    """Multiple of its usual trading rate while a scenario runs."""
+    size_mult: float = 1.0
+    """Multiple of its usual trade size while a scenario runs (traps and icebergs)."""
     buy_prob: float = 0.5
     open_prob: float = 0.3
     close_prob: float = 0.3
-    oi_interval_s: float = 20.0
+    oi_path: OiPath | None = None
     hidden_bid_qty: int = 0
     displayed_bid_qty: int = 0
     last_packet: bytes = b""
@@ -155,18 +215,17 @@ class Market:
         self.chains: dict[str, Chain] = {}
         self.by_token: dict[str, Contract] = {}
         self.ground_truth: list[GroundTruth] = []
-        self._pending: list[tuple[ScenarioConfig, str]] = []
-        self._active: list[tuple[GroundTruth, Contract, ScenarioConfig]] = []
+        self._pending: list[Planned] = []
+        self._active: list[tuple[GroundTruth, Contract, Planned]] = []
         self._tick_step_ns = int(NS_PER_S / cfg.ticks_per_second)
         self._index_step_ns = int(cfg.index_interval_s * NS_PER_S)
+        self._per_trade_oi = cfg.oi_publish == "per_trade"
+        # Streams of their own, so neither the OI publication schedule nor the scenario draws
+        # change the trades a seed makes.
+        self._oi_rng = random.Random(f"oi-schedule:{cfg.seed}")
         for root in roots:
             self._build_chain(root)
-        for sc in cfg.scenarios:
-            root = sc.underlying or roots[0]
-            if root not in self.chains:
-                raise ValueError(f"scenario {sc.kind}: underlying {root} is not simulated")
-            self._pending.append((sc, root))
-        self._pending.sort(key=lambda p: p[0].start_s)
+        self._pending = self._plan(roots)
 
     # ---- construction -------------------------------------------------------------------
 
@@ -203,8 +262,11 @@ class Market:
             c.weight = self._activity_weight(chain, c)
             lots = max(1, int(c.weight * 40_000 * rng.uniform(0.7, 1.3)))
             c.volume = lots * c.inst.lot_size
-            c.oi = max(1, int(c.weight * 120_000 * rng.uniform(0.7, 1.3))) * c.inst.lot_size
-            c.next_oi_ns = self.start_ns + int(rng.uniform(0, c.oi_interval_s) * NS_PER_S)
+            oi_lots = c.weight * self.cfg.oi_lots_atm * rng.uniform(0.7, 1.3)
+            c.oi = max(1, int(oi_lots)) * c.inst.lot_size
+            # Publication phases spread over the mean period, so prints do not come in waves.
+            mean_period = sum(self.cfg.oi_period_s) / 2
+            c.next_oi_ns = self.start_ns + int(self._oi_rng.uniform(0, mean_period) * NS_PER_S)
             self._reprice(chain, c)
             c.ltp = c.open_px = c.high_px = c.low_px = c.bid if rng.random() < 0.5 else c.ask
             c.close_px = max(5, round(c.ltp * rng.uniform(0.8, 1.25) / 5) * 5)
@@ -395,13 +457,21 @@ class Market:
         self._reprice(chain, c)
         lot = c.inst.lot_size
         lots = 1 + min(int(rng.expovariate(0.5)), 40)
-        qty = max(1, int(lots * c.volume_mult)) * lot
+        # A graded scenario's volume multiple makes the contract trade more often (the pick
+        # weight carries it), so its volume is that multiple of usual; traps and icebergs also
+        # trade in bigger clips.
+        qty = max(1, int(lots * c.size_mult)) * lot
+        path = c.oi_path
+        if path is not None and self.now_ns < path.end_ns:
+            # Behind its path the scenario trades in blocks: the position is what it is about.
+            gap = abs(path.target(self.now_ns) - (c.oi + c.pending_oi))
+            qty = max(qty, min(gap // lot, BLOCK_LOTS) * lot)
         is_buy = rng.random() < c.buy_prob
         px = c.ask if is_buy else c.bid
         if px <= 0:
             px = c.ask
         self._trade(c, px, qty, is_buy)
-        if self.now_ns >= c.next_oi_ns:
+        if self._per_trade_oi or self.now_ns >= c.next_oi_ns:
             self._update_oi(c)
         c.last_packet = self._pack(c)
         return c.inst.token, c.last_packet
@@ -417,10 +487,18 @@ class Market:
         c.low_px = min(c.low_px, px) if c.low_px else px
         c.ltt_s = self.now_ns // NS_PER_S
         u = rng.random()
+        change = 0
         if u < c.open_prob:
-            c.pending_oi += qty
+            change = qty
         elif u < c.open_prob + c.close_prob:
-            c.pending_oi -= qty
+            change = -qty
+        path = c.oi_path
+        if path is not None and self.now_ns < path.end_ns:
+            # Towards the scenario's OI path, with the usual churn on top; a trade opens or
+            # closes at most its own quantity.
+            gap = path.target(self.now_ns) - (c.oi + c.pending_oi)
+            change = max(-qty, min(qty, gap + change))
+        c.pending_oi += change
         if c.hidden_bid_qty and not is_buy:
             # An iceberg on the bid: the displayed size is refilled from the hidden reserve.
             c.hidden_bid_qty = max(0, c.hidden_bid_qty - qty)
@@ -428,7 +506,9 @@ class Market:
     def _update_oi(self, c: Contract) -> None:
         c.oi = max(0, c.oi + c.pending_oi)
         c.pending_oi = 0
-        c.next_oi_ns = self.now_ns + int(self.rng.uniform(0.5, 1.5) * c.oi_interval_s * NS_PER_S)
+        if not self._per_trade_oi:
+            period = self._oi_rng.uniform(*self.cfg.oi_period_s)
+            c.next_oi_ns = self.now_ns + int(period * NS_PER_S)
 
     def _depth(self, c: Contract) -> tuple[list[tuple[int, int, int]], list[tuple[int, int, int]]]:
         rng = self.rng
@@ -476,11 +556,43 @@ class Market:
 
     # ---- scenarios ----------------------------------------------------------------------
 
-    def _target(self, sc: ScenarioConfig, root: str) -> Contract:
+    def _plan(self, roots: list[str]) -> list[Planned]:
+        """Draw each scenario's onset, strike and strength for this seed; order by onset.
+
+        A drawn strike avoids contracts an earlier scenario already uses, so each scenario's
+        ground truth is about a contract of its own whenever its range allows it.
+        """
+        rng = random.Random(f"scenarios:{self.cfg.seed}")
+        used: set[tuple[str, int, str]] = set()
+        plan: list[Planned] = []
+        for sc in self.cfg.scenarios:
+            root = sc.underlying or roots[0]
+            if root not in self.chains:
+                raise ValueError(f"scenario {sc.kind}: underlying {root} is not simulated")
+            start = sc.start_s if isinstance(sc.start_s, list) else [sc.start_s, sc.start_s]
+            start_s = rng.uniform(start[0], start[1]) if start[0] < start[1] else start[0]
+            if isinstance(sc.strike_offset, list):
+                low, high = sc.strike_offset
+                offset = rng.randint(low, high)
+                for _ in range(8 * (high - low + 1)):
+                    if (root, offset, sc.side) not in used:
+                        break
+                    offset = rng.randint(low, high)
+            else:
+                offset = sc.strike_offset
+            used.add((root, offset, sc.side))
+            plan.append(Planned(sc, root, start_s, offset, sc.strength_value()))
+        plan.sort(key=lambda p: p.start_s)
+        return plan
+
+    def _target(self, sc: ScenarioConfig, root: str, offset: int | None = None) -> Contract:
+        """The weekly option ``sc`` bends (``offset``: the drawn strike offset, if a range)."""
         chain = self.chains[root]
         step = PROFILES[root].strike_step
         atm = round(PROFILES[root].spot / step) * step
-        strike = atm + sc.strike_offset * step
+        if offset is None:
+            offset = sc.strike_offset if isinstance(sc.strike_offset, int) else sc.strike_offset[0]
+        strike = atm + offset * step
         for c in chain.options:
             if (
                 c.inst.strike == strike
@@ -493,50 +605,57 @@ class Market:
 
     def _scenarios(self) -> None:
         now = self.now_ns
-        while self._pending and self.start_ns + int(self._pending[0][0].start_s * NS_PER_S) <= now:
-            sc, root = self._pending.pop(0)
-            c = self._target(sc, root)
-            end = now + int(sc.duration_s * NS_PER_S)
+        while self._pending and self.start_ns + int(self._pending[0].start_s * NS_PER_S) <= now:
+            p = self._pending.pop(0)
+            c = self._target(p.sc, p.root, p.strike_offset)
+            end = now + int(p.sc.duration_s * NS_PER_S)
+            grade = p.sc.strength if isinstance(p.sc.strength, str) else ""
             truth = GroundTruth(
-                sc.kind, root, c.inst.token, c.inst.strike, sc.side, now, end, sc.strength
+                p.sc.kind,
+                p.root,
+                c.inst.token,
+                c.inst.strike,
+                p.sc.side,
+                now,
+                end,
+                p.strength,
+                grade,
             )
             self.ground_truth.append(truth)
-            self._active.append((truth, c, sc))
-            self._begin(c, sc)
+            self._active.append((truth, c, p))
+            self._begin(c, p, end)
         for item in list(self._active):
-            truth, c, sc = item
+            truth, c, p = item
             if now >= truth.end_ns:
                 self._active.remove(item)
                 self._end(c)
             else:
-                self._during(c, sc, (now - truth.start_ns) / max(1, truth.end_ns - truth.start_ns))
+                self._during(c, p, (now - truth.start_ns) / max(1, truth.end_ns - truth.start_ns))
 
-    def _begin(self, c: Contract, sc: ScenarioConfig) -> None:
-        s = sc.strength
-        kind = sc.kind
+    def _begin(self, c: Contract, p: Planned, end_ns: int) -> None:
+        s = p.strength
+        kind = p.sc.kind
         chain = self.chains[c.inst.root]
-        if kind in ("long_build_up", "short_build_up", "short_covering", "long_unwinding"):
-            c.volume_mult = 3.0 + s
-            c.oi_interval_s = 4.0
-            c.next_oi_ns = min(c.next_oi_ns, self.now_ns + 4 * NS_PER_S)
+        now = self.now_ns
+        if kind in BUILDUP_KINDS:
+            c.volume_mult = 1.5 + 1.5 * s
             up = kind in ("long_build_up", "short_covering")
             c.buy_prob = 0.75 if up else 0.25
             opening = kind in ("long_build_up", "short_build_up")
-            c.open_prob, c.close_prob = (0.8, 0.05) if opening else (0.05, 0.8)
+            change = 0.08 * s * (1 if opening else -1)
+            c.oi_path = OiPath(c.oi + c.pending_oi, change, now, end_ns, end_ns)
         elif kind == "fresh_position":
-            c.volume_mult = 3.0 + s
+            c.volume_mult = 2.0 + 1.5 * s
             c.buy_prob = 0.7
-            # One decisive OI print inside the first bar: ≥ 10 % of the open interest.
-            c.pending_oi += int(c.oi * 0.12 * s)
-            c.next_oi_ns = self.now_ns + int(3.5 * NS_PER_S)
-            c.open_prob, c.close_prob = 0.9, 0.0
+            full = min(end_ns, now + int(FRESH_FRONT_S * NS_PER_S))
+            c.oi_path = OiPath(c.oi + c.pending_oi, 0.08 + 0.06 * s, now, full, end_ns)
         elif kind == "scalper_trap":
             c.oi = c.inst.lot_size * self.rng.randint(10, 40)
             c.pending_oi = 0
             c.open_prob, c.close_prob = 0.0, 0.0
-            c.volume_mult = 4.0 + 2 * s
+            c.volume_mult = c.size_mult = 4.0 + 2 * s
         elif kind == "theta_crush":
-            c.volume_mult = 2.5 + s
+            c.volume_mult = c.size_mult = 2.5 + s
             c.buy_prob = 0.3
         elif kind == "whale":
             px = c.ask
@@ -545,27 +664,27 @@ class Market:
             self._trade(c, px, lots * c.inst.lot_size, True)
         elif kind == "iceberg":
             c.buy_prob = 0.1
-            c.volume_mult = 3.0 + s
+            c.volume_mult = c.size_mult = 3.0 + s
             c.displayed_bid_qty = c.inst.lot_size * 10
             c.hidden_bid_qty = c.inst.lot_size * int(400 * s)
         self._refresh_weights(chain)
 
-    def _during(self, c: Contract, sc: ScenarioConfig, progress: float) -> None:
-        kind = sc.kind
+    def _during(self, c: Contract, p: Planned, progress: float) -> None:
+        kind = p.sc.kind
         if kind in ("long_build_up", "short_covering"):
-            c.price_factor = 1.0 + 0.25 * sc.strength * progress
+            c.price_factor = 1.0 + 0.1 * p.strength * progress
         elif kind in ("short_build_up", "long_unwinding"):
-            c.price_factor = 1.0 - 0.2 * sc.strength * progress
+            c.price_factor = max(0.2, 1.0 - 0.1 * p.strength * progress)
         elif kind == "theta_crush":
-            c.price_factor = max(0.2, 1.0 - 0.5 * sc.strength * progress)
+            c.price_factor = max(0.2, 1.0 - 0.5 * p.strength * progress)
         elif kind == "iceberg" and c.hidden_bid_qty == 0:
             c.displayed_bid_qty = 0
 
     def _end(self, c: Contract) -> None:
-        c.volume_mult = 1.0
+        c.volume_mult = c.size_mult = 1.0
         c.buy_prob = 0.5
         c.open_prob, c.close_prob = 0.3, 0.3
-        c.oi_interval_s = 20.0
+        c.oi_path = None
         c.displayed_bid_qty = 0
         c.hidden_bid_qty = 0
         self._refresh_weights(self.chains[c.inst.root])

@@ -37,7 +37,13 @@ from smartflow.core.messages import SmartMoneySignal
 from smartflow.core.timeutil import expiry_ns, ns_at_ist
 from smartflow.instruments.master import Instrument
 from smartflow.instruments.universe import ChainUniverse
-from smartflow.kernels import chain as kc, detect as K, layout as L
+from smartflow.kernels import (
+    battlefield as KB,
+    chain as kc,
+    detect_contract as KC,
+    layout as L,
+    signal as KS,
+)
 
 
 NS = 1_000_000_000
@@ -48,6 +54,7 @@ EXPIRY = dt.date(2030, 1, 14)
 T0 = ns_at_ist(dt.date(2030, 1, 7), dt.time(10, 0))
 P = params_array(SmartMoneyConfig(), BAR_S)
 TICK = 0.05
+WARM_BARS = 36  # a 24-bar horizon, then the 12 samples a contract's noise needs
 
 
 # ---------------------------------------------------------------------------------------------
@@ -93,6 +100,7 @@ class Lab:
         strikes: tuple[int, ...] = (20_000,),
         thresholds: SmartMoneyConfig | None = None,
         lot: int = LOT,
+        warm: bool = True,
     ) -> None:
         self.lot = lot
         self.chain = c = ChainState(_universe(strikes, lot), ModelConfig())
@@ -122,6 +130,14 @@ class Lab:
             f[L.F_IV_PRICE] = 100.0
             f[L.F_GREEKS_T] = 7.0 / 365.0
             self.volume[row] = 100.0
+        if warm:
+            # Three quiet minutes: a horizon of history and its noise samples (nothing moves, so
+            # every contract's noise is the floor: one lot, one tick). The clock of the tests
+            # starts after it.
+            self.quiet(WARM_BARS)
+            for row in c.option_rows.tolist():
+                c.q[row, L.Q_FIRST_SEEN_NS] = self.end_ns
+                c.q[row, L.Q_OI_LAST_NS] = self.end_ns
 
     def row(self, strike: int = 20_000, side: str = "CE") -> int:
         u = self.chain.universe
@@ -175,6 +191,7 @@ class Lab:
             b[L.B_HIGH, slot] = float(ch.get("high", close))
             b[L.B_LOW, slot] = float(ch.get("low", close))
             b[L.B_CVD, slot] = float(ch.get("cvd", 0.0)) * self.lot
+            f[L.F_CVD] += b[L.B_CVD, slot]
             b[L.B_OI_UPDATES, slot] = updates
             b[L.B_DELTA, slot] = f[L.F_DELTA]
             b[L.B_GAMMA, slot] = f[L.F_GAMMA]
@@ -226,63 +243,57 @@ class Lab:
     ],
 )
 def test_classify_buildup_four_states(d_oi: float, d_px: float, state: str) -> None:
-    code, oi_pct, px_pct = K.classify_buildup(d_oi, 2_000.0, d_px, 100.0, 500.0, TICK, P)
+    code = KC.classify_buildup(d_oi, d_px, True, True, 500.0)
     assert BUILDUP_NAMES[code] == state
-    assert oi_pct == pytest.approx(100 * d_oi / 2_000)
-    assert px_pct == pytest.approx(100 * d_px / 100)
 
 
 @pytest.mark.parametrize(
-    ("d_oi", "oi_before", "d_px", "px_before", "interval_vol", "why"),
+    ("oi_sig", "px_sig", "volume", "why"),
     [
-        (9.9, 2_000.0, 2.0, 100.0, 500.0, "OI change 0.495 % < 0.5 %"),
-        (40.0, 2_000.0, 0.49, 100.0, 500.0, "premium change 0.49 % < 0.5 %"),
-        (40.0, 2_000.0, 0.04, 2.0, 500.0, "2 % of a ₹2 premium is less than one ₹0.05 tick"),
-        (40.0, 2_000.0, 2.0, 100.0, 39.0, "39 traded cannot move OI by 40"),
-        (-40.0, 2_000.0, -2.0, 100.0, 39.0, "nor reduce it by 40"),
+        (False, True, 500.0, "OI change within the contract's noise or under a floor"),
+        (True, False, 500.0, "premium move within its noise or under a floor"),
+        (True, True, 39.0, "39 traded cannot move OI by 40"),
     ],
 )
-def test_classify_buildup_none(
-    d_oi: float, oi_before: float, d_px: float, px_before: float, interval_vol: float, why: str
-) -> None:
-    code, _, _ = K.classify_buildup(d_oi, oi_before, d_px, px_before, interval_vol, TICK, P)
-    assert code == K.BUILDUP_NONE, why
+def test_classify_buildup_none(oi_sig: bool, px_sig: bool, volume: float, why: str) -> None:
+    assert KC.classify_buildup(40.0, 2.0, oi_sig, px_sig, volume) == KC.BUILDUP_NONE, why
+    assert KC.classify_buildup(-40.0, -2.0, oi_sig, px_sig, volume) == KC.BUILDUP_NONE, why
 
 
-def test_classify_buildup_thresholds_are_inclusive_and_undefined_inputs_are_none() -> None:
-    # Exactly the minimum OI and price changes (0.5 %) and exactly |ΔOI| traded: a build-up.
-    code, _, _ = K.classify_buildup(10.0, 2_000.0, 0.5, 100.0, 10.0, TICK, P)
-    assert code == K.BUILDUP_LONG
-    for oi_before, px_before in ((0.0, 100.0), (2_000.0, 0.0)):
-        code, oi_pct, px_pct = K.classify_buildup(40.0, oi_before, 2.0, px_before, 500.0, TICK, P)
-        assert code == K.BUILDUP_NONE
-        assert math.isnan(oi_pct)
-        assert math.isnan(px_pct)
+def test_noise_z_has_a_floor() -> None:
+    assert KC.noise_z(40.0, 10.0, 1.0) == 4.0
+    assert KC.noise_z(40.0, 0.2, 1.0) == 40.0  # never less than the floor (one lot)
+    assert math.isnan(KC.noise_z(math.nan, 10.0, 1.0))
+
+
+def test_before_its_noise_is_known_a_contract_is_judged_on_the_prior() -> None:
+    """1 % of OI and of premium a horizon: 4 % of OI and a 1 % premium move count."""
+    for oi, close, state in ((2_080.0, 101.0, "LONG_BUILD_UP"), (2_070.0, 101.0, "NONE")):
+        lab = Lab(warm=False)
+        ce = lab.row()
+        lab.quiet(5)
+        lab.bar({ce: {"oi": oi, "close": close}})
+        assert lab.states(ce)["oi_buildup"] == state, oi
+        assert lab.df(ce, L.DF_OI_Z) == pytest.approx((oi - 2_000) / 20)
 
 
 def test_buildup_confidence_is_monotone_and_bounded() -> None:
-    grid = [0.0, 0.5, 1.0, 2.0, 5.0, 20.0]
+    grid = [0.0, 1.0, 4.0, 8.0, 20.0]
     rates = [0.0, 0.5, 1.0, 2.0, 4.0]
     for a in grid:
         for b in grid:
             for r in rates:
-                c = K.buildup_confidence(a, b, r)
+                c = KC.buildup_confidence(a, b, r, P)
                 assert 0.0 <= c <= 1.0
-                # Sign of the moves does not matter; size does.
-                assert K.buildup_confidence(-a, -b, r) == c
     for i in range(len(grid) - 1):
         lo, hi = grid[i], grid[i + 1]
-        assert K.buildup_confidence(hi, 1.0, 1.0) > K.buildup_confidence(lo, 1.0, 1.0)
-        assert K.buildup_confidence(1.0, hi, 1.0) > K.buildup_confidence(1.0, lo, 1.0)
-    for i in range(len(rates) - 1):
-        lo_r, hi_r = rates[i], rates[i + 1]
-        assert K.buildup_confidence(1.0, 1.0, hi_r) >= K.buildup_confidence(1.0, 1.0, lo_r)
-    # The volume term saturates at twice the average rate; an unknown rate contributes nothing.
-    assert K.buildup_confidence(1.0, 1.0, 2.0) == K.buildup_confidence(1.0, 1.0, 9.0)
-    assert K.buildup_confidence(1.0, 1.0, math.nan) == K.buildup_confidence(1.0, 1.0, 0.0)
-    # The documented formula.
-    expected = 0.4 * (1 - math.exp(-1.0)) + 0.35 * (1 - math.exp(-1.5)) + 0.25 * 0.75
-    assert K.buildup_confidence(2.0, 1.5, 1.5) == pytest.approx(expected)
+        assert KC.buildup_confidence(hi, 1.0, 1.0, P) > KC.buildup_confidence(lo, 1.0, 1.0, P)
+        assert KC.buildup_confidence(1.0, hi, 1.0, P) > KC.buildup_confidence(1.0, lo, 1.0, P)
+    assert KC.buildup_confidence(4.0, 1.0, 2.0, P) == KC.buildup_confidence(4.0, 1.0, 9.0, P)
+    assert KC.buildup_confidence(4.0, 1.0, math.nan, P) == KC.buildup_confidence(4.0, 1.0, 0.0, P)
+    # The documented formula: z's in units of their thresholds (4 and 1 by default).
+    expected = 0.4 * (1 - math.exp(-8 / 4)) + 0.35 * (1 - math.exp(-1.5)) + 0.25 * 0.75
+    assert KC.buildup_confidence(8.0, 1.5, 1.5, P) == pytest.approx(expected)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -302,18 +313,16 @@ def test_buildup_confidence_is_monotone_and_bounded() -> None:
     ],
 )
 def test_volume_state_boundaries(volume: float, state: str) -> None:
-    lab = Lab()
+    lab = Lab()  # every earlier bar traded 100 lots: the baseline is 100
     ce = lab.row()
-    # 10 earlier bars average 100 lots; an 11th, older one (ignored: baseline_bars = 10) is huge.
-    lab.bar({ce: {"volume": 10_000.0}})
-    lab.quiet(10)
+    assert lab.df(ce, L.DF_VOL_BASE) == pytest.approx(100 * LOT)
     lab.bar({ce: {"volume": volume}})
     assert lab.df(ce, L.DF_VOL_RATIO) == pytest.approx(volume / 100)
     assert lab.states(ce)["volume_state"] == state
 
 
 def test_volume_state_needs_min_baseline_bars() -> None:
-    lab = Lab()
+    lab = Lab(warm=False)
     ce = lab.row()
     lab.quiet(2)
     lab.bar({ce: {"volume": 1_000.0}})  # 10x, but only 2 earlier bars (min_baseline_bars = 3)
@@ -325,12 +334,26 @@ def test_volume_state_needs_min_baseline_bars() -> None:
 
 
 def test_volume_state_zero_baseline_is_normal() -> None:
-    lab = Lab()
+    lab = Lab(warm=False)
     ce = lab.row()
     lab.quiet(5, {ce: {"volume": 0.0}})
     lab.bar({ce: {"volume": 50.0}})
     assert math.isnan(lab.df(ce, L.DF_VOL_RATIO))
     assert lab.states(ce)["volume_state"] == "NORMAL"
+
+
+def test_a_sustained_surge_reads_spike_or_more_for_minutes() -> None:
+    """The baseline remembers what normal was: a 4x surge is not its own normal after 20 s."""
+    lab = Lab()
+    ce = lab.row()
+    states = []
+    for _ in range(60):  # five minutes at 4x
+        lab.bar({ce: {"volume": 400.0}})
+        states.append(lab.states(ce)["volume_state"])
+    assert all(st in ("SPIKE", "BURST", "AGGRESSIVE") for st in states)
+    assert states[:12] == ["AGGRESSIVE"] * 12  # the first minute
+    # Each surge bar enters the baseline at 1.5x its value before: it rises, slowly.
+    assert 100 * LOT < lab.df(ce, L.DF_VOL_BASE) < 200 * LOT
 
 
 def test_volume_aggression_and_trend() -> None:
@@ -358,41 +381,47 @@ def test_volume_aggression_and_trend() -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-def test_buildup_reads_the_interval_between_the_last_two_oi_updates() -> None:
+def test_buildup_reads_the_horizon_in_one_print_or_thirty() -> None:
+    """The same +5 % OI over two minutes classifies alike as one print or as one-lot steps."""
+    readings = []
+    for steps in (1, 20):
+        lab = Lab()
+        ce = lab.row()
+        per = 100.0 / steps  # 100 lots (+5 %) in all, premium 100 → 104
+        oi = 2_000.0
+        for k in range(24):
+            ch: dict[str, float] = {"close": 100.0 + 4.0 * (k + 1) / 24}
+            if k % (24 // steps) == 24 // steps - 1 and oi < 2_100.0:
+                oi += per
+                ch["oi"] = oi
+            lab.bar({ce: ch})
+        assert lab.states(ce)["oi_buildup"] == "LONG_BUILD_UP", steps
+        assert lab.df(ce, L.DF_OI_CHG_PCT) == pytest.approx(5.0)
+        assert lab.df(ce, L.DF_PX_CHG_PCT) == pytest.approx(4.0)
+        assert lab.di(ce, L.DI_OI_DIR) == 1
+        readings.append(lab.df(ce, L.DF_BUILDUP_CONF))
+    assert readings[0] == pytest.approx(readings[1])
+
+
+def test_noise_sized_oi_change_is_not_a_buildup() -> None:
+    """A contract whose OI wanders 20 lots every two minutes: 25 lots is noise, 100 is not."""
     lab = Lab()
     ce = lab.row()
-    lab.quiet(5)
-    lab.bar({ce: {"oi": 2_002.0}})  # a 0.1 % OI print, premium unchanged: no build-up
+    oi = 2_000.0
+    for k in range(240):  # twenty minutes: an OI print a minute, +20, +20, −40 lots
+        ch: dict[str, float] = {"close": 100.0 + (1.0 if (k // 12) % 2 == 0 else -1.0)}
+        if k % 12 == 0:
+            oi += -40.0 if (k // 12) % 3 == 2 else 20.0
+            ch["oi"] = oi
+        lab.bar({ce: ch})
+    assert 10 < lab.df(ce, L.DF_OI_NOISE) / LOT < 40
+    for _ in range(24):
+        lab.bar({ce: {"close": 104.0}})
+    lab.bar({ce: {"oi": oi + 25.0, "close": 104.0}})  # 1.25 % but within its noise
     assert lab.states(ce)["oi_buildup"] == "NONE"
-    lab.quiet(3, {ce: {"close": 101.0}})
-    lab.bar({ce: {"close": 102.0, "oi": 2_042.04}})  # +2 % OI, +2 % premium since that print
+    assert lab.di(ce, L.DI_OI_DIR) == 0
+    lab.bar({ce: {"oi": oi + 200.0, "close": 108.0}})  # 10 %: far past it
     assert lab.states(ce)["oi_buildup"] == "LONG_BUILD_UP"
-    assert lab.df(ce, L.DF_OI_CHG_PCT) == pytest.approx(2.0)
-    assert lab.df(ce, L.DF_PX_CHG_PCT) == pytest.approx(2.0)
-    # Interval volume: the 4 bars since the previous print (4 × 100 lots).
-    assert lab.df(ce, L.DF_INTERVAL_VOL) == pytest.approx(400 * LOT)
-    assert lab.di(ce, L.DI_OI_DIR) == 1
-    assert 0 < lab.df(ce, L.DF_BUILDUP_CONF) <= 1
-
-
-def test_buildup_persists_until_the_next_oi_update() -> None:
-    lab = Lab()
-    ce = lab.row()
-    lab.quiet(5)
-    lab.bar({ce: {"close": 98.0, "oi": 2_060.0}})  # −2 % premium, +3 % OI
-    assert lab.states(ce)["oi_buildup"] == "SHORT_BUILD_UP"
-    conf = lab.df(ce, L.DF_BUILDUP_CONF)
-    for _ in range(10):  # 50 s without an OI print, trading on: the reading stands
-        lab.bar({ce: {"close": 99.0}})
-        assert lab.states(ce)["oi_buildup"] == "SHORT_BUILD_UP"
-        assert lab.df(ce, L.DF_BUILDUP_CONF) == conf
-    # The next print re-classifies: OI −2 % while the premium rose 98 → 101 since the last print.
-    lab.bar({ce: {"close": 101.0, "oi": 2_018.8}})
-    assert lab.states(ce)["oi_buildup"] == "SHORT_COVERING"
-    # And a print too small to mean anything ends the reading.
-    lab.bar({ce: {"close": 101.0, "oi": 2_019.0}})
-    assert lab.states(ce)["oi_buildup"] == "NONE"
-    assert lab.df(ce, L.DF_BUILDUP_CONF) == 0.0
 
 
 def test_stale_oi_while_trading_reports_stale_not_flat() -> None:
@@ -402,10 +431,12 @@ def test_stale_oi_while_trading_reports_stale_not_flat() -> None:
     lab.bar({ce: {"close": 103.0, "oi": 2_100.0}, pe: {"volume": 0.0}})
     assert lab.states(ce)["oi_buildup"] == "LONG_BUILD_UP"
     changed_ns = lab.end_ns - NS // 1000  # the print's receive time
-    # 180 s (oi_stale_s) of trading without an OI print: still the last reading...
+    # 180 s (oi_stale_s) of trading without an OI print: the reading lasts while the print is
+    # inside the two-minute horizon, then NONE — not yet stale...
     while (lab.end_ns + BAR_S * NS - changed_ns) / NS <= 180:
         lab.bar({pe: {"volume": 0.0}})
-        assert lab.states(ce)["oi_buildup"] == "LONG_BUILD_UP"
+        inside = (lab.end_ns - changed_ns) / NS < 120
+        assert lab.states(ce)["oi_buildup"] == ("LONG_BUILD_UP" if inside else "NONE")
         assert not lab.states(ce)["oi_stale"]
     # ...then stale: NONE, flagged, no OI direction — not "OI flat".
     lab.bar({pe: {"volume": 0.0}})
@@ -471,7 +502,7 @@ def test_fresh_aggressive_entry_needs_both(volume: float, oi: float, why: str) -
 
 
 def test_fresh_first_entry() -> None:
-    lab = Lab()
+    lab = Lab(warm=False)
     ce, pe = lab.row(), lab.row(side="PE")
     lab.quiet(5, {ce: {"volume": 0.0}, pe: {"volume": 0.0}})
     # First trades after (at least min_baseline_bars of) silence, OI rises → FIRST_ENTRY.
@@ -518,6 +549,25 @@ def test_fresh_position_expires_after_max_age_and_outranks_adjustments() -> None
     lab.bar()
     assert lab.states(ce)["fresh_position"] is None
     assert lab.df(ce, L.DF_FRESH_STRENGTH) == 0.0
+
+
+def test_a_fresh_positions_direction_is_read_once_at_detection() -> None:
+    """Bought on heavy one-sided volume: it votes bullish for its life, whatever later bars do."""
+    lab = Lab()
+    ce = lab.row()
+    sig = lab.bar({ce: {"volume": 300.0, "oi": 2_400.0, "cvd": 200.0}})
+    assert lab.states(ce)["fresh_position"] == "AGGRESSIVE_ENTRY"
+    assert lab.di(ce, L.DI_FRESH_DIR) == 1
+    assert sig.recommendation == "BUY_CALL"
+    for cvd in (-150.0, 80.0, -300.0):  # later bars lean either way: the vote does not flip
+        sig = lab.bar({ce: {"volume": 150.0, "cvd": cvd}})
+        assert sig.recommendation == "BUY_CALL"
+    # A fresh position sold into: bearish, on the same side.
+    lab2 = Lab()
+    ce2 = lab2.row()
+    assert lab2.bar({ce2: {"volume": 300.0, "oi": 2_400.0, "cvd": -200.0}}).recommendation == (
+        "BUY_PUT"
+    )
 
 
 def test_scalping_profile_shortens_fresh_lifetime() -> None:
@@ -571,6 +621,22 @@ def test_scalper_trap(oi_lots: float, volume: float, fires: bool, prob: float) -
     assert lab.df(ce, L.DF_OI_LOTS) == pytest.approx(oi_lots)  # units ÷ lot size
     assert ("SCALPER_TRAP" in lab.states(ce)["trap_types"]) is fires
     assert lab.df(ce, L.DF_TRAP_PROB) == pytest.approx(prob)
+
+
+def test_scalper_trap_lasts_as_long_as_its_cause() -> None:
+    """Eleven minutes of 6x volume against 20 lots of OI: blocked all along, then released."""
+    lab = Lab()
+    ce = lab.row()
+    lab.bar({ce: {"oi": 20.0}})
+    lab.quiet(40)  # the OI drop is old news; the contract trades its usual 100 lots a bar
+    for _ in range(132):
+        lab.bar({ce: {"volume": 600.0}})
+        st = lab.states(ce)
+        assert "SCALPER_TRAP" in st["trap_types"]
+        assert st["can_trade"] is False
+    # The surge ends: a horizon later, the trap is gone with it.
+    lab.quiet(25)
+    assert "SCALPER_TRAP" not in lab.states(ce)["trap_types"]
 
 
 def test_scalper_trap_counts_lots_not_units() -> None:
@@ -699,7 +765,7 @@ def test_trap_names_cover_every_bit() -> None:
         "REVERSAL_TRAP",
         "LIQUIDITY_TRAP",
     ]
-    assert trap_names(K.TRAP_THETA | K.TRAP_SCALPER) == ["SCALPER_TRAP", "THETA_CRUSH"]
+    assert trap_names(KC.TRAP_THETA | KC.TRAP_SCALPER) == ["SCALPER_TRAP", "THETA_CRUSH"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -709,15 +775,15 @@ def test_trap_names_cover_every_bit() -> None:
 
 def test_pattern_verdicts_are_the_seeds_table() -> None:
     table = {
-        K.XV_SMART_ENTRY: (K.VERDICT_PROCEED, 0.95),
-        K.XV_TRAP: (K.VERDICT_BLOCK, 0.05),
-        K.XV_REVERSAL: (K.VERDICT_CAUTION, 0.4),
-        K.XV_EXPLOSIVE: (K.VERDICT_PROCEED, 0.9),
-        K.XV_THETA_TRAP: (K.VERDICT_BLOCK, 0.1),
-        K.XV_NONE: (K.VERDICT_CAUTION, 0.5),
+        KC.XV_SMART_ENTRY: (KC.VERDICT_PROCEED, 0.95),
+        KC.XV_TRAP: (KC.VERDICT_BLOCK, 0.05),
+        KC.XV_REVERSAL: (KC.VERDICT_CAUTION, 0.4),
+        KC.XV_EXPLOSIVE: (KC.VERDICT_PROCEED, 0.9),
+        KC.XV_THETA_TRAP: (KC.VERDICT_BLOCK, 0.1),
+        KC.XV_NONE: (KC.VERDICT_CAUTION, 0.5),
     }
     for pattern, (verdict, quality) in table.items():
-        assert K.pattern_verdict(pattern) == (verdict, pytest.approx(quality))
+        assert KC.pattern_verdict(pattern) == (verdict, pytest.approx(quality))
 
 
 def _xv_lab(side: str, delta: float, oi: float, volume: float = 110.0, **extra: Any) -> Lab:
@@ -757,11 +823,11 @@ def test_theta_trap_and_trap_precedence() -> None:
     # Heavy burn with volume up: THETA_TRAP even though Δ↑ OI↑ Vol↑ would be a smart entry.
     lab = _xv_lab("CE", 0.52, 2_020.0, theta=-60.0)
     ce = lab.row()
-    assert lab.di(ce, L.DI_XV_PATTERN) == K.XV_THETA_TRAP
-    assert lab.di(ce, L.DI_XV_VERDICT) == K.VERDICT_BLOCK
+    assert lab.di(ce, L.DI_XV_PATTERN) == KC.XV_THETA_TRAP
+    assert lab.di(ce, L.DI_XV_VERDICT) == KC.VERDICT_BLOCK
     # TRAP (Δ↑ OI↓) is strongest of all.
     lab = _xv_lab("CE", 0.52, 1_980.0, theta=-60.0)
-    assert lab.di(lab.row(), L.DI_XV_PATTERN) == K.XV_TRAP
+    assert lab.di(lab.row(), L.DI_XV_PATTERN) == KC.XV_TRAP
 
 
 def test_explosive_needs_gamma_rise_and_a_live_aggressive_entry() -> None:
@@ -769,11 +835,11 @@ def test_explosive_needs_gamma_rise_and_a_live_aggressive_entry() -> None:
     ce = lab.row()
     assert lab.states(ce)["fresh_position"] == "AGGRESSIVE_ENTRY"
     assert lab.df(ce, L.DF_GAMMA_CHG_PCT) == pytest.approx(6.0)
-    assert lab.di(ce, L.DI_XV_PATTERN) == K.XV_EXPLOSIVE
-    assert K.pattern_verdict(lab.di(ce, L.DI_XV_PATTERN))[0] == K.VERDICT_PROCEED
+    assert lab.di(ce, L.DI_XV_PATTERN) == KC.XV_EXPLOSIVE
+    assert KC.pattern_verdict(lab.di(ce, L.DI_XV_PATTERN))[0] == KC.VERDICT_PROCEED
     # Gamma up only 4 %: a smart entry, not explosive.
     lab = _xv_lab("CE", 0.52, 2_300.0, volume=300.0, gamma=0.0005 * 1.04)
-    assert lab.di(lab.row(), L.DI_XV_PATTERN) == K.XV_SMART_ENTRY
+    assert lab.di(lab.row(), L.DI_XV_PATTERN) == KC.XV_SMART_ENTRY
 
 
 def test_signal_direction_rereads_delta_for_the_other_side() -> None:
@@ -781,9 +847,9 @@ def test_signal_direction_rereads_delta_for_the_other_side() -> None:
     # (writers adding calls as the underlying falls) it validates as a SMART_ENTRY.
     lab = _xv_lab("CE", 0.48, 2_020.0)
     ce = lab.row()
-    assert lab.di(ce, L.DI_XV_PATTERN) == K.XV_REVERSAL
-    assert lab.det.signal_pattern(ce, +1) == K.XV_REVERSAL
-    assert lab.det.signal_pattern(ce, -1) == K.XV_SMART_ENTRY
+    assert lab.di(ce, L.DI_XV_PATTERN) == KC.XV_REVERSAL
+    assert lab.det.signal_pattern(ce, +1) == KC.XV_REVERSAL
+    assert lab.det.signal_pattern(ce, -1) == KC.XV_SMART_ENTRY
 
 
 def test_noise_level_oi_change_is_not_a_direction() -> None:
@@ -792,7 +858,7 @@ def test_noise_level_oi_change_is_not_a_direction() -> None:
     ce = lab.row()
     assert lab.states(ce)["oi_buildup"] == "NONE"
     # ...so the cross-validator must not call it "OI↓" and block a Δ↑ Vol↑ contract as a TRAP.
-    assert lab.di(ce, L.DI_XV_PATTERN) != K.XV_TRAP
+    assert lab.di(ce, L.DI_XV_PATTERN) != KC.XV_TRAP
     assert lab.states(ce)["can_trade"] is True
 
 
@@ -841,7 +907,7 @@ def test_battlefield_controls(args: tuple[float, ...], control: str) -> None:
 
 
 def test_battlefield_volume_share_is_the_recent_window_and_war_intensity() -> None:
-    lab = Lab(strikes=STRIKES)
+    lab = Lab(strikes=STRIKES, warm=False)
     calls = [lab.row(k, "CE") for k in STRIKES]
     puts = [lab.row(k, "PE") for k in STRIKES]
     # Eight old bars where calls traded 10x: outside the 12-bar window, so they do not count.
@@ -856,7 +922,7 @@ def test_battlefield_volume_share_is_the_recent_window_and_war_intensity() -> No
     assert activity == pytest.approx(100 / 550)
     assert b[4] == pytest.approx(0.8 * activity)
     # With a steady zone the activity factor is 1.
-    lab2 = Lab(strikes=STRIKES)
+    lab2 = Lab(strikes=STRIKES, warm=False)
     lab2.quiet(20, steady)
     assert lab2.det.battle[4] == pytest.approx(0.8)
     assert lab2.det.battle[5] == 0  # CE OI share unchanged over the window: STABLE
@@ -872,12 +938,12 @@ def test_battlefield_trend_follows_the_ce_oi_share() -> None:
 
 def test_control_of_thresholds_are_strict() -> None:
     thr = 0.55
-    assert K.control_of(0.5501, 0.5501, 0.5501, thr) == K.CONTROL_BULLISH
-    assert K.control_of(0.55, 0.56, 0.56, thr) != K.CONTROL_BULLISH
-    assert K.control_of(0.4499, 0.4499, 0.4499, thr) == K.CONTROL_BEARISH
-    assert K.control_of(0.45, 0.44, 0.44, thr) != K.CONTROL_BEARISH
-    assert K.control_of(0.54, 0.46, 0.5, thr) == K.CONTROL_BALANCED
-    assert K.control_of(0.56, 0.5, 0.5, thr) == K.CONTROL_CHOP
+    assert KB.control_of(0.5501, 0.5501, 0.5501, thr) == KB.CONTROL_BULLISH
+    assert KB.control_of(0.55, 0.56, 0.56, thr) != KB.CONTROL_BULLISH
+    assert KB.control_of(0.4499, 0.4499, 0.4499, thr) == KB.CONTROL_BEARISH
+    assert KB.control_of(0.45, 0.44, 0.44, thr) != KB.CONTROL_BEARISH
+    assert KB.control_of(0.54, 0.46, 0.5, thr) == KB.CONTROL_BALANCED
+    assert KB.control_of(0.56, 0.5, 0.5, thr) == KB.CONTROL_CHOP
 
 
 # ---------------------------------------------------------------------------------------------
@@ -963,39 +1029,45 @@ def test_params_array_carries_every_threshold() -> None:
     t = DetectorConfig(profile="volatile", overrides={"reversal_lookback_bars": 4}).thresholds()
     p = params_array(t, 7)
     slots = {
-        K.P_VOLUME_SPIKE: t.volume_spike_threshold,
-        K.P_VOLUME_BURST: t.volume_burst_threshold,
-        K.P_VOLUME_AGGRESSIVE: t.volume_aggressive_threshold,
-        K.P_TRAP_LOW_OI: t.trap_low_oi_threshold,
-        K.P_TRAP_NOISE_GAMMA: t.trap_noise_gamma_threshold,
-        K.P_TRAP_THETA: t.trap_theta_aggressive_threshold,
-        K.P_FRESH_OI_JUMP: t.fresh_position_oi_jump,
-        K.P_FRESH_VOL_SURGE: t.fresh_position_volume_surge,
-        K.P_FRESH_MAX_AGE_S: t.fresh_position_max_age_seconds,
-        K.P_ATM_RANGE: t.ce_pe_atm_range,
-        K.P_CONTROL: t.ce_pe_control_threshold,
-        K.P_OI_STALE_S: t.oi_stale_s,
-        K.P_MIN_OI_PCT: t.buildup_min_oi_change_pct,
-        K.P_MIN_PX_PCT: t.buildup_min_price_change_pct,
-        K.P_BASELINE_BARS: t.baseline_bars,
-        K.P_MIN_BASELINE_BARS: t.min_baseline_bars,
-        K.P_BATTLE_BARS: t.battle_window_bars,
-        K.P_CRUSH_DTE: t.theta_crush_dte_days,
-        K.P_LIQ_DELTA: t.liquidity_max_delta,
-        K.P_LIQ_SPREAD_PCT: t.liquidity_max_spread_pct,
-        K.P_REVERSAL_RETRACE: t.reversal_retrace,
-        K.P_REVERSAL_LOOKBACK: 4,
-        K.P_EXPLOSIVE_GAMMA_PCT: t.explosive_gamma_rise_pct,
-        K.P_BLOCK_PROB: t.trap_block_probability,
-        K.P_BAR_SECONDS: 7,
-        K.P_REVERSAL_MIN_TICKS: t.reversal_min_range_ticks,
-        K.P_MIN_NET_VOTE: t.min_net_vote,
+        KC.P_VOLUME_SPIKE: t.volume_spike_threshold,
+        KC.P_VOLUME_BURST: t.volume_burst_threshold,
+        KC.P_VOLUME_AGGRESSIVE: t.volume_aggressive_threshold,
+        KC.P_TRAP_LOW_OI: t.trap_low_oi_threshold,
+        KC.P_TRAP_NOISE_GAMMA: t.trap_noise_gamma_threshold,
+        KC.P_TRAP_THETA: t.trap_theta_aggressive_threshold,
+        KC.P_FRESH_OI_JUMP: t.fresh_position_oi_jump,
+        KC.P_FRESH_VOL_SURGE: t.fresh_position_volume_surge,
+        KC.P_FRESH_MAX_AGE_S: t.fresh_position_max_age_seconds,
+        KC.P_ATM_RANGE: t.ce_pe_atm_range,
+        KC.P_CONTROL: t.ce_pe_control_threshold,
+        KC.P_OI_STALE_S: t.oi_stale_s,
+        KC.P_MIN_OI_PCT: t.buildup_min_oi_change_pct,
+        KC.P_MIN_PX_PCT: t.buildup_min_price_change_pct,
+        KC.P_VOL_ALPHA: 7 / t.volume_baseline_s,
+        KC.P_MIN_BASELINE_BARS: t.min_baseline_bars,
+        KC.P_BATTLE_BARS: t.battle_window_bars,
+        KC.P_CRUSH_DTE: t.theta_crush_dte_days,
+        KC.P_LIQ_DELTA: t.liquidity_max_delta,
+        KC.P_LIQ_SPREAD_PCT: t.liquidity_max_spread_pct,
+        KC.P_REVERSAL_RETRACE: t.reversal_retrace,
+        KC.P_REVERSAL_LOOKBACK: 4,
+        KC.P_EXPLOSIVE_GAMMA_PCT: t.explosive_gamma_rise_pct,
+        KC.P_BLOCK_PROB: t.trap_block_probability,
+        KC.P_BAR_SECONDS: 7,
+        KC.P_REVERSAL_MIN_TICKS: t.reversal_min_range_ticks,
+        KC.P_MIN_NET_VOTE: t.min_net_vote,
+        KC.P_HORIZON_BARS: round(t.buildup_horizon_s / 7),
+        KC.P_OI_Z: t.buildup_oi_z,
+        KC.P_PX_Z: t.buildup_price_z,
+        KC.P_MIN_OI_LOTS: t.buildup_min_oi_lots,
+        KC.P_NOISE_ALPHA: 7 / t.noise_memory_s,
+        KC.P_WARMUP_NOISE_PCT: t.warmup_noise_pct,
     }
-    assert len(slots) == K.NP
+    assert len(slots) == KC.NP
     for slot, value in slots.items():
         assert p[slot] == value, slot
-    assert p[K.P_VOLUME_SPIKE] == 1.3
-    assert p[K.P_TRAP_LOW_OI] == 100.0
+    assert p[KC.P_VOLUME_SPIKE] == 1.3
+    assert p[KC.P_TRAP_LOW_OI] == 100.0
 
 
 def test_profile_thresholds_change_detection() -> None:
@@ -1065,8 +1137,8 @@ def test_avoid_reason_names_the_blocking_pattern() -> None:
         }
     )
     assert lab.states(ce)["oi_buildup"] == "NONE"
-    assert lab.di(ce, L.DI_XV_PATTERN) == K.XV_TRAP
-    assert lab.det.signal_pattern(pe, +1) == K.XV_SMART_ENTRY
+    assert lab.di(ce, L.DI_XV_PATTERN) == KC.XV_TRAP
+    assert lab.det.signal_pattern(pe, +1) == KC.XV_SMART_ENTRY
     assert sig.recommendation == "AVOID"
     assert sig.option_type == "CE"
     assert sig.reason is not None
@@ -1082,32 +1154,32 @@ def test_avoid_reason_names_the_blocking_pattern() -> None:
 def test_evidence_rounding_is_pythons_round(k: int, nd: int, wiggle: float) -> None:
     # Near-ties (k.5 at the last kept digit) are where rint(x·10ⁿ) and round(x, n) part ways.
     for x in (k / 10**nd + 0.5 / 10**nd, k / 10**nd + wiggle, wiggle * 1e-3):
-        assert K.round_display(x, 10.0**nd) == round(x, nd), (x, nd)
-    assert math.isnan(K.round_display(math.inf, 10.0))
-    assert math.isnan(K.round_display(math.nan, 10.0))
+        assert KS.round_display(x, 10.0**nd) == round(x, nd), (x, nd)
+    assert math.isnan(KS.round_display(math.inf, 10.0))
+    assert math.isnan(KS.round_display(math.nan, 10.0))
 
 
 def test_vote_ranking_breaks_ties_by_row() -> None:
     # (row, direction, weight, source) as assemble's _votes writes them, rows ascending.
     votes = np.array(
         [
-            [5, 1, 0.5, K.SOURCE_BUILDUP],
-            [7, 1, 0.9, K.SOURCE_FRESH],
-            [9, -1, 0.9, K.SOURCE_BUILDUP],
-            [11, 1, 0.2, K.SOURCE_BUILDUP],
-            [13, 1, 0.9, K.SOURCE_BUILDUP],
-            [15, 1, 0.1, K.SOURCE_BUILDUP],
+            [5, 1, 0.5, KS.SOURCE_BUILDUP],
+            [7, 1, 0.9, KS.SOURCE_FRESH],
+            [9, -1, 0.9, KS.SOURCE_BUILDUP],
+            [11, 1, 0.2, KS.SOURCE_BUILDUP],
+            [13, 1, 0.9, KS.SOURCE_BUILDUP],
+            [15, 1, 0.1, KS.SOURCE_BUILDUP],
         ],
         dtype=np.float64,
     )
-    sig_i = np.zeros(K.NSI, np.int64)
-    driver, source = K._rank_votes(votes, votes.shape[0], 1, sig_i)
+    sig_i = np.zeros(KS.NSI, np.int64)
+    driver, source = KS._rank_votes(votes, votes.shape[0], 1, sig_i)
     # The strongest bullish voter; of the two at 0.9 the lower row.
-    assert (driver, source) == (7, K.SOURCE_FRESH)
-    assert K._rank_votes(votes, votes.shape[0], -1, sig_i)[0] == 9
+    assert (driver, source) == (7, KS.SOURCE_FRESH)
+    assert KS._rank_votes(votes, votes.shape[0], -1, sig_i)[0] == 9
     # Top five by weight, rows ascending on ties, whatever their direction.
-    top = sig_i[K.SI_TOP : K.SI_TOP + sig_i[K.SI_N_TOP]]
-    assert [int(votes[i, K.V_ROW]) for i in top] == [7, 9, 13, 5, 11]
+    top = sig_i[KS.SI_TOP : KS.SI_TOP + sig_i[KS.SI_N_TOP]]
+    assert [int(votes[i, KS.V_ROW]) for i in top] == [7, 9, 13, 5, 11]
 
 
 @settings(deadline=None)  # the first example compiles the kernel
@@ -1133,7 +1205,7 @@ def test_zone_is_the_strikes_nearest_the_price(
     pe = np.array([-1 if i + 1 in missing else 100 + i for i in range(41)], np.int64)
     calls, puts = np.zeros(41, np.int64), np.zeros(41, np.int64)
     spot, fwd = (math.nan, centre) if from_forward else (centre, math.nan)
-    k, lo, hi = K.zone(np.array(ks, np.int64), ce, pe, spot, fwd, each_side, calls, puts)
+    k, lo, hi = KB.zone(np.array(ks, np.int64), ce, pe, spot, fwd, each_side, calls, puts)
     if not centre > 0:
         assert (k, lo > hi) == (0, True)
         return

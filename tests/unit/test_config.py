@@ -131,7 +131,7 @@ def test_wrong_type_names_key() -> None:
         ("[feed]\nmax_sockets = 4\n", "feed.max_sockets"),
         ("[feed]\nmax_tokens_per_socket = 1001\n", "feed.max_tokens_per_socket"),
         ("[detectors]\nbar_seconds = 0\n", "detectors.bar_seconds"),
-        ("[detectors]\nrehearsal_ms = -1\n", "detectors.rehearsal_ms"),
+        ("[detectors]\nwhale_volume_multiple = 0\n", "detectors.whale_volume_multiple"),
         ("[model]\nrate = 0.9\n", "model.rate"),
         ("[risk]\norders_per_second = 10\n", "risk.orders_per_second"),
         ("[strategy]\nexit_cutoff_ist = '25:00'\n", "strategy.exit_cutoff_ist"),
@@ -140,13 +140,6 @@ def test_wrong_type_names_key() -> None:
 )
 def test_out_of_range_names_key(text: str, key: str) -> None:
     assert _error(text).startswith(f"x.toml: key `{key}`")
-
-
-def test_rehearsal_must_fit_in_a_bar() -> None:
-    assert "detectors.rehearsal_ms: must be shorter than a bar" in _error(
-        "[detectors]\nbar_seconds = 2\nrehearsal_ms = 2000\n"
-    )
-    assert decode("[detectors]\nbar_seconds = 2\nrehearsal_ms = 0\n").detectors.rehearsal_ms == 0
 
 
 @pytest.mark.parametrize(

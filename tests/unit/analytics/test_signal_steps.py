@@ -1,7 +1,5 @@
 """A bar's signal in two steps: the decision before the strategy, its explanation after.
 
-(And a rehearsal of the decision shortly before the bar closes, which must change nothing.)
-
 ``SmartMoneyDetector.attach`` runs ``decide`` with the bar's other hooks and ``explain`` as a
 ``ChainBook.after_bar`` hook. Whatever the strategy saw must be exactly the explained signal
 without its reason and evidence, and the emission hooks must see each material signal once in
@@ -23,7 +21,7 @@ from smartflow.sim.market import Market
 from smartflow.sim.server import session_start
 
 
-def _session(rehearsal_ms: float = 5.0) -> tuple[ChainBook, SmartMoneyDetector, Market, int]:
+def _session() -> tuple[ChainBook, SmartMoneyDetector, Market, int]:
     sim = SimConfig(
         seed=7,
         strikes_each_side=8,
@@ -33,7 +31,7 @@ def _session(rehearsal_ms: float = 5.0) -> tuple[ChainBook, SmartMoneyDetector, 
             ScenarioConfig(kind="fresh_position", start_s=50, side="CE", strike_offset=0),
         ],
     )
-    cfg = Config(sim=sim, detectors=DetectorConfig(bar_seconds=2, rehearsal_ms=rehearsal_ms))
+    cfg = Config(sim=sim, detectors=DetectorConfig(bar_seconds=2))
     start_ns, day = session_start("10:00")
     market = Market(sim, ["NIFTY"], start_ns, day)
     master = parse(msgspec.json.encode(market.scrip_master()), {"NIFTY"})
@@ -115,57 +113,3 @@ def test_explain_needs_the_bars_decision() -> None:
     _book, det, _market, start_ns = _session()
     with pytest.raises(RuntimeError, match="before its decide"):
         det.explain(start_ns, 0)
-
-
-def test_rehearsals_change_nothing() -> None:
-    """Every bar is rehearsed once before it closes; signals and detector state are unchanged."""
-    runs = []
-    for rehearsal_ms in (0.0, 300.0):
-        book, det, market, start_ns = _session(rehearsal_ms)
-        det.attach(book)
-        bars: list[tuple[bytes, bytes, bytes]] = []
-
-        def after(_end: int, _seq: int, det: SmartMoneyDetector = det, bars: list = bars) -> None:
-            assert det.latest is not None
-            bars.append((msgspec.json.encode(det.latest), det.di.tobytes(), det.df.tobytes()))
-
-        book.after_bar.append(after)
-        t = start_ns
-        for _ in range(60):
-            t += 1_700_000_000  # batches that end anywhere in a bar, some across its close
-            frames = [
-                (int.from_bytes(f[35:43], "little") * 1_000_000, f) for _, f in market.advance(t)
-            ]
-            book.process(frames)
-        runs.append((bars, det.rehearsals, book.stats.bars_closed))
-    (plain, none, n), (rehearsed, count, n_rehearsed) = runs
-    assert n == n_rehearsed >= 45
-    assert none == 0
-    # At ~150 packets/s every 300 ms window before a close holds packets: every bar rehearsed.
-    assert count == n
-    assert rehearsed == plain
-
-
-def test_a_bar_is_rehearsed_once_inside_its_window() -> None:
-    book, det, market, start_ns = _session(100.0)
-    det.attach(book)
-    book.process(
-        [
-            (int.from_bytes(f[35:43], "little") * 1_000_000, f)
-            for _, f in market.advance(start_ns + 10**8)
-        ]
-    )
-    end = book.bar_end_ns
-    assert book.rehearse_at_ns() == end - 100_000_000
-    book.rehearse_due(end - 100_000_001)
-    assert det.rehearsals == 0
-    book.rehearse_due(end - 100_000_000)
-    assert det.rehearsals == 1
-    assert book.rehearse_at_ns() == 0
-    book.rehearse_due(end - 1)
-    assert det.rehearsals == 1
-    # The next bar has its own rehearsal; none when rehearsals are off.
-    book.advance_to(end)
-    assert book.rehearse_at_ns() == end + book.bar_ns - 100_000_000
-    book.rehearse_ns = 0
-    assert book.rehearse_at_ns() == 0
