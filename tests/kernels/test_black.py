@@ -312,7 +312,11 @@ def test_put_call_parity_and_bounds(F, m, T, sigma, r):
 def test_price_monotone_in_vol(F, m, T, s1, s2, r, is_call):
     lo, hi = min(s1, s2), max(s1, s2)
     df = math.exp(-r * T)
-    assert black_price(F, F * m, T, lo, df, is_call) <= black_price(F, F * m, T, hi, df, is_call)
+    p_lo = black_price(F, F * m, T, lo, df, is_call)
+    p_hi = black_price(F, F * m, T, hi, df, is_call)
+    # Vols one ulp apart can round the other way; the price's rounding error scales with F (a deep
+    # OTM price of 2.8e-6 at F = 100 came out 1.7e-20 lower at the higher vol).
+    assert p_lo <= p_hi + 1e-15 * F
 
 
 @settings(max_examples=300, deadline=None)
