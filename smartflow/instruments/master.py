@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -155,11 +154,3 @@ def prune_cache(state_dir: Path, keep: int = 3) -> None:
     files = sorted((state_dir / "scrip-master").glob("OpenAPIScripMaster-*.json"))
     for f in files[:-keep]:
         f.unlink(missing_ok=True)
-
-
-def is_fresh(path: Path, max_age_s: float = 86_400) -> bool:
-    """True when ``path`` exists and is younger than ``max_age_s``."""
-    try:
-        return time.time() - path.stat().st_mtime < max_age_s
-    except FileNotFoundError:
-        return False
