@@ -185,7 +185,8 @@ def run(  # noqa: C901 — one loop that is the market; split, it would hide the
         session.published[r] = []
         session.premium[r] = []
 
-    def on_bar(end_ns: int, _seq: int) -> None:
+    def on_bar(end_ns: int, seq: int, _closed_at: int) -> None:
+        det.on_bar(end_ns, seq)
         session.bar_ends.append(end_ns)
         for c in contracts:
             r = rows[c.token]
@@ -193,8 +194,7 @@ def run(  # noqa: C901 — one loop that is the market; split, it would hide the
             session.published[r].append(int(chain.q[r, L.Q_OI]) // LOT)  # as the chain saw it
             session.premium[r].append(int(chain.q[r, L.Q_LTP]) / 100)
 
-    det.attach(book)
-    book.on_bar.append(on_bar)
+    book.on_close = on_bar
     end_ns = T0 + int(minutes * 60 * NS)
     spot = SPOT0
     t = T0

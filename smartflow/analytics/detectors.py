@@ -31,29 +31,28 @@ the battlefield), then reads them as votes:
 
 The numbers (votes, driver, scores, verdicts, and the evidence's values rounded for display) are
 computed in the same kernel dispatch as the detectors (``kernels.signal.update_bar``); this module
-names them. A bar is handled in two steps: ``decide`` (at the bar close, before the strategy)
-runs the kernels and builds the signal without its ``reason`` and ``evidence``; ``explain`` (a
-``ChainBook.after_bar`` hook, once the strategy has acted on the bar) adds those two. Building the
+names them. A bar is handled in two steps (app/pipeline.py runs them): ``decide`` (at the bar
+close, before the strategy) runs the kernels and builds the signal without its ``reason`` and
+``evidence``; ``explain`` (once the strategy has acted on the bar) adds those two. Building the
 evidence's Python objects cost more than the detector kernels at a real bar close, and nothing
 that decides reads them.
 
 A signal is *emitted* (logged, written to replay, kept for the API) when it changes materially —
 recommendation, can_trade, market control, the contract to trade while actionable, or a new
-fresh position: ``on_decision`` hooks get the decision, ``on_signal`` hooks the explained signal.
-The latest one is always available (explained between bars); the strategy sees every bar's.
+fresh position: ``material`` says so after ``decide``. The latest one is always available
+(explained between bars); the strategy sees every bar's.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
 from typing import Any
 
 import msgspec
 import numpy as np
 
-from smartflow.chain.state import ChainBook, ChainState
+from smartflow.chain.state import ChainState
 from smartflow.config import SmartMoneyConfig
 from smartflow.core.messages import (
     Evidence,
@@ -193,16 +192,8 @@ class SmartMoneyDetector:
         self.update_ns = 0
         self.explain_ns = 0
         self.emitted = 0
-        # Material changes: the decision as soon as it is made, the explained signal after it.
-        self.on_decision: list[Callable[[SmartMoneySignal], None]] = []
-        self.on_signal: list[Callable[[SmartMoneySignal], None]] = []
 
     # ---- per bar ------------------------------------------------------------------------
-
-    def attach(self, book: ChainBook) -> None:
-        """Decide at each bar close with the other stages; explain after the bar's decisions."""
-        book.on_bar.append(self.decide)
-        book.after_bar.append(self.explain)
 
     def on_bar(self, bar_end_ns: int, seq: int) -> SmartMoneySignal:
         """Decide and explain in one step, for callers that drive the detector on its own."""
@@ -214,7 +205,7 @@ class SmartMoneyDetector:
 
         The decision is the whole signal but its ``reason`` and ``evidence``: everything the
         strategy acts on. ``explain`` adds those two (and emits the signal when it changed
-        materially) once the bar's other hooks, the strategy among them, have run.
+        materially) once the strategy has acted on the bar.
         """
         t0 = time.perf_counter_ns()
         self._run_kernels(bar_end_ns, seq)
@@ -226,9 +217,6 @@ class SmartMoneyDetector:
         self.kernel_ns = t1 - t0
         self.update_ns = time.perf_counter_ns() - t0
         self.latest = signal
-        if self.material:
-            for cb in self.on_decision:
-                cb(signal)
         return signal
 
     def _run_kernels(self, bar_end_ns: int, seq: int) -> None:
@@ -272,8 +260,6 @@ class SmartMoneyDetector:
         if self.material:
             self.last_emitted = signal
             self.emitted += 1
-            for cb in self.on_signal:
-                cb(signal)
         self.explain_ns = time.perf_counter_ns() - t0
         return signal
 

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -108,12 +107,11 @@ class FlowAnalyzer:
         self.whales: deque[WhaleAlert] = deque(maxlen=cfg.alerts_kept)
         self.hidden_events = 0
         self.confluence: dict[str, Confluence] = {c.root: Confluence() for c in book.chains}
-        self.on_confluence: list[Callable[[str, Confluence], None]] = []
-        book.on_event.append(self._on_event)
 
     # ---- events -------------------------------------------------------------------------
 
-    def _on_event(self, c: ChainState, row: int, bits: int, recv_ns: int, ev: np.ndarray) -> None:
+    def on_event(self, c: ChainState, row: int, bits: int, recv_ns: int, ev: np.ndarray) -> None:
+        """A packet the apply kernel flagged (``ChainBook.on_event``): count and keep whales."""
         if bits & kc.EV_HIDDEN:
             self.hidden_events += 1
         if not bits & kc.EV_WHALE:
@@ -223,7 +221,7 @@ class FlowAnalyzer:
 
     # ---- per bar ------------------------------------------------------------------------
 
-    def on_bar(self, bar_end_ns: int, _seq: int) -> None:
+    def on_bar(self, bar_end_ns: int) -> None:
         """Recompute each underlying's confluence with its latest signal."""
         for c in self.book.chains:
             det = self.detectors.get(c.root)
@@ -267,5 +265,3 @@ class FlowAnalyzer:
                 },
             )
             self.confluence[c.root] = conf
-            for cb in self.on_confluence:
-                cb(c.root, conf)

@@ -488,10 +488,6 @@ class ChainSummaries:
         # Called with (root, day index that ended, token → closing OI) when a date rolls over.
         self.on_day_close: list[Callable[[str, int, dict[str, int]], None]] = []
 
-    def attach(self) -> None:
-        """Run after every bar close of the book (after the strategy has seen the bar)."""
-        self.book.after_bar.append(self.on_bar)
-
     def on_bar(self, bar_end_ns: int, seq: int) -> None:
         """Summarize every chain at the bar that just closed."""
         day = (bar_end_ns - 1 + IST_OFFSET_NS) // DAY_NS

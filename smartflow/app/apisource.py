@@ -95,7 +95,6 @@ class DaemonApiSource:
         self.d = daemon
         self.recent_signals: deque[SmartMoneySignal] = deque(maxlen=daemon.cfg.api.signals_kept)
         self.started = time.monotonic()
-        daemon.signal_hooks.append(self._on_signal)
         self.signals_seen = 0
         self._signals_sent = 0
         self._last_whale: WhaleAlert | None = None
@@ -106,7 +105,8 @@ class DaemonApiSource:
         self.slice_max_ns = 0
         """The most CPU time of snapshot work between two yields to the loop."""
 
-    def _on_signal(self, signal: SmartMoneySignal) -> None:
+    def on_signal(self, signal: SmartMoneySignal) -> None:
+        """An emitted signal, published by the daemon after its batch."""
         self.recent_signals.append(signal)
         self.signals_seen += 1
 

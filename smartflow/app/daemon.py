@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 import gc
 import os
 import signal
@@ -38,19 +37,21 @@ from smartflow.app.engine import Engine
 from smartflow.app.health import feed_health
 from smartflow.app.historytools import history_path
 from smartflow.app.journaltools import hold_daemon_lock, journal_path
+from smartflow.app.latency import LatencyObserver
 from smartflow.app.metrics import Metrics
+from smartflow.app.pipeline import Pipeline, build_pipeline
 from smartflow.app.sdnotify import Notifier
 from smartflow.app.stats import StatsReporter
 from smartflow.app.subscriptions import SubscriptionManager
 from smartflow.app.summary import SessionSummary, report
 from smartflow.app.trading import Trading
 from smartflow.app.warmup import warm_up
-from smartflow.chain.state import ChainBook, ChainState, FlowParams
+from smartflow.chain.state import ChainBook
 from smartflow.config import Config, Credentials, fingerprint
 from smartflow.core.clock import Clock, LiveClock, ScaledClock
 from smartflow.core.errors import ConfigError, FatalError
 from smartflow.core.mailbox import Conflator
-from smartflow.core.messages import OrderIntent, SmartMoneySignal
+from smartflow.core.messages import SmartMoneySignal
 from smartflow.core.timeutil import ist_date, parse_hhmm
 from smartflow.feed.session import (
     AuthFailureHook,
@@ -61,7 +62,6 @@ from smartflow.feed.session import (
 )
 from smartflow.instruments.fetch import load_scrip_master
 from smartflow.instruments.master import ScripMaster
-from smartflow.instruments.universe import select
 from smartflow.journal.history import HistoryStore
 from smartflow.journal.store import Journal, JournalWriteError
 from smartflow.orders.angel import AngelGateway
@@ -130,8 +130,8 @@ class Daemon:
         self.journal: Journal | None = None
         self.trading: Trading | None = None
         self.broker: BrokerPort | None = None
-        self.signals_emitted = 0
-        self.signal_hooks: list[Callable[[SmartMoneySignal], None]] = []
+        self.pipeline: Pipeline | None = None
+        self.observer: LatencyObserver | None = None
         self.session: AngelSession | None = None
         self._feed_auth_hook: AuthFailureHook | None = None
         self._feed_relogin_hook: AuthFailureHook | None = None
@@ -140,11 +140,11 @@ class Daemon:
         self.history: ChainHistory | None = None
         self.metrics: Metrics | None = None
         self.api: ApiProcess | None = None
+        self.api_source: DaemonApiSource | None = None
         self.kernels_warm = False
         self.notifier = Notifier()
         self._last_stale: list[str] = []
         self._last_feed_problems: list[str] = []
-        self._unpublished: list[SmartMoneySignal] = []
         self._lock_file: Any = None
         self.shutdown_problems: list[str] = []
         self.summary = SessionSummary()
@@ -277,33 +277,23 @@ class Daemon:
         else:
             url, headers, master = await self._start_live()
         now = self.clock.now_ns()
-        chains = []
-        expiry = dt.date.fromisoformat(cfg.market.expiry) if cfg.market.expiry else None
-        for root in cfg.market.underlyings:
-            universe = select(master, root, now, expiry)
-            chains.append(ChainState(universe, cfg.model, FlowParams.from_config(cfg.detectors)))
+        pipeline = build_pipeline(cfg, master, self.clock)
+        self.pipeline = pipeline
+        for c in pipeline.book.chains:
+            universe = c.universe
             self.log.info(
                 "chain.universe",
-                underlying=root,
+                underlying=c.root,
                 expiry=universe.expiry.isoformat(),
                 strikes=len(universe.strikes_paise),
                 lot_size=universe.lot_size,
                 index=universe.index.token,
                 future=universe.future.token if universe.future else None,
             )
-        self.book = ChainBook(chains, cfg.detectors)
-        thresholds = cfg.detectors.thresholds()
-        self.detectors = {
-            c.root: SmartMoneyDetector(c, thresholds, cfg.detectors.bar_seconds) for c in chains
-        }
-        for det in self.detectors.values():
-            det.attach(self.book)
-            det.on_decision.append(self._on_decision)
-            det.on_signal.append(self._on_signal)
-        self.flow = FlowAnalyzer(self.book, self.detectors, cfg.flow)
-        self.book.on_bar.append(self.flow.on_bar)
-        self.summaries = ChainSummaries(self.book)
-        self.summaries.attach()
+        self.book = pipeline.book
+        self.detectors = pipeline.detectors
+        self.flow = pipeline.flow
+        self.summaries = pipeline.summaries
         if cfg.history.enabled:
             self.history = ChainHistory(
                 HistoryStore(history_path(cfg)),
@@ -313,25 +303,16 @@ class Daemon:
             )
             self.history.load(now)
             self.history.attach()
-        self.trading = Trading(
-            cfg,
-            self.book,
-            self.detectors,
-            self.clock,
-            self.journal,
-            self.log,
-            broker=self.broker,
-            speed=self.speed,
-            flow=self.flow,
-        )
+        self.trading = pipeline.trade(self.journal, self.log, broker=self.broker, speed=self.speed)
         self.trading.router.kill_token = self.creds.kill_token
         self.metrics = Metrics(self._metrics_snapshot)
         self.metrics.add_chain_summaries(self._summary_snapshots)
-        self.book.after_bar.append(self._observe_bar)  # after the signals' explanation
-        self.trading.router.on_intent.append(self._observe_intent)
+        self.observer = pipeline.observer
+        self.observer.speed = self.speed
+        self.observer.metrics = self.metrics
+        self.trading.router.on_intent.append(self.observer.intent_queued)
         self.trading.router.on_event.append(self.summary.on_order_event)
-        self.signal_hooks.append(self.summary.on_signal)
-        self.trading.router.on_sent.append(self._observe_sent)
+        self.trading.router.on_sent.append(self.observer.order_sent)
         await self.trading.broker.start()
         # Before any new order can exist: what the journal and the broker know.
         await self.trading.restore()
@@ -365,14 +346,12 @@ class Daemon:
         )
         hang = _fault_hang(os.environ.get("SMARTFLOW_FAULT_HANG", ""))
         self.engine = Engine(
-            self.book,
+            pipeline,
             mailbox,
             self.clock,
             self.log.bind(stage="engine"),
-            after_batch=[self.subs.on_tick, self.trading.after_batch, self._publish_signals],
+            after_batch=self._after_batch,
             speed=self.speed,
-            observe_batch=self.metrics.batch.observe,
-            observe_decision=self.metrics.tick_to_decision.observe,
         )
         if hang is not None and hang[0] == "engine":
             self.engine.hang_after(hang[1])
@@ -392,9 +371,8 @@ class Daemon:
         if self.history is not None:
             self._spawn("history", self.history.run())
         if cfg.api.enabled:
-            self.api = ApiProcess(
-                cfg, DaemonApiSource(self), self.creds, self.log.bind(stage="api")
-            )
+            self.api_source = DaemonApiSource(self)
+            self.api = ApiProcess(cfg, self.api_source, self.creds, self.log.bind(stage="api"))
             await self.api.start()
         self._spawn(
             "stats", StatsReporter(self.stats_sources, cfg.log.stats_interval_s, self.log).run()
@@ -466,24 +444,22 @@ class Daemon:
         cancelled = await asyncio.wait_for(self.trading.router.shutdown(policy), 10)
         self.log.info("orders.stopped", policy=policy, cancelled=cancelled)
 
-    def _on_decision(self, _signal: SmartMoneySignal) -> None:
-        """A material signal was decided (its evidence comes after the strategy has seen it)."""
-        self.signals_emitted += 1
-        if self.metrics is not None and self.book is not None:
-            self.metrics.tick_to_signal.observe(self._latency_s(self.book.trigger_ns))
+    @property
+    def signals_emitted(self) -> int:
+        """Signals emitted so far (0 before start-up built the pipeline)."""
+        return self.pipeline.signals_emitted if self.pipeline is not None else 0
 
-    def _on_signal(self, signal: SmartMoneySignal) -> None:
-        """The decided signal, explained: publish it once the batch is done.
+    def _after_batch(self, now_ns: int) -> None:
+        """After each batch of packets: subscriptions, trading, then publishing signals.
 
-        Logging, journalling and the API hooks wait until the engine has finished the batch,
-        so they never stand between a bar close and the strategy's order intent.
+        Logging, journalling and the API wait until the engine has finished the batch, so they
+        never stand between a bar close and the strategy's order intent.
         """
-        self._unpublished.append(signal)
-
-    def _publish_signals(self, _now_ns: int) -> None:
-        """One log line (and one journal row) per emitted signal — never per tick."""
-        pending, self._unpublished = self._unpublished, []
-        for sig in pending:
+        assert self.subs is not None  # noqa: S101 — set by start()
+        assert self.pipeline is not None  # noqa: S101
+        self.subs.on_tick(now_ns)
+        self.pipeline.after_batch(now_ns)
+        for sig in self.pipeline.take_signals():
             self._publish(sig)
 
     def _publish(self, signal: SmartMoneySignal) -> None:
@@ -510,8 +486,9 @@ class Daemon:
                 signal.can_trade,
                 msgspec.json.encode(signal),
             )
-        for hook in self.signal_hooks:
-            hook(signal)
+        self.summary.on_signal(signal)
+        if self.api_source is not None:
+            self.api_source.on_signal(signal)
 
     # ---- health and the systemd watchdog ------------------------------------------------
 
@@ -592,21 +569,6 @@ class Daemon:
     def _latency_s(self, since_ns: int, now_ns: int | None = None) -> float:
         now = self.clock.now_ns() if now_ns is None else now_ns
         return max(0.0, (now - since_ns) / 1e9 / self.speed)
-
-    def _observe_bar(self, _bar_end_ns: int, _seq: int) -> None:
-        if self.metrics is not None:
-            for det in self.detectors.values():
-                self.metrics.detector_update.observe(det.update_ns / 1e9)
-                self.metrics.detector_kernels.observe(det.kernel_ns / 1e9)
-                self.metrics.signal_explain.observe(det.explain_ns / 1e9)
-
-    def _observe_intent(self, intent: OrderIntent) -> None:
-        if self.metrics is not None and intent.tick_ns:
-            self.metrics.tick_to_intent.observe(self._latency_s(intent.tick_ns))
-
-    def _observe_sent(self, _order_id: str, tick_ns: int, sent_ns: int) -> None:
-        if self.metrics is not None:
-            self.metrics.tick_to_sent.observe(self._latency_s(tick_ns, sent_ns))
 
     def _metrics_snapshot(self) -> dict[str, Any]:
         feed = self.feed.stats if self.feed else None

@@ -1,7 +1,7 @@
 """The engine task: the single writer of chain state, and the deterministic core.
 
 It drains the feed's per-token ``Conflator`` and hands the packets, in receive order, to the
-``ChainBook``, which applies them, closes bars on the clock and runs the bar hooks (detectors,
+``Pipeline``, which applies them, closes bars on the clock and runs each bar close (detectors,
 strategy) synchronously. Chain, analytics and strategy decisions share this one task on purpose:
 an asyncio hop costs ~15 µs and would make the order of their inputs depend on the scheduler,
 while doing them in one synchronous pass makes a live session and its replay produce the same
@@ -17,34 +17,29 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from smartflow.chain.state import ChainBook
+from smartflow.app.pipeline import Pipeline
 from smartflow.core.clock import Clock
 from smartflow.core.mailbox import Conflator
 
 
 class Engine:
-    """Drains packets into the chain book; closes quiet bars by the clock."""
+    """Drains packets into the pipeline; closes quiet bars by the clock."""
 
     def __init__(
         self,
-        book: ChainBook,
-        mailbox: Conflator[bytes, tuple[int, bytes]],
+        pipeline: Pipeline,
+        mailbox: Conflator[Any, tuple[int, bytes]],
         clock: Clock,
         log: Any,
-        after_batch: list[Callable[[int], None]] | None = None,
+        after_batch: Callable[[int], None] | None = None,
         speed: float = 1.0,
-        observe_batch: Callable[[float], None] | None = None,
-        observe_decision: Callable[[float], None] | None = None,
     ) -> None:
-        self.book = book
-        self.observe_batch = observe_batch
-        self.observe_decision = observe_decision
-        # Raw decision latencies (ns) when a benchmark asks for them; None in the daemon.
-        self.decision_samples: list[int] | None = None
+        self.pipeline = pipeline
+        self.book = pipeline.book
         self.mailbox = mailbox
         self.clock = clock
         self.log = log
-        self.after_batch = after_batch or []
+        self.after_batch = after_batch
         self.speed = speed
         self.batches = 0
         self.frames = 0
@@ -66,7 +61,7 @@ class Engine:
     async def run(self) -> None:
         """Run until cancelled."""
         mailbox = self.mailbox
-        book = self.book
+        pipeline = self.pipeline
         while True:
             self.heartbeat_ns = time.monotonic_ns()
             if self._hang_at_ns and self.heartbeat_ns >= self._hang_at_ns:
@@ -81,25 +76,18 @@ class Engine:
             t0 = time.perf_counter_ns()
             if frames:
                 # The conflator delivers in order of latest update, i.e. receive order.
-                book.process(frames)
+                pipeline.process(frames)
                 self.batches += 1
                 self.frames += len(frames)
-            book.advance_to(self.clock.now_ns())
-            now = self.clock.now_ns()
-            for hook in self.after_batch:
-                hook(now)
+            pipeline.advance_to(self.clock.now_ns())
+            if self.after_batch is not None:
+                self.after_batch(self.clock.now_ns())
             spent = time.perf_counter_ns() - t0
             self.busy_ns += spent
             if frames:
-                if self.observe_batch is not None:
-                    self.observe_batch(spent / 1e9)
                 # Tick → decision: from the oldest packet of the batch being received to the
                 # strategy having evaluated it (an intent, if any, is queued by now).
-                waited = self.clock.now_ns() - frames[0][0]
-                if self.observe_decision is not None:
-                    self.observe_decision(waited / 1e9 / self.speed)
-                if self.decision_samples is not None:
-                    self.decision_samples.append(int(waited / self.speed))
+                pipeline.observer.batch_done(spent, frames[0][0])
 
     def stats(self) -> dict[str, Any]:
         """Counters for the stats line."""

@@ -1,20 +1,19 @@
 """``smartflow replay``: a tape through the live analytics code, on the tape's clock, as JSON Lines.
 
 Output (design.md §4.2), one object per line, each with ``kind`` and ``ts`` (ISO-8601 IST from
-the tape clock): ``signal`` lines as the detectors emit them, ``chain`` snapshots every
-``--chain-every`` tape seconds (aligned to multiples of it) and one at the end, each followed by
-its ``chain_summary`` (PCR, max pain, walls, ΔOI, GEX, smile: analytics/summary.py),
-``order``/``fill``
+the tape clock): ``signal`` lines as the detectors emit them (written after their batch),
+``chain`` snapshots every ``--chain-every`` tape seconds (aligned to multiples of it) and one at
+the end, each followed by its ``chain_summary`` (PCR, max pain, walls, ΔOI, GEX, smile:
+analytics/summary.py), ``order``/``fill``
 lines from the paper router, and a final ``summary``. Packets are validated exactly as the live
-feed validates them and applied by the same ``ChainBook``; nothing reads the wall clock, so the
-same tape and config give the same bytes on every run. (Processing time would break that; it is
-logged to stderr, and added to the summary only with ``--timing``.)
+feed validates them and applied by the same pipeline (app/pipeline.py); nothing reads the wall
+clock, so the same tape and config give the same bytes on every run. (Processing time would
+break that; it is logged to stderr, and added to the summary only with ``--timing``.)
 """
 
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import math
 import time
 from collections import Counter
@@ -25,25 +24,22 @@ from typing import IO, Any
 import msgspec
 import numpy as np
 
-from smartflow.analytics.detectors import SmartMoneyDetector
-from smartflow.analytics.flow import FlowAnalyzer
-from smartflow.analytics.summary import ChainSummaries, SummarySnapshot
+from smartflow.analytics.summary import SummarySnapshot
 from smartflow.app.chainhistory import ChainHistory
+from smartflow.app.pipeline import build_pipeline
 from smartflow.app.trading import Trading
-from smartflow.chain.state import ChainBook, ChainState, FlowParams
+from smartflow.chain.state import ChainState
 from smartflow.config import Config
 from smartflow.core.clock import ReplayClock
 from smartflow.core.messages import SmartMoneySignal
-from smartflow.core.timeutil import iso_ist
+from smartflow.core.timeutil import NS_PER_S, iso_ist
 from smartflow.instruments.master import ScripMaster
-from smartflow.instruments.universe import select
 from smartflow.journal.history import HistoryStore
 from smartflow.journal.store import FillRow, Journal, OrderRow
 from smartflow.kernels import layout as L, wire
 from smartflow.tape.format import Tape
 
 
-NS = 1_000_000_000
 CHUNK = 4096
 # With trading on, batches are also cut every 50 ms of tape time so that paper matching and exit
 # checks see the book about as often as they do live.
@@ -138,7 +134,7 @@ class ReplayWriter:
 
 
 class Replayer:
-    """Drives a ``ChainBook`` (and the analytics hooked to it) from a tape."""
+    """Drives the analytics pipeline (app/pipeline.py) from a tape."""
 
     def __init__(
         self,
@@ -154,27 +150,13 @@ class Replayer:
         self.clock = ReplayClock(start_ns)
         self.writer = ReplayWriter(out)
         self.summary = ReplaySummary()
-        expiry = dt.date.fromisoformat(cfg.market.expiry) if cfg.market.expiry else None
-        chains = [
-            ChainState(
-                select(master, root, start_ns, expiry),
-                cfg.model,
-                FlowParams.from_config(cfg.detectors),
-            )
-            for root in cfg.market.underlyings
-        ]
-        self.book = ChainBook(chains, cfg.detectors)
-        thresholds = cfg.detectors.thresholds()
-        self.detectors = {
-            c.root: SmartMoneyDetector(c, thresholds, cfg.detectors.bar_seconds) for c in chains
-        }
-        for det in self.detectors.values():
-            det.attach(self.book)
-            det.on_signal.append(self.write_signal)
-        self.flow = FlowAnalyzer(self.book, self.detectors, cfg.flow)
-        self.book.on_bar.append(self.flow.on_bar)
-        self.summaries = ChainSummaries(self.book)
-        self.summaries.attach()
+        self.pipeline = build_pipeline(cfg, master, self.clock)
+        self.book = self.pipeline.book
+        self.detectors = self.pipeline.detectors
+        self.flow = self.pipeline.flow
+        self.summaries = self.pipeline.summaries
+        # Every signal written, in order (the determinism tests compare them with a live run).
+        self.signals: list[SmartMoneySignal] = []
         # The same one-minute series a live run records (``--history FILE``).
         self.history: ChainHistory | None = None
         if history is not None:
@@ -182,7 +164,7 @@ class Replayer:
                 history, self.summaries, cfg.history.retention_days, _NullLog()
             )
             self.history.attach()
-        self.every_ns = int(chain_every_s * NS)
+        self.every_ns = int(chain_every_s * NS_PER_S)
         self.next_snapshot_ns = (start_ns // self.every_ns + 1) * self.every_ns
         self.enrich: list[RowEnricher] = [self._detector_columns, self._flow_columns]
         self.last_ns = start_ns
@@ -190,15 +172,7 @@ class Replayer:
         self.journal: Journal | None = None
         if cfg.strategy.enabled:
             self.journal = Journal(":memory:", synchronous="OFF")
-            self.trading = Trading(
-                cfg,
-                self.book,
-                self.detectors,
-                self.clock,
-                self.journal,
-                log or _NullLog(),
-                flow=self.flow,
-            )
+            self.trading = self.pipeline.trade(self.journal, log or _NullLog())
             self.trading.router.on_event.append(self._order_event)
 
     def _order_event(self, kind: str, row: OrderRow, fill: FillRow | None) -> None:
@@ -246,11 +220,12 @@ class Replayer:
         if det.latest is not None:
             out.update(det.contract_states(row))
 
-    def write_signal(self, signal: SmartMoneySignal) -> None:
-        """Write one ``signal`` line."""
-        self.summary.signals += 1
-        body = signal_body(signal)
-        self.writer.line("signal", signal.ts, body)
+    def write_signals(self) -> None:
+        """Write a ``signal`` line for each signal emitted since the last call."""
+        for signal in self.pipeline.take_signals():
+            self.signals.append(signal)
+            self.summary.signals += 1
+            self.writer.line("signal", signal.ts, signal_body(signal))
 
     def snapshot(self, t_ns: int) -> None:
         """Write a ``chain`` line per underlying, priced at ``t_ns``."""
@@ -278,11 +253,12 @@ class Replayer:
         self.summary.chain_snapshots += 1
 
     async def _apply(self, frames: list[tuple[int, bytes]]) -> None:
-        self.book.process(frames)
+        self.pipeline.process(frames)
+        self.write_signals()
         if self.trading is not None and frames:
             now = frames[-1][0]
             self.clock.set(now)
-            self.trading.after_batch(now)
+            self.pipeline.after_batch(now)
             await self.trading.router.pump(now)
 
     def run(self, tape: Tape, timing: bool = False) -> ReplaySummary:
@@ -317,7 +293,8 @@ class Replayer:
                 pending = []
                 batch_end = recv_ns + batch_ns
                 while recv_ns >= self.next_snapshot_ns:
-                    self.book.advance_to(self.next_snapshot_ns)
+                    self.pipeline.advance_to(self.next_snapshot_ns)
+                    self.write_signals()
                     self.snapshot(self.next_snapshot_ns)
                     self.next_snapshot_ns += self.every_ns
             pending.append((recv_ns, tape.payload(int(i))))

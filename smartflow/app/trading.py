@@ -1,20 +1,22 @@
-"""Trading composition: strategy → risk → router → broker → journal, hooked onto the chain.
+"""Trading composition: strategy → risk → router → broker → journal.
 
-Both the daemon and replay build their trading side here, so paper trading behaves the same in
-both: signals reach the strategy at each bar close, exits and paper matching run after every
-batch of packets, and the router does the I/O (in its own task live, inline in replay).
+Both the daemon and replay build their trading side here (``Pipeline.trade``), so paper trading
+behaves the same in both: the pipeline hands each bar's signals to ``on_bar``, exits and paper
+matching run after every batch of packets, and the router does the I/O (in its own task live,
+inline in replay).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from smartflow.analytics.detectors import SmartMoneyDetector
-from smartflow.analytics.flow import Confluence, FlowAnalyzer
+from smartflow.analytics.flow import Confluence
 from smartflow.chain.state import ChainBook
 from smartflow.chain.view import ChainMarketView
 from smartflow.config import Config
 from smartflow.core.clock import Clock
+from smartflow.core.messages import SmartMoneySignal
 from smartflow.core.timeutil import ist_date
 from smartflow.journal.store import Journal
 from smartflow.orders.guard import RiskGuard
@@ -31,17 +33,15 @@ class Trading:
         self,
         cfg: Config,
         book: ChainBook,
-        detectors: dict[str, SmartMoneyDetector],
         clock: Clock,
         journal: Journal,
         log: Any,
         broker: BrokerPort | None = None,
         speed: float = 1.0,
-        flow: FlowAnalyzer | None = None,
+        tick_ns: Callable[[], int] = lambda: 0,
     ) -> None:
         self.cfg = cfg
         self.book = book
-        self.detectors = detectors
         self.clock = clock
         self.journal = journal
         self.market = ChainMarketView(book)
@@ -72,16 +72,8 @@ class Trading:
             self.market,
             self.router.submit,
             log.bind(stage="strategy"),
-            tick_ns=lambda: book.trigger_ns,
+            tick_ns=tick_ns,
         )
-        if flow is not None and cfg.flow.size_from_flow:
-            flow.on_confluence.append(self._on_confluence)
-        # After the detectors and the flow (registered first): every bar's signal reaches the
-        # strategy with that bar's size multiplier.
-        book.on_bar.append(self._on_bar)
-
-    def _on_confluence(self, underlying: str, conf: Confluence) -> None:
-        self.strategy.set_size_multiplier(underlying, conf.size_multiplier)
 
     def _contract_table(self) -> dict[str, Contract]:
         out = {}
@@ -98,10 +90,15 @@ class Trading:
                 )
         return out
 
-    def _on_bar(self, bar_end_ns: int, _seq: int) -> None:
-        for det in self.detectors.values():
-            if det.latest is not None and det.latest.ts == bar_end_ns:
-                self.strategy.on_signal(det.latest, bar_end_ns)
+    def on_bar(
+        self, signals: Sequence[SmartMoneySignal], confluence: Mapping[str, Confluence]
+    ) -> None:
+        """A bar's signals, one per underlying, with the flow's confluence of the same bar."""
+        if self.cfg.flow.size_from_flow:
+            for underlying, conf in confluence.items():
+                self.strategy.set_size_multiplier(underlying, conf.size_multiplier)
+        for signal in signals:
+            self.strategy.on_signal(signal)
 
     def after_batch(self, now_ns: int) -> None:
         """After each batch of packets: paper matching, then exit checks."""

@@ -12,10 +12,10 @@ import time
 
 import numpy as np
 
-from smartflow.analytics.detectors import SmartMoneyDetector
-from smartflow.analytics.flow import FlowAnalyzer
-from smartflow.chain.state import ChainBook, ChainState
-from smartflow.config import DetectorConfig, FlowConfig, ModelConfig
+from smartflow.app.pipeline import Pipeline
+from smartflow.chain.state import ChainState, FlowParams
+from smartflow.config import Config, DetectorConfig, ModelConfig
+from smartflow.core.clock import ReplayClock
 from smartflow.core.timeutil import expiry_ns
 from smartflow.feed import protocol as p
 from smartflow.instruments.master import Instrument
@@ -46,16 +46,12 @@ def _universe() -> ChainUniverse:
 
 
 def warm_up(model: ModelConfig, detectors: DetectorConfig) -> float:
-    """Run every hot-path kernel once; return the seconds it took."""
+    """Run every hot-path kernel once, through the daemon's own pipeline; return the seconds."""
     t0 = time.perf_counter()
     iv.warm_up()
-    chain = ChainState(_universe(), model)
-    book = ChainBook([chain], detectors)
-    det = SmartMoneyDetector(chain, detectors.thresholds(), detectors.bar_seconds)
-    det.attach(book)
-    flow = FlowAnalyzer(book, {chain.root: det}, FlowConfig())
-    book.on_bar.append(flow.on_bar)
     now = time.time_ns()
+    chain = ChainState(_universe(), model, FlowParams.from_config(detectors))
+    pipeline = Pipeline(Config(model=model, detectors=detectors), [chain], ReplayClock(now))
     frames = []
     for i, (exch, token, ltp) in enumerate(
         ((1, "1", 10_000_00), (2, "2", 10_010_00), (2, "3", 200_00), (2, "4", 190_00))
@@ -74,10 +70,10 @@ def warm_up(model: ModelConfig, detectors: DetectorConfig) -> float:
     for _, frame in frames:
         # The feed validates every frame as it arrives, before the engine sees it.
         wire.check_frame(np.frombuffer(frame, np.uint8), 0, len(frame))
-    book.process(frames)
+    pipeline.process(frames)
     # A second packet for a contract exercises the per-tick order-flow path.
-    book.process([(now + 10, frames[2][1])])
-    book.advance_to(now + book.bar_ns * 2)
+    pipeline.process([(now + 10, frames[2][1])])
+    pipeline.advance_to(now + pipeline.book.bar_ns * 2)
     for row in range(chain.n):
-        flow.contract_metrics(chain, row)
+        pipeline.flow.contract_metrics(chain, row)
     return time.perf_counter() - t0

@@ -33,6 +33,7 @@ import structlog
 
 from smartflow.api.snapshot import KEEP_S
 from smartflow.app.daemon import Daemon, RunOptions
+from smartflow.app.latency import LatencySamples
 from smartflow.app.logging import configure
 from smartflow.bench.common import markdown_table, percentiles
 from smartflow.bench.e2e import SIM, feeder, record_window
@@ -58,7 +59,7 @@ class Phases:
 
 
 async def _load(
-    port: int, clients: int, seconds: float, nice: int, samples: list[int], engine: Any
+    port: int, clients: int, seconds: float, nice: int, samples: list[int], latency: Any
 ) -> Any:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -77,9 +78,9 @@ async def _load(
     )
     assert proc.stdout is not None  # noqa: S101 — piped above
     await proc.stdout.readline()  # {"started": true}: the clients are connecting now
-    engine.decision_samples = samples
+    latency.samples = LatencySamples(decision=samples)
     out = await proc.stdout.read()
-    engine.decision_samples = None
+    latency.samples = None
     await proc.wait()
     return msgspec.json.decode(out.splitlines()[-1])
 
@@ -99,9 +100,9 @@ async def measure(
     out = Phases()
     try:
         await daemon.start()
-        assert daemon.engine is not None  # noqa: S101 — set by start()
+        assert daemon.observer is not None  # noqa: S101 — set by start()
         assert daemon.api is not None  # noqa: S101
-        engine, proc = daemon.engine, daemon.api
+        latency, proc = daemon.observer, daemon.api
         src = proc.source
         await asyncio.sleep(1.0)  # the window subscription and first bars settle
 
@@ -121,11 +122,11 @@ async def measure(
                 # sections the load was reading.
                 await asyncio.sleep(KEEP_S + 1.0)
                 mark = phase("", mark)
-            engine.decision_samples = out.quiet
+            latency.samples = LatencySamples(decision=out.quiet)
             await asyncio.sleep(seconds)
-            engine.decision_samples = None
+            latency.samples = None
             mark = phase("quiet", mark)
-            out.load.append(await _load(proc.port, clients, seconds, nice, out.loaded, engine))
+            out.load.append(await _load(proc.port, clients, seconds, nice, out.loaded, latency))
             mark = phase("loaded", mark)
         out.published, out.skipped = proc.published, proc.skipped
     finally:

@@ -1,8 +1,8 @@
 """``smartflow bench detectors``: one full detector update of a 50-strike chain, and per tick.
 
 The chain comes from the simulator's market model (50 strikes, CE and PE, with build-up and
-fresh-position scenarios so every component has work), fed through the same ``ChainBook`` the
-daemon uses. Measured separately:
+fresh-position scenarios so every component has work), fed through the same pipeline the
+daemon uses (``app.pipeline.Pipeline``). Measured separately:
 
 * full update: what runs at every bar close before the strategy sees the signal — the six
   detector kernels over all 100 contracts, the battlefield, and the signal's decision
@@ -10,11 +10,11 @@ daemon uses. Measured separately:
   as the daemon runs it: caches hold tick-path code then, not this;
 * of which the detector kernels: the numba part, one dispatch (detectors, battlefield, votes,
   scores and the evidence numbers);
-* then the signal's reason and evidence (``explain``), which runs after the bar's other hooks
-  (the strategy among them) and is timed separately;
+* then the signal's reason and evidence (``explain``), which runs after the strategy has acted
+  on the bar (``Pipeline.close_bar``) and is timed separately;
 * the same update repeated on one bar (caches hot): what the code costs once it is resident;
 * per-tick incremental update: one packet applied (decode, chain state, order flow, IV and
-  greeks of the touched contract) through ``ChainBook.process``;
+  greeks of the touched contract) through ``Pipeline.process``;
 * the machine's own jitter: a fixed piece of arithmetic (no data, same work every time) timed
   at the same bar closes. Its p99 ÷ p50 is what the host adds to any p99 here — on a shared VM
   often more than the code does.
@@ -34,11 +34,12 @@ import msgspec
 import numpy as np
 from numba import njit
 
-from smartflow.analytics.detectors import SmartMoneyDetector
 from smartflow.app.daemon import settle_heap
+from smartflow.app.pipeline import Pipeline
 from smartflow.bench.common import markdown_table, percentiles
-from smartflow.chain.state import ChainBook, ChainState
+from smartflow.chain.state import ChainState
 from smartflow.config import Config, DetectorConfig, ScenarioConfig, SimConfig
+from smartflow.core.clock import ReplayClock
 from smartflow.instruments.master import parse
 from smartflow.instruments.universe import select
 from smartflow.kernels import layout as L
@@ -46,7 +47,7 @@ from smartflow.sim.market import Market
 from smartflow.sim.server import session_start
 
 
-def _session(seconds: float) -> tuple[ChainBook, SmartMoneyDetector, list[tuple[int, bytes]]]:
+def _session(seconds: float) -> tuple[Pipeline, list[tuple[int, bytes]]]:
     sim = SimConfig(
         seed=11,
         strikes_each_side=25,
@@ -61,14 +62,12 @@ def _session(seconds: float) -> tuple[ChainBook, SmartMoneyDetector, list[tuple[
     market = Market(sim, ["NIFTY"], start_ns, day)
     master = parse(msgspec.json.encode(market.scrip_master()), {"NIFTY"})
     chain = ChainState(select(master, "NIFTY", start_ns), cfg.model)
-    book = ChainBook([chain], cfg.detectors)
-    det = SmartMoneyDetector(chain, cfg.detectors.thresholds(), cfg.detectors.bar_seconds)
-    det.attach(book)
+    pipeline = Pipeline(cfg, [chain], ReplayClock(start_ns))
     frames = [
         (int.from_bytes(f[35:43], "little") * 1_000_000, f)
         for _, f in market.advance(start_ns + int(seconds * 1e9))
     ]
-    return book, det, frames
+    return pipeline, frames
 
 
 @njit(cache=True)
@@ -85,27 +84,30 @@ JITTER_STEPS = 7_000  # ~50 µs: the scale of the update it is compared with
 
 def run_detectors_bench(seconds: float = 300.0) -> str:
     """Return the Markdown report of one run."""
-    book, det, frames = _session(seconds)
+    pipeline, frames = _session(seconds)
     split = len(frames) // 3
-    book.process(frames[:split])  # history for the baselines (and JIT)
+    pipeline.process(frames[:split])  # history for the baselines (and JIT)
     # Measured under the daemon's collector policy (the defaults are restored at the end).
     thresholds = gc.get_threshold()
     settle_heap()
     try:
-        return _measure(book, det, frames[split:])
+        return _measure(pipeline, frames[split:])
     finally:
         gc.unfreeze()
         gc.set_threshold(*thresholds)
 
 
-def _measure(book: ChainBook, det: SmartMoneyDetector, frames: list[tuple[int, bytes]]) -> str:
+def _measure(pipeline: Pipeline, frames: list[tuple[int, bytes]]) -> str:
+    book = pipeline.book
+    (det,) = pipeline.detectors.values()
     full: list[int] = []
     kernels: list[int] = []
     in_explain: list[int] = []
     jitter: list[int] = []
     _fixed_work(JITTER_STEPS)
 
-    def timed(_end: int, _seq: int) -> None:
+    def timed(end: int, seq: int, closed_at: int) -> None:
+        pipeline.close_bar(end, seq, closed_at)  # reads what the bar close just measured
         full.append(det.update_ns)
         kernels.append(det.kernel_ns)
         in_explain.append(det.explain_ns)
@@ -113,19 +115,19 @@ def _measure(book: ChainBook, det: SmartMoneyDetector, frames: list[tuple[int, b
         _fixed_work(JITTER_STEPS)
         jitter.append(time.perf_counter_ns() - t)
 
-    book.after_bar.append(timed)  # after the detector's explain: reads what it just measured
+    book.on_close = timed
     tick = []
     for fr in frames:
         if fr[0] >= book.bar_end_ns:
-            book.advance_to(fr[0])  # bar closes are measured by the hook, not as ticks
+            pipeline.advance_to(fr[0])  # bar closes are measured by the hook, not as ticks
         t = time.perf_counter_ns()
-        book.process([fr])
+        pipeline.process([fr])
         tick.append(time.perf_counter_ns() - t)
     c = det.chain
     rows_opts = c.option_rows
     n_contracts = int(np.count_nonzero(c.q[rows_opts, L.Q_TICKS] > 0))
     hot, hot_kernels, hot_explain = [], [], []
-    book.after_bar.remove(timed)
+    book.on_close = pipeline.close_bar
     for _ in range(300):
         det.on_bar(book.bar_end_ns - book.bar_ns, book.bar_seq - 1)
         hot.append(det.update_ns)

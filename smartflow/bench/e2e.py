@@ -37,6 +37,7 @@ import structlog
 from websockets.asyncio.client import connect
 
 from smartflow.app.daemon import Daemon, RunOptions
+from smartflow.app.latency import LatencySamples
 from smartflow.app.logging import configure
 from smartflow.bench.common import markdown_table, percentiles
 from smartflow.config import (
@@ -48,7 +49,6 @@ from smartflow.config import (
     ScenarioConfig,
     SimConfig,
 )
-from smartflow.core.messages import OrderIntent, SmartMoneySignal
 from smartflow.feed import protocol as p
 from smartflow.feed.session import headers_for
 from smartflow.instruments.master import parse
@@ -202,27 +202,13 @@ async def daemon_run(url: str, seconds: float, tmp: Path) -> DaemonRun:
     out = DaemonRun()
     try:
         await daemon.start()
-        assert daemon.engine is not None  # noqa: S101 — set by start()
+        assert daemon.observer is not None  # noqa: S101 — set by start()
         assert daemon.book is not None  # noqa: S101
-        assert daemon.trading is not None  # noqa: S101
-        engine, book, clock = daemon.engine, daemon.book, daemon.clock
-
-        def on_signal(_s: SmartMoneySignal) -> None:
-            out.signal_ns.append(clock.now_ns() - book.trigger_ns)
-
-        def on_bar(_end: int, _seq: int) -> None:
-            out.bar_ns.append(clock.now_ns() - book.trigger_ns)
-
-        def on_intent(intent: OrderIntent) -> None:
-            if intent.tick_ns:
-                out.intent_ns.append(clock.now_ns() - intent.tick_ns)
-
+        observer, book = daemon.observer, daemon.book
         await asyncio.sleep(1.0)  # the window subscription and first bars settle
-        for det in daemon.detectors.values():
-            det.on_decision.insert(0, on_signal)  # when decided, before anyone acts on it
-        book.on_bar.append(on_bar)  # last: after the strategy has seen the bar's signal
-        daemon.trading.router.on_intent.append(on_intent)
-        engine.decision_samples = out.decision_ns
+        observer.samples = LatencySamples(
+            decision=out.decision_ns, signal=out.signal_ns, bar=out.bar_ns, intent=out.intent_ns
+        )
         assert daemon.feed is not None  # noqa: S101
         assert daemon.mailbox is not None  # noqa: S101
         feed, mailbox = daemon.feed.stats, daemon.mailbox
@@ -234,7 +220,7 @@ async def daemon_run(url: str, seconds: float, tmp: Path) -> DaemonRun:
         out.received_per_s = (sum(feed.frames.values()) - received0) / elapsed
         out.applied_per_s = (book.stats.applied - applied0) / elapsed
         out.conflated = mailbox.conflated - conflated0
-        engine.decision_samples = None
+        observer.samples = None
     finally:
         await daemon.shutdown()
     return out

@@ -1,13 +1,13 @@
 """``smartflow bench summary``: the chain summary of a 41-strike chain at a bar close.
 
 The chain comes from the simulator's market model (ATM ± 20 strikes, CE and PE), fed through the
-same ``ChainBook`` the daemon uses, with the detectors attached so that bar closes run what they
-run in service. Measured at every real bar close of the session, between ticks:
+same pipeline the daemon uses (``app.pipeline.Pipeline``), so that bar closes run what they run in
+service. Measured at every real bar close of the session, between ticks:
 
 * first pass, doing only what the daemon does: what the summary adds at a bar close
   (``ChainSummaries.on_bar``: the day check, one allocation, the kernel, the snapshot Struct),
-  after the detectors' decision and explanation as in the daemon (it is an ``after_bar`` hook:
-  off the path from the close to an order), and the host's jitter (a fixed piece of
+  after the detectors' decision and explanation as in the daemon (``Pipeline.close_bar`` runs it
+  last: off the path from the close to an order), and the host's jitter (a fixed piece of
   arithmetic) at the same closes;
 * second pass over the same session: the kernel alone, repeated right after the close (caches
   hot); the reader's side, once per snapshot read (API, replay line, history row): the msgspec
@@ -31,13 +31,14 @@ from collections.abc import Callable
 import msgspec
 import numpy as np
 
-from smartflow.analytics.detectors import SmartMoneyDetector
 from smartflow.analytics.summary import ChainSummaries
 from smartflow.app.daemon import settle_heap
+from smartflow.app.pipeline import Pipeline
 from smartflow.bench.common import markdown_table, percentiles
 from smartflow.bench.detectors import JITTER_STEPS, _fixed_work
-from smartflow.chain.state import BarHook, ChainBook, ChainState
+from smartflow.chain.state import ChainBook, ChainState
 from smartflow.config import Config, DetectorConfig, SimConfig
+from smartflow.core.clock import ReplayClock
 from smartflow.instruments.master import parse
 from smartflow.instruments.universe import select
 from smartflow.kernels import layout as L, summary as ks
@@ -89,20 +90,22 @@ def numpy_summary(c: ChainState, rows: np.ndarray, t: float) -> dict[str, float]
     }
 
 
-def _session(seconds: float) -> tuple[ChainBook, list[tuple[int, bytes]]]:
+BarHook = Callable[[int, int], None]  # (bar_end_ns, bar_seq)
+
+
+def _session(seconds: float) -> tuple[Pipeline, list[tuple[int, bytes]]]:
     sim = SimConfig(seed=17, strikes_each_side=EACH_SIDE, ticks_per_second=400)
     cfg = Config(sim=sim, detectors=DetectorConfig(bar_seconds=1))
     start_ns, day = session_start("10:00")
     market = Market(sim, ["NIFTY"], start_ns, day)
     master = parse(msgspec.json.encode(market.scrip_master()), {"NIFTY"})
     chain = ChainState(select(master, "NIFTY", start_ns), cfg.model)
-    book = ChainBook([chain], cfg.detectors)
-    SmartMoneyDetector(chain, cfg.detectors.thresholds(), cfg.detectors.bar_seconds).attach(book)
+    pipeline = Pipeline(cfg, [chain], ReplayClock(start_ns))
     frames = [
         (int.from_bytes(f[35:43], "little") * 1_000_000, f)
         for _, f in market.advance(start_ns + int(seconds * 1e9))
     ]
-    return book, frames
+    return pipeline, frames
 
 
 def run_summary_bench(seconds: float = 300.0) -> str:
@@ -196,22 +199,30 @@ def run_summary_bench(seconds: float = 300.0) -> str:
 
 def _pass(seconds: float, make_hook: Callable[[ChainBook, ChainSummaries], BarHook]) -> int:
     """Replay one simulated session with ``make_hook``'s hook after every bar close."""
-    book, frames = _session(seconds)
-    summaries = ChainSummaries(book)
+    pipeline, frames = _session(seconds)
+    book, summaries = pipeline.book, pipeline.summaries
     split = len(frames) // 3
-    summaries.attach()
-    book.process(frames[:split])  # JIT, baselines
-    book.after_bar.remove(summaries.on_bar)  # the bench's hook runs it instead
+    pipeline.process(frames[:split])  # JIT, baselines
     hook = make_hook(book, summaries)
+
+    def close(end: int, seq: int, _closed_at: int) -> None:
+        # The detectors' steps as the pipeline runs them, then the bench's hook in place of
+        # the pipeline's own summary step.
+        for det in pipeline.detectors.values():
+            det.decide(end, seq)
+        for det in pipeline.detectors.values():
+            det.explain(end, seq)
+        hook(end, seq)
+
     thresholds = gc.get_threshold()
     settle_heap()  # the daemon's collector policy (the defaults are restored at the end)
     try:
-        book.after_bar.append(hook)
+        book.on_close = close
         for fr in frames[split:]:
             if fr[0] >= book.bar_end_ns:
-                book.advance_to(fr[0])
-            book.process([fr])
-        book.after_bar.remove(hook)
+                pipeline.advance_to(fr[0])
+            pipeline.process([fr])
+        book.on_close = pipeline.close_bar
     finally:
         gc.unfreeze()
         gc.set_threshold(*thresholds)

@@ -3,8 +3,9 @@
 ``ChainBook`` owns every underlying's ``ChainState`` and is the single writer of their tables.
 ``process(frames)`` applies packets in receive order; whenever a packet's receive time crosses the
 current bar's end, every chain first closes its bar *at the bar's end instant* (greeks recomputed
-at that instant, then the bar rolled into the ring) and the bar-close hooks run. A bar therefore
-holds exactly the packets received inside it and its analytics depend only on those packets —
+at that instant, then the bar rolled into the ring) and ``on_close`` (the pipeline's bar close,
+app/pipeline.py) runs. A bar therefore holds exactly the packets received inside it and its
+analytics depend only on those packets —
 not on how they were batched, conflated into the mailbox or timed by the scheduler — which is
 what makes live and replay agree. Bars are aligned to multiples of ``bar_seconds`` since the
 epoch. ``advance_to(now)`` closes bars by the clock when the market is quiet.
@@ -22,18 +23,17 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
 from smartflow.config import DetectorConfig, ModelConfig
+from smartflow.core.timeutil import NS_PER_S
 from smartflow.instruments.master import Instrument
 from smartflow.instruments.universe import ChainUniverse
 from smartflow.kernels import chain as kc, layout as L, wire
 
 
 FORWARD_MODES = {"synthetic": 0, "future": 1, "spot": 2}
-NS = 1_000_000_000
 FULL_REPRICE_NS = 100_000_000
 
 
@@ -221,14 +221,14 @@ class ChainState:
 class Segment:
     """Packets of one chain between two bar boundaries, ready for the apply kernel."""
 
-    offsets: list[int] = field(default_factory=list)
-    lengths: list[int] = field(default_factory=list)
     rows: list[int] = field(default_factory=list)
     recv: list[int] = field(default_factory=list)
     frames: list[bytes] = field(default_factory=list)
 
 
-BarHook = Callable[[int, int], object]  # (bar_end_ns, bar_seq); any return is ignored
+# (bar_end_ns, bar_seq, closed_at_ns): closed_at_ns is the receive time of the packet that
+# closed the bar, or the bar's end when the clock closed it.
+BarClose = Callable[[int, int, int], None]
 # (chain, row, event bits, recv_ns, the packet's E_* payload)
 EventHook = Callable[["ChainState", int, int, int, np.ndarray], None]
 
@@ -249,24 +249,19 @@ class ChainBook:
 
     def __init__(self, chains: Sequence[ChainState], detectors: DetectorConfig) -> None:
         self.chains = list(chains)
-        self.by_root = {c.root: c for c in self.chains}
         self.route: dict[bytes, tuple[int, int]] = {}
         for ci, c in enumerate(self.chains):
             for key, row in c.rows_by_key.items():
                 self.route[key] = (ci, row)
-        self.bar_ns = detectors.bar_seconds * NS
+        self.bar_ns = detectors.bar_seconds * NS_PER_S
         self.bar_end_ns = 0
         self.bar_seq = 0
-        self.on_bar: list[BarHook] = []
-        # After every on_bar hook of the same bar: work that explains or publishes a decision
-        # already acted on (signal evidence), kept off the path from bar close to order intent.
-        self.after_bar: list[BarHook] = []
-        self.on_event: list[EventHook] = []
+        # What a bar close runs (app/pipeline.py: Pipeline.close_bar) and where flagged packet
+        # events go (the flow analytics); the book itself decides nothing.
+        self.on_close: BarClose | None = None
+        self.on_event: EventHook | None = None
         self.stats = ApplyStats()
         self.last_ns = 0
-        # Receive time of the packet behind the latest decision point (a bar close or the end
-        # of a batch): what tick → signal and tick → order latencies are measured from.
-        self.trigger_ns = 0
 
     def _bar_end_for(self, t_ns: int) -> int:
         return (t_ns // self.bar_ns + 1) * self.bar_ns
@@ -282,11 +277,9 @@ class ChainBook:
             if recv_ns >= self.bar_end_ns:
                 self._apply(frames[start:i])
                 start = i
-                self.trigger_ns = recv_ns
-                self.advance_to(recv_ns)
+                self._close_until(recv_ns, recv_ns)
         self._apply(frames[start:])
         self.last_ns = max(self.last_ns, frames[-1][0])
-        self.trigger_ns = frames[-1][0]
         for c in self.chains:
             c.price_dirty(self.last_ns)
 
@@ -296,14 +289,19 @@ class ChainBook:
             # The bar clock starts at the first packet, never at an idle timer: a feed that is
             # slow to deliver must not shift live bars away from the replay of its own tape.
             return
+        self._close_until(now_ns, 0)
+
+    def _close_until(self, now_ns: int, packet_ns: int) -> None:
+        """Close every bar ended by ``now_ns``.
+
+        ``packet_ns`` is the receive time of the packet that crossed them (0: the clock did, so
+        each closes at its own end).
+        """
         while now_ns >= self.bar_end_ns:
-            if self.trigger_ns < self.bar_end_ns:
-                # Closed by the clock, not by a packet: measure from the bar's end.
-                self.trigger_ns = self.bar_end_ns
-            self._close_bar(self.bar_end_ns)
+            self._close_bar(self.bar_end_ns, packet_ns or self.bar_end_ns)
             self.bar_end_ns += self.bar_ns
 
-    def _close_bar(self, bar_end_ns: int) -> None:
+    def _close_bar(self, bar_end_ns: int, closed_at_ns: int) -> None:
         slot = self.bar_seq % L.RING
         for c in self.chains:
             c.price_all(bar_end_ns)
@@ -312,10 +310,8 @@ class ChainBook:
         self.stats.bars_closed += 1
         seq = self.bar_seq
         self.bar_seq += 1
-        for hook in self.on_bar:
-            hook(bar_end_ns, seq)
-        for hook in self.after_bar:
-            hook(bar_end_ns, seq)
+        if self.on_close is not None:
+            self.on_close(bar_end_ns, seq, closed_at_ns)
 
     def _apply(self, frames: Sequence[tuple[int, bytes]]) -> None:
         if not frames:
@@ -374,20 +370,5 @@ class ChainBook:
                 bits = int(events[i])
                 if bits & kc.EV_ANOMALY:
                     self.stats.anomalies += 1
-                for hook in self.on_event:
-                    hook(c, seg.rows[i], bits, seg.recv[i], payload[i])
-
-
-def describe_row(c: ChainState, row: int) -> dict[str, Any]:
-    """The Phase 2B fields of one contract (rupees), for views and replay output."""
-    q = c.q[row]
-    ltp = int(q[L.Q_LTP])
-    bid = int(q[L.Q_BID_PX])
-    ask = int(q[L.Q_ASK_PX])
-    return {
-        "ltp": ltp / 100 if ltp > 0 else None,
-        "bid": bid / 100 if bid > 0 else None,
-        "ask": ask / 100 if ask > 0 else None,
-        "volume": int(q[L.Q_VOLUME]),
-        "oi": int(q[L.Q_OI]),
-    }
+                if self.on_event is not None:
+                    self.on_event(c, seg.rows[i], bits, seg.recv[i], payload[i])

@@ -159,8 +159,9 @@ class Strategy:
 
     # ---- signals ------------------------------------------------------------------------
 
-    def on_signal(self, signal: SmartMoneySignal, now_ns: int) -> None:
-        """Every bar's signal: contrary exits first, then at most one entry."""
+    def on_signal(self, signal: SmartMoneySignal) -> None:
+        """Every bar's signal, at its bar's end: contrary exits first, then at most one entry."""
+        now_ns = signal.ts
         self.latest[signal.underlying] = signal
         self._contrary_exits(signal, now_ns)
         if not self.cfg.enabled or not signal.can_trade or signal.token is None:

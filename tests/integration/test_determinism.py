@@ -27,18 +27,16 @@ import structlog
 from simkit import eventually
 from support.session import write_tape
 
-from smartflow.analytics.detectors import SmartMoneyDetector
 from smartflow.app.engine import Engine
+from smartflow.app.pipeline import build_pipeline
 from smartflow.app.replay import Replayer
 from smartflow.app.warmup import warm_up
-from smartflow.chain.state import ChainBook, ChainState, FlowParams
 from smartflow.config import Config, FeedConfig, ScenarioConfig, SimConfig
 from smartflow.core.clock import ScaledClock
 from smartflow.core.mailbox import Conflator
 from smartflow.core.messages import SmartMoneySignal
 from smartflow.feed.session import FeedSession, Pair, headers_for, static_headers
 from smartflow.instruments.master import parse
-from smartflow.instruments.universe import select
 from smartflow.sim.market import Market
 from smartflow.sim.server import SimServer, session_start
 from smartflow.sim.universe import noise_records
@@ -59,11 +57,8 @@ def _replay(cfg: Config, master: bytes, tape_path: Path) -> tuple[bytes, list[Sm
     replayer = Replayer(
         cfg, parse(master, set(cfg.market.underlyings)), out, 30.0, int(tape.recv_ns[0])
     )
-    signals: list[SmartMoneySignal] = []
-    for det in replayer.detectors.values():
-        det.on_signal.append(signals.append)
     replayer.run(tape)
-    return out.getvalue(), signals
+    return out.getvalue(), replayer.signals
 
 
 def test_replaying_a_tape_twice_gives_identical_bytes(tmp_path: Path) -> None:
@@ -126,20 +121,9 @@ async def _live_session(
     server = SimServer(market, clock, log=log.bind(stage="sim"))
     master = msgspec.json.encode(market.scrip_master(noise_records(day)))
     scrip = parse(master, set(cfg.market.underlyings))
-    # As Daemon.start: chains, book, detectors on the bar hook, kernels warm before the feed.
-    chains = [
-        ChainState(select(scrip, root, clock.now_ns()), cfg.model, FlowParams())
-        for root in cfg.market.underlyings
-    ]
-    book = ChainBook(chains, cfg.detectors)
-    thresholds = cfg.detectors.thresholds()
-    detectors = {
-        c.root: SmartMoneyDetector(c, thresholds, cfg.detectors.bar_seconds) for c in chains
-    }
+    # As Daemon.start: the pipeline, kernels warm before the feed.
+    pipeline = build_pipeline(cfg, scrip, clock)
     live: list[SmartMoneySignal] = []
-    for det in detectors.values():
-        det.attach(book)  # decide at each bar close, explain after the bar's other hooks
-        det.on_signal.append(live.append)
     warm_up(cfg.model, cfg.detectors)
     await server.start()
     # Subscribing makes the server send every token's current packet at once, racing the first
@@ -161,7 +145,14 @@ async def _live_session(
         recorder,
         seed=cfg.sim.seed,
     )
-    engine = Engine(book, mailbox, clock, log.bind(stage="engine"), speed=cfg.sim.speed)
+    engine = Engine(
+        pipeline,
+        mailbox,
+        clock,
+        log.bind(stage="engine"),
+        after_batch=lambda _now: live.extend(pipeline.take_signals()),
+        speed=cfg.sim.speed,
+    )
     wanted = _wanted(market)
     feed.set_subscriptions(wanted)
     feed_task = asyncio.create_task(feed.run())

@@ -93,12 +93,13 @@ def simulate(
     )
     book = ChainBook([chain], cfg.detectors)
     det = SmartMoneyDetector(chain, cfg.detectors.thresholds(), cfg.detectors.bar_seconds)
-    book.on_bar.append(det.on_bar)
     flow = FlowAnalyzer(book, {ROOT: det}, cfg.flow)
-    book.on_bar.append(flow.on_bar)
+    book.on_event = flow.on_event
     run = Run(market, book, chain, flow, samples={t: [] for t in sample})
 
-    def on_bar(end_ns: int, seq: int) -> None:
+    def on_bar(end_ns: int, seq: int, _closed_at: int) -> None:
+        det.on_bar(end_ns, seq)
+        flow.on_bar(end_ns)
         slot = seq % L.RING
         for token, out in run.samples.items():
             row = chain.row_by_token[token]
@@ -113,7 +114,7 @@ def simulate(
                 )
             )
 
-    book.on_bar.append(on_bar)
+    book.on_close = on_bar
     end = start_ns + int(seconds * NS)
     t = start_ns
     while t < end:

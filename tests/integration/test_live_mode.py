@@ -109,12 +109,12 @@ async def test_live_daemon_trades_through_the_angel_gateway(tmp_path: Path) -> N
         call = u.calls[strike_paise]
         await _until(lambda: daemon.trading.market.quote(call.token) is not None, "no ATM quote")
         now = daemon.clock.now_ns()
-        strategy.on_signal(_signal(chain.root, call.token, call.strike, "CE", now), now)
+        strategy.on_signal(_signal(chain.root, call.token, call.strike, "CE", now))
         await _until(lambda: router.net_lots(call.token) > 0, "the entry never filled")
         # A confident contrary signal (not itself tradable) exits the call the same way.
         now = daemon.clock.now_ns()
         put = u.puts[strike_paise]
-        strategy.on_signal(_signal(chain.root, put.token, put.strike, "PE", now, False), now)
+        strategy.on_signal(_signal(chain.root, put.token, put.strike, "PE", now, False))
         await _until(
             lambda: router.net_lots(call.token) == 0 and not router.in_flight(call.token),
             "the exit never filled",

@@ -164,11 +164,12 @@ def _run(
     lot: int,
     oi_before: int,
     gamma_scale: float = 1.0,
-    then: Callable[[ChainBook, SmartMoneyDetector], None] | None = None,
+    then: Callable[[ChainBook, SmartMoneyDetector], Callable[[SmartMoneySignal], None]]
+    | None = None,
 ) -> Example:
     """Feed the seed's snapshots as packets; ``gamma_scale`` rescales the seed's Γ.
 
-    ``then`` registers whatever else runs at a bar close (after the detector).
+    ``then`` returns what else runs at a bar close, with the bar's signal (after the detector).
     """
     chain = ChainState(_universe(lot), ModelConfig())
     detectors = DetectorConfig(bar_seconds=BAR_S)
@@ -178,7 +179,7 @@ def _run(
     ce = chain.row_by_token[u.calls[STRIKE * 100].token]
     pe = chain.row_by_token[u.puts[STRIKE * 100].token]
 
-    def inject(_end_ns: int, seq: int) -> None:
+    def inject(seq: int) -> None:
         slot = seq % L.RING
         now = seq == BARS - 1
         for row, greeks, premium in (
@@ -198,10 +199,15 @@ def _run(
             chain.f[row, L.F_IV_PRICE] = premium  # the mid the greeks belong to
             chain.f[row, L.F_GREEKS_T] = 7 / 365  # the seed's "Days to Expiry: 7"
 
-    book.on_bar.append(inject)
-    book.on_bar.append(det.on_bar)
-    if then is not None:
-        then(book, det)
+    after = then(book, det) if then is not None else None
+
+    def close(end_ns: int, seq: int, _closed_at: int) -> None:
+        inject(seq)
+        signal = det.on_bar(end_ns, seq)
+        if after is not None:
+            after(signal)
+
+    book.on_close = close
     ce_tok, pe_tok = u.calls[STRIKE * 100].token, u.puts[STRIKE * 100].token
     ce_day, pe_day = 20_000, 15_000  # day volume (contracts) before the window
     # OI history of the call: 985 at first sight, ``oi_before`` printed at the previous snapshot,
@@ -350,9 +356,10 @@ async def test_seed_strategy_action_through_the_paper_router(tmp_path: Path) -> 
     journal = Journal(tmp_path / "journal.sqlite3")
     made: list[Trading] = []
 
-    def trade(book: ChainBook, det: SmartMoneyDetector) -> None:
-        det_map = {det.chain.root: det}
-        made.append(Trading(cfg, book, det_map, clock, journal, structlog.get_logger()))
+    def trade(book: ChainBook, _det: SmartMoneyDetector) -> Callable[[SmartMoneySignal], None]:
+        trading = Trading(cfg, book, clock, journal, structlog.get_logger())
+        made.append(trading)
+        return lambda signal: trading.on_bar([signal], {})
 
     clock.set(NOW)
     ex = _run(50, 990, then=trade)

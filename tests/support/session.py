@@ -58,11 +58,12 @@ def run_session(
     t = cfg.detectors.thresholds()
     dets = {c.root: SmartMoneyDetector(c, t, cfg.detectors.bar_seconds) for c in chains}
     s = Session(market, book, dets)
-    for det in dets.values():
-        det.on_signal.append(s.signals.append)
 
-        def per_bar(end_ns: int, seq: int, det: SmartMoneyDetector = det) -> None:
+    def per_bar(end_ns: int, seq: int, _closed_at: int) -> None:
+        for det in dets.values():
             sig = det.on_bar(end_ns, seq)
+            if det.material:
+                s.signals.append(sig)
             s.every_bar.append(sig)
             if track:
                 for token in track:
@@ -70,7 +71,7 @@ def run_session(
                     if row is not None:
                         s.contract_log.append((end_ns, token, det.contract_states(row)))
 
-        book.on_bar.append(per_bar)
+    book.on_close = per_bar
     step = 1_000_000_000
     end = start_ns + int(seconds * 1e9)
     t_ns = start_ns

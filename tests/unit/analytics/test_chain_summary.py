@@ -294,7 +294,7 @@ def test_doi_from_first_print_then_previous_close_across_midnight() -> None:
     c = _chain()
     book = ChainBook([c], DetectorConfig(bar_seconds=5))
     sums = ChainSummaries(book)
-    sums.attach()
+    book.on_close = lambda end, seq, _at: sums.on_bar(end, seq)
     closed: list[tuple[str, int, dict[str, int]]] = []
     sums.on_day_close.append(lambda root, day, oi: closed.append((root, day, oi)))
     last_atm: dict[int, float] = {}  # day → ATM IV of its last bar close
@@ -350,7 +350,7 @@ def test_prev_close_loaded_at_start_wins_over_first_print() -> None:
     c = _chain()
     book = ChainBook([c], DetectorConfig(bar_seconds=5))
     sums = ChainSummaries(book)
-    sums.attach()
+    book.on_close = lambda end, seq, _at: sums.on_bar(end, seq)
     ce = _row(c, 110.0, "CE")
     token = c.instruments[ce].token  # type: ignore[union-attr]
     assert sums.by_root[ROOT].set_prev_close({token: 800, "no-such-token": 5}) == 1

@@ -84,6 +84,7 @@ def _rig(
     book = ChainBook([chain], dcfg)
     det = SmartMoneyDetector(chain, dcfg.thresholds(), dcfg.bar_seconds)
     flow = FlowAnalyzer(book, {ROOT: det}, cfg or FlowConfig())
+    book.on_event = flow.on_event  # as the pipeline wires it
     return Rig(chain, book, det, flow)
 
 
@@ -351,7 +352,7 @@ def _future_flow(r: Rig, cvd_share: float, ofi_depths: float, vwap_side: int) ->
 
 def _confluence(r: Rig, signal: SmartMoneySignal | None) -> Confluence:
     r.det.latest = signal
-    r.flow.on_bar(T0, 0)
+    r.flow.on_bar(T0)
     return r.flow.confluence[ROOT]
 
 
@@ -560,10 +561,9 @@ def test_confluence_drives_strategy_size(
 ) -> None:
     r = _rig()
     s = _strategy()
-    r.flow.on_confluence.append(lambda u, conf: s.set_size_multiplier(u, conf.size_multiplier))
     _future_flow(r, cvd_share=cvd_share, ofi_depths=ofi_depths, vwap_side=vwap_side)
     sig = _signal(recommendation, 0.9)
-    _confluence(r, sig)
+    s.set_size_multiplier(ROOT, _confluence(r, sig).size_multiplier)  # as Trading.on_bar does
     assert s.size(sig, True, premium=100.0, lot_size=LOT) == lots
 
 
@@ -694,6 +694,6 @@ def test_entry_target_widens_with_the_signals_fresh_strength(fresh_strength: flo
     )
     now = ns_at_ist(dt.date(2029, 12, 3), dt.time(10, 0))
     sig = msgspec.structs.replace(_signal("BUY_CALL", 0.9), ts=now, fresh_strength=fresh_strength)
-    s.on_signal(sig, now)
+    s.on_signal(sig)
     assert len(submitted) == 1
     assert s.held["3"].target_pct == StrategyConfig().target_pct * (1 + fresh_strength)

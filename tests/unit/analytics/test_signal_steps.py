@@ -1,27 +1,29 @@
 """A bar's signal in two steps: the decision before the strategy, its explanation after.
 
-``SmartMoneyDetector.attach`` runs ``decide`` with the bar's other hooks and ``explain`` as a
-``ChainBook.after_bar`` hook. Whatever the strategy saw must be exactly the explained signal
-without its reason and evidence, and the emission hooks must see each material signal once in
-each form, decision first.
+``Pipeline.close_bar`` runs ``decide``, hands the decision to the strategy, then ``explain``.
+Whatever the strategy saw must be exactly the explained signal without its reason and evidence,
+and each material signal must be published once, explained.
 """
 
 from __future__ import annotations
 
 import msgspec
 import pytest
+import structlog
 
-from smartflow.analytics.detectors import SmartMoneyDetector
-from smartflow.chain.state import ChainBook, ChainState
+from smartflow.app.pipeline import Pipeline
+from smartflow.chain.state import ChainState
 from smartflow.config import Config, DetectorConfig, ScenarioConfig, SimConfig
+from smartflow.core.clock import ReplayClock
 from smartflow.core.messages import SmartMoneySignal
 from smartflow.instruments.master import parse
 from smartflow.instruments.universe import select
+from smartflow.journal.store import Journal
 from smartflow.sim.market import Market
 from smartflow.sim.server import session_start
 
 
-def _session() -> tuple[ChainBook, SmartMoneyDetector, Market, int]:
+def _session() -> tuple[Pipeline, Market, int]:
     sim = SimConfig(
         seed=7,
         strikes_each_side=8,
@@ -36,67 +38,68 @@ def _session() -> tuple[ChainBook, SmartMoneyDetector, Market, int]:
     market = Market(sim, ["NIFTY"], start_ns, day)
     master = parse(msgspec.json.encode(market.scrip_master()), {"NIFTY"})
     chain = ChainState(select(master, "NIFTY", start_ns), cfg.model)
-    book = ChainBook([chain], cfg.detectors)
-    det = SmartMoneyDetector(chain, cfg.detectors.thresholds(), cfg.detectors.bar_seconds)
-    return book, det, market, start_ns
+    return Pipeline(cfg, [chain], ReplayClock(start_ns)), market, start_ns
 
 
 def test_strategy_sees_the_decision_and_publication_the_explained_signal() -> None:
-    book, det, market, start_ns = _session()
+    pipeline, market, start_ns = _session()
+    (det,) = pipeline.detectors.values()
+    journal = Journal(":memory:")
+    trading = pipeline.trade(journal, structlog.get_logger())
     events: list[tuple[str, int]] = []
     seen_by_strategy: list[SmartMoneySignal] = []
     explained: list[SmartMoneySignal] = []
+    emitted: list[SmartMoneySignal] = []
+    act = trading.strategy.on_signal
 
-    def strategy(_end: int, seq: int) -> None:
-        # Registered after the detector, like Trading: reads the bar's signal as it does.
-        assert det.latest is not None
-        seen_by_strategy.append(det.latest)
-        events.append(("bar", seq))
+    def strategy(signal: SmartMoneySignal) -> None:
+        seen_by_strategy.append(signal)
+        events.append(("strategy", signal.ts))
+        act(signal)
 
-    def publisher(_end: int, seq: int) -> None:
+    def close(end: int, seq: int, closed_at: int) -> None:
+        pipeline.close_bar(end, seq, closed_at)
         assert det.latest is not None
         explained.append(det.latest)
-        events.append(("after", seq))
+        events.append(("explained", end))
 
-    det.attach(book)
-    book.on_bar.append(strategy)
-    book.after_bar.append(publisher)
-    decided: list[SmartMoneySignal] = []
-    emitted: list[SmartMoneySignal] = []
-    det.on_decision.append(decided.append)
-    det.on_signal.append(emitted.append)
-
+    trading.strategy.on_signal = strategy  # type: ignore[method-assign]
+    pipeline.book.on_close = close
     t = start_ns
     for _ in range(120):
         t += 1_000_000_000
         frames = [(int.from_bytes(f[35:43], "little") * 1_000_000, f) for _, f in market.advance(t)]
-        book.process(frames)
+        pipeline.process(frames)
+        emitted += pipeline.take_signals()
+    journal.close()
 
     n = len(explained)
     assert n >= 50
-    # Every bar: all on_bar hooks, then all after_bar hooks, bars in order.
-    assert events == [(kind, seq) for seq in range(n) for kind in ("bar", "after")]
+    # Every bar: the strategy acts on the decision, then the signal is explained; bars in order.
+    assert events == [(kind, s.ts) for s in explained for kind in ("strategy", "explained")]
     for before, after in zip(seen_by_strategy, explained, strict=True):
         assert before.evidence == []
         assert before.reason is None
         assert after.evidence  # the battlefield and the net vote at least
         assert msgspec.structs.replace(after, reason=None, evidence=[]) == before
-    # Material signals reach both hook lists once, in the same order, the decision first.
-    assert 0 < len(decided) == len(emitted) == det.emitted < n
-    assert [msgspec.structs.replace(s, reason=None, evidence=[]) for s in emitted] == decided
+    # Material signals are published once each, explained, in bar order.
+    assert 0 < len(emitted) == det.emitted < n
+    assert [s.ts for s in emitted] == sorted({s.ts for s in emitted})
+    assert all(any(s is e for e in explained) for s in emitted)
     assert det.last_emitted is emitted[-1]
 
 
 def test_fresh_strength_is_the_fresh_evidence_on_the_contract_to_trade() -> None:
     """What the strategy sizes targets with, without reading the evidence."""
-    book, det, market, start_ns = _session()
+    pipeline, market, start_ns = _session()
+    (det,) = pipeline.detectors.values()
     signals: list[SmartMoneySignal] = []
-    book.on_bar.append(lambda end, seq: signals.append(det.on_bar(end, seq)))
+    pipeline.book.on_close = lambda end, seq, _at: signals.append(det.on_bar(end, seq))
     t = start_ns
     for _ in range(120):
         t += 1_000_000_000
         frames = [(int.from_bytes(f[35:43], "little") * 1_000_000, f) for _, f in market.advance(t)]
-        book.process(frames)
+        pipeline.process(frames)
     strengths = []
     for s in signals:
         shown = [
@@ -110,6 +113,7 @@ def test_fresh_strength_is_the_fresh_evidence_on_the_contract_to_trade() -> None
 
 
 def test_explain_needs_the_bars_decision() -> None:
-    _book, det, _market, start_ns = _session()
+    pipeline, _market, start_ns = _session()
+    (det,) = pipeline.detectors.values()
     with pytest.raises(RuntimeError, match="before its decide"):
         det.explain(start_ns, 0)

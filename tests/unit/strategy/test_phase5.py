@@ -128,7 +128,7 @@ def _signal(
 
 async def _enter(rig: Rig, sig: SmartMoneySignal | None = None) -> float:
     sig = sig or _signal()
-    rig.strategy.on_signal(sig, sig.ts)
+    rig.strategy.on_signal(sig)
     await rig.settle(sig.ts)
     assert rig.router.net_lots(sig.token or "") > 0
     return rig.router.entry_price(sig.token or "")
@@ -154,7 +154,7 @@ async def test_normal_entry_above_the_conviction_gate(rig: Rig) -> None:
     ],
 )
 async def test_entry_gates(rig: Rig, change: dict[str, object], why: str) -> None:
-    rig.strategy.on_signal(_signal(**change), T0)  # type: ignore[arg-type]
+    rig.strategy.on_signal(_signal(**change))  # type: ignore[arg-type]
     await rig.settle(T0)
     assert rig.strategy.entries == 0, why
     assert rig.router.net_lots(CE) == 0, why
@@ -167,18 +167,18 @@ async def test_a_fresh_position_enters_aggressively_below_the_conviction_gate(ri
 
 async def test_no_second_entry_while_held_nor_within_the_cooldown(rig: Rig) -> None:
     await _enter(rig)
-    rig.strategy.on_signal(_signal(ts=T0 + NS), T0 + NS)
+    rig.strategy.on_signal(_signal(ts=T0 + NS))
     await rig.settle(T0 + NS)
     assert rig.strategy.entries == 1
     rig.book.set(CE, 115.0, 116.0)  # target: out
     await rig.settle(T0 + 2 * NS)
     assert rig.router.net_lots(CE) == 0
     at = T0 + 20 * NS  # 18 s after the exit, cooldown 30 s
-    rig.strategy.on_signal(_signal(ts=at), at)
+    rig.strategy.on_signal(_signal(ts=at))
     await rig.settle(at)
     assert rig.strategy.entries == 1
     at = T0 + 40 * NS
-    rig.strategy.on_signal(_signal(ts=at), at)
+    rig.strategy.on_signal(_signal(ts=at))
     await rig.settle(at)
     assert rig.strategy.entries == 2
 
@@ -186,7 +186,7 @@ async def test_no_second_entry_while_held_nor_within_the_cooldown(rig: Rig) -> N
 async def test_no_entry_after_the_days_cutoff(rig: Rig) -> None:
     late = ns_at_ist(DAY, dt.time(15, 11))
     rig.clock.set(late)
-    rig.strategy.on_signal(_signal(ts=late), late)
+    rig.strategy.on_signal(_signal(ts=late))
     await rig.settle(late)
     assert rig.strategy.entries == 0
 
@@ -245,12 +245,12 @@ async def test_contrary_signal_exit(rig: Rig) -> None:
     await _enter(rig)
     # A BUY_PUT below the contrary probability keeps the call...
     weak = _signal("BUY_PUT", probability=0.45, can_trade=False, ts=T0 + NS)
-    rig.strategy.on_signal(weak, weak.ts)
+    rig.strategy.on_signal(weak)
     await rig.settle(weak.ts)
     assert rig.router.net_lots(CE) > 0
     # ...one at or above it sells it (and would not trade a put it may not: can_trade false).
     strong = _signal("BUY_PUT", probability=0.6, can_trade=False, ts=T0 + 2 * NS)
-    rig.strategy.on_signal(strong, strong.ts)
+    rig.strategy.on_signal(strong)
     await rig.settle(strong.ts)
     assert rig.router.net_lots(CE) == 0
     assert rig.router.net_lots(PE) == 0
