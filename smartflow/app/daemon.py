@@ -33,12 +33,12 @@ from smartflow.analytics.summary import ChainSummaries, SummarySnapshot
 from smartflow.app.apiprocess import ApiProcess
 from smartflow.app.apisource import DaemonApiSource
 from smartflow.app.chainhistory import ChainHistory
-from smartflow.app.engine import Engine
 from smartflow.app.health import feed_health
 from smartflow.app.historytools import history_path
 from smartflow.app.journaltools import hold_daemon_lock, journal_path
 from smartflow.app.latency import LatencyObserver
 from smartflow.app.metrics import Metrics
+from smartflow.app.packet_loop import Engine
 from smartflow.app.pipeline import Pipeline, build_pipeline
 from smartflow.app.sdnotify import Notifier
 from smartflow.app.stats import StatsReporter

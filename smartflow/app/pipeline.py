@@ -11,8 +11,8 @@ the book calls ``Pipeline.close_bar``, which runs, in this order:
    of kernels/signal.py → the signal's decision, without its explanation);
 2. ``FlowAnalyzer.on_bar`` (analytics/flow.py): each underlying's flow/signal confluence;
 3. ``Trading.on_bar`` (app/trading.py): the confluence's size multipliers, then
-   ``Strategy.on_signal(signal)`` for every underlying (strategy/engine.py), which queues order
-   intents with ``OrderRouter.submit`` (orders/router.py; the router task sends them);
+   ``Strategy.on_signal(signal)`` for every underlying (strategy/entries_exits.py), which queues
+   order intents with ``OrderRouter.submit`` (orders/router.py; the router task sends them);
 4. ``SmartMoneyDetector.explain``: the signal's reason and evidence — after the strategy, as
    building them costs more than the decision — and a signal that changed materially is queued
    for publishing (``take_signals``: the daemon logs, journals and serves it, replay writes it);

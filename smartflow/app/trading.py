@@ -23,7 +23,7 @@ from smartflow.orders.guard import RiskGuard
 from smartflow.orders.paper import PaperBroker
 from smartflow.orders.port import BrokerPort
 from smartflow.orders.router import OrderRouter
-from smartflow.strategy.engine import Contract, Strategy
+from smartflow.strategy.entries_exits import Contract, Strategy
 
 
 class Trading:

@@ -27,7 +27,7 @@ import structlog
 from simkit import eventually
 from support.session import write_tape
 
-from smartflow.app.engine import Engine
+from smartflow.app.packet_loop import Engine
 from smartflow.app.pipeline import build_pipeline
 from smartflow.app.replay import Replayer
 from smartflow.app.warmup import warm_up

@@ -29,7 +29,7 @@ from smartflow.feed import protocol as p
 from smartflow.instruments.master import Instrument
 from smartflow.instruments.universe import ChainUniverse
 from smartflow.kernels import layout as L
-from smartflow.strategy.engine import Contract, Strategy
+from smartflow.strategy.entries_exits import Contract, Strategy
 
 
 ROOT = "TEST"
