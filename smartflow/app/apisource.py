@@ -15,27 +15,31 @@ import math
 import time
 from collections import deque
 from collections.abc import Collection
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import msgspec
 from prometheus_client import generate_latest
 from prometheus_client.core import Metric
 
 from smartflow.analytics.detectors import SmartMoneyDetector
-from smartflow.analytics.flow import FlowAnalyzer, WhaleAlert
+from smartflow.analytics.flow import WhaleAlert
 from smartflow.analytics.summary import SummarySnapshot
 from smartflow.api.snapshot import ApiSnapshot, Section
+from smartflow.app.health import DaemonHealth
+from smartflow.app.metrics import Metrics
+from smartflow.app.packet_loop import Engine
+from smartflow.app.pipeline import Pipeline
 from smartflow.app.replay import chain_rows
-from smartflow.chain.state import ChainBook, ChainState
+from smartflow.app.trading import Trading
+from smartflow.chain.state import ChainState
+from smartflow.config import ApiConfig
+from smartflow.core.clock import Clock
 from smartflow.core.messages import SmartMoneySignal
 from smartflow.core.timeutil import iso_ist, ist_date
+from smartflow.feed.session import FeedSession
 from smartflow.kernels import layout as L
 
 
-if TYPE_CHECKING:
-    from smartflow.app.daemon import Daemon
-
-HEARTBEAT_STALE_S = 5.0
 SLICE_NS = 200_000
 CHAIN_ROWS_PER_SLICE = 12
 """Snapshot work between two yields to the event loop (one contract's metrics may overrun it)."""
@@ -89,11 +93,33 @@ def signal_view(sig: SmartMoneySignal) -> dict[str, Any]:
 
 
 class DaemonApiSource:
-    """Reads a ``Daemon``'s stages for the HTTP API."""
+    """Reads a running daemon's stages for the HTTP API."""
 
-    def __init__(self, daemon: Daemon) -> None:
-        self.d = daemon
-        self.recent_signals: deque[SmartMoneySignal] = deque(maxlen=daemon.cfg.api.signals_kept)
+    def __init__(
+        self,
+        api: ApiConfig,
+        mode: str,
+        pipeline: Pipeline,
+        trading: Trading,
+        feed: FeedSession,
+        engine: Engine,
+        metrics: Metrics,
+        health: DaemonHealth,
+        ready: asyncio.Event,
+        clock: Clock,
+    ) -> None:
+        self.mode = mode
+        self.pipeline = pipeline
+        self.book = pipeline.book
+        self.flow = pipeline.flow
+        self.trading = trading
+        self.feed = feed
+        self.engine = engine
+        self.metrics = metrics
+        self.daemon_health = health
+        self.ready = ready
+        self.clock = clock
+        self.recent_signals: deque[SmartMoneySignal] = deque(maxlen=api.signals_kept)
         self.started = time.monotonic()
         self.signals_seen = 0
         self._signals_sent = 0
@@ -111,18 +137,6 @@ class DaemonApiSource:
         self.signals_seen += 1
 
     # ---- helpers ------------------------------------------------------------------------
-
-    @property
-    def book(self) -> ChainBook:
-        """The chain book."""
-        assert self.d.book is not None  # noqa: S101 — the API starts after the chain
-        return self.d.book
-
-    @property
-    def flow(self) -> FlowAnalyzer:
-        """The flow analyzer."""
-        assert self.d.flow is not None  # noqa: S101
-        return self.d.flow
 
     def _zone_rows(self, c: ChainState, each_side: int) -> list[int]:
         centre = c.spot if c.spot > 0 else c.forward
@@ -158,24 +172,19 @@ class DaemonApiSource:
 
     def status(self) -> dict[str, Any]:
         """Stages, counters, uptime."""
-        d = self.d
-        feed = d.feed
+        feed, guard = self.feed, self.trading.guard
         return {
-            "mode": d.cfg.mode,
-            "broker": d.trading.broker.name if d.trading else None,
-            "ready": d.ready.is_set(),
+            "mode": self.mode,
+            "broker": self.trading.broker.name,
+            "ready": self.ready.is_set(),
             "uptime_s": round(time.monotonic() - self.started, 1),
             "underlyings": self.underlyings(),
             "feed": feed.stats.snapshot()
-            | {"sockets": feed.connected, "tokens": len(feed.subscribed)}
-            if feed
-            else None,
-            "engine": d.engine.stats() if d.engine else None,
-            "orders": d.trading.router.stats() if d.trading else None,
-            "signals_emitted": d.signals_emitted,
-            "kill_switch": {"on": d.trading.guard.killed, "reason": d.trading.guard.kill_reason}
-            if d.trading
-            else None,
+            | {"sockets": feed.connected, "tokens": len(feed.subscribed)},
+            "engine": self.engine.stats(),
+            "orders": self.trading.router.stats(),
+            "signals_emitted": self.pipeline.signals_emitted,
+            "kill_switch": {"on": guard.killed, "reason": guard.kill_reason},
         }
 
     def correlation(self) -> dict[str, Any]:
@@ -184,7 +193,7 @@ class DaemonApiSource:
 
     async def _chain_view(self, c: ChainState, pace: _Pace) -> dict[str, Any]:
         """Phase 2B view of one chain, a few rows per slice."""
-        det: SmartMoneyDetector | None = self.d.detectors.get(c.root)
+        det: SmartMoneyDetector | None = self.pipeline.detectors.get(c.root)
         enrich = [self._enrich(det)]
         strikes: dict[str, dict[str, Any]] = {}
         for start in range(L.ROW_FIRST_OPTION, c.n, CHAIN_ROWS_PER_SLICE):
@@ -233,9 +242,8 @@ class DaemonApiSource:
         summaries = await self._summaries_section(pace) if "summaries" in sections else None
         exposition = None
         if "prometheus" in sections:
-            assert self.d.metrics is not None  # noqa: S101 — set before the API starts
             parts = []
-            for family in self.d.metrics.registry.collect():
+            for family in self.metrics.registry.collect():
                 parts.append(generate_latest(_Families(family)))
                 await pace()
             exposition = b"".join(parts)
@@ -260,7 +268,7 @@ class DaemonApiSource:
             seq=self.seq,
             full=full,
             underlyings=[c.root for c in chains],
-            today=ist_date(self.d.clock.now_ns()).isoformat(),
+            today=ist_date(self.clock.now_ns()).isoformat(),
             status=status,
             healthy=ok,
             health=health,
@@ -278,9 +286,7 @@ class DaemonApiSource:
     async def _summaries_section(self, pace: _Pace) -> dict[str, dict[str, Any]]:
         """Each chain's latest summary as plain data, converted once per bar close."""
         out: dict[str, dict[str, Any]] = {}
-        summaries = self.d.summaries
-        if summaries is None:
-            return out
+        summaries = self.pipeline.summaries
         for c in self.book.chains:
             snap = summaries.latest(c.root)
             if snap is None:
@@ -314,7 +320,7 @@ class DaemonApiSource:
                     continue
                 rows[row] = self._row(c, row, done)
                 await pace()
-            det = self.d.detectors.get(c.root)
+            det = self.pipeline.detectors.get(c.root)
             out[c.root] = {
                 "metrics": {
                     "spot": c.spot if math.isfinite(c.spot) else None,
@@ -344,38 +350,15 @@ class DaemonApiSource:
 
     def health(self) -> tuple[bool, dict[str, Any]]:
         """(healthy, details)."""
-        d = self.d
-        problems = []
-        now = time.monotonic_ns()
-        if not d.kernels_warm:
-            problems.append("kernels not warm")
-        if d.feed is None or d.feed.connected == 0:
-            problems.append("feed not connected")
-        elif d.feed.connected < len(d.feed._connections):
-            problems.append("a feed socket is down")
-        problems += d.health_problems()
-        if d.engine is None or (now - d.engine.heartbeat_ns) / 1e9 > HEARTBEAT_STALE_S:
-            problems.append("engine heartbeat stale")
-        if d.trading is None:
-            problems.append("router not running")
-        else:
-            task = d.tasks.get("orders")
-            if task is None or task.done():
-                problems.append("router task ended")
-            if d.trading.router.fatal:
-                problems.append(d.trading.router.fatal)
-            if d.trading.broker.auth_failed:
-                problems.append(f"broker login refused: {d.trading.broker.auth_failed}")
-        return not problems, {"problems": problems, "ready": d.ready.is_set()}
+        problems = self.daemon_health.problems()
+        return not problems, {"problems": problems, "ready": self.ready.is_set()}
 
     async def kill(self, reason: str, source: str) -> dict[str, Any]:
         """Trip the kill switch."""
-        assert self.d.trading is not None  # noqa: S101
-        done = await self.d.trading.router.kill(reason, source)
+        done = await self.trading.router.kill(reason, source)
         return {"kill_switch": True, "reason": reason, **done}
 
     async def reset_kill(self, source: str) -> dict[str, Any]:
         """Re-arm trading."""
-        assert self.d.trading is not None  # noqa: S101
-        await self.d.trading.router.reset_kill(source)
+        await self.trading.router.reset_kill(source)
         return {"kill_switch": False}

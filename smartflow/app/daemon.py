@@ -18,7 +18,6 @@ import gc
 import os
 import signal
 import sqlite3
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +32,7 @@ from smartflow.analytics.summary import ChainSummaries, SummarySnapshot
 from smartflow.app.apiprocess import ApiProcess
 from smartflow.app.apisource import DaemonApiSource
 from smartflow.app.chainhistory import ChainHistory
-from smartflow.app.health import feed_health
+from smartflow.app.health import DaemonHealth, LoopTime, StageHealth, feed_health
 from smartflow.app.historytools import history_path
 from smartflow.app.journaltools import hold_daemon_lock, journal_path
 from smartflow.app.latency import LatencyObserver
@@ -78,9 +77,6 @@ from smartflow.sim.server import (
 )
 from smartflow.sim.universe import check_roots
 from smartflow.tape.format import TapeWriter
-
-
-HEARTBEAT_STALE_S = 5.0
 
 
 @dataclass
@@ -142,6 +138,8 @@ class Daemon:
         self.api: ApiProcess | None = None
         self.api_source: DaemonApiSource | None = None
         self.kernels_warm = False
+        self.loop_time = LoopTime()
+        self.health: DaemonHealth | None = None
         self.notifier = Notifier()
         self._last_stale: list[str] = []
         self._last_feed_problems: list[str] = []
@@ -356,6 +354,22 @@ class Daemon:
         if hang is not None and hang[0] == "engine":
             self.engine.hang_after(hang[1])
             self.log.warning("fault.injected", stage="engine", hang_after_s=hang[1])
+        engine, router = self.engine, self.trading.router
+        self.health = DaemonHealth(
+            StageHealth(
+                self.loop_time,
+                self.tasks,
+                {"engine": lambda: engine.heartbeat_ns, "orders": lambda: router.heartbeat_ns},
+            ),
+            self.feed,
+            router,
+            self.trading.broker,
+            self.journal,
+            self.trading.guard.market_open,
+            self.clock,
+            self.speed,
+            cfg.feed.stall_timeout_s,
+        )
         self.subs.start(self.clock.now_ns())
         self.stats_sources = {
             "feed": self._feed_stats,
@@ -367,11 +381,22 @@ class Daemon:
         self._spawn("feed", self.feed.run())
         self._spawn("engine", self.engine.run())
         self._spawn("orders", self.trading.router.run())
-        self._spawn("loop-lag", self.metrics.watch_loop_lag())
+        self._spawn("loop-lag", self.loop_time.run(self.metrics.loop_lag.observe))
         if self.history is not None:
             self._spawn("history", self.history.run())
         if cfg.api.enabled:
-            self.api_source = DaemonApiSource(self)
+            self.api_source = DaemonApiSource(
+                cfg.api,
+                cfg.mode,
+                pipeline,
+                self.trading,
+                self.feed,
+                self.engine,
+                self.metrics,
+                self.health,
+                self.ready,
+                self.clock,
+            )
             self.api = ApiProcess(cfg, self.api_source, self.creds, self.log.bind(stage="api"))
             await self.api.start()
         self._spawn(
@@ -493,43 +518,10 @@ class Daemon:
     # ---- health and the systemd watchdog ------------------------------------------------
 
     def stale_stages(self) -> list[str]:
-        """Stages whose heartbeat is not fresh (empty when everything is alive)."""
-        now = time.monotonic_ns()
-        stale = []
-        if self.engine is None or (now - self.engine.heartbeat_ns) / 1e9 > HEARTBEAT_STALE_S:
-            stale.append("engine")
-        if self.trading is None or (now - self.trading.router.heartbeat_ns) / 1e9 > (
-            HEARTBEAT_STALE_S
-        ):
-            stale.append("orders")
-        for name in ("feed", "engine", "orders"):
-            task = self.tasks.get(name)
-            if task is None or task.done():
-                stale.append(f"{name} task")
-        if (
-            self.feed is not None
-            and self.trading is not None
-            and self.trading.guard.market_open(self.clock.now_ns())
-        ):
-            # In market hours the market itself is a heartbeat: no frame at all for twice the
-            # stall timeout means the feed is not doing its job, reconnects notwithstanding.
-            last = self.feed.stats.last_frame_ns
-            if last and (self.clock.now_ns() - last) / 1e9 / self.speed > (
-                2 * self.cfg.feed.stall_timeout_s
-            ):
-                stale.append("feed frames")
-        stale += feed_health(self.feed).withhold_watchdog
-        if self.journal is not None and self.journal.failing:
-            # Entries are refused meanwhile (no order without its record).
-            stale.append("journal writes")
-        return stale
-
-    def health_problems(self) -> list[str]:
-        """What makes ``/healthz`` fail: stale data, unconverged subscriptions, failing writes."""
-        problems = list(feed_health(self.feed).problems)
-        if self.journal is not None and self.journal.failing:
-            problems.append(f"journal writes failing: {self.journal.failing}")
-        return problems
+        """What withholds the watchdog's pings (empty when everything is alive)."""
+        if self.health is None:
+            return ["daemon not started"]
+        return self.health.stale()
 
     def status_line(self) -> str:
         """One-line summary for systemd's STATUS=."""

@@ -8,8 +8,6 @@ Latencies are wall-clock seconds (simulated time divided by the simulator's spee
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -98,13 +96,6 @@ class Metrics:
     def exposition(self) -> bytes:
         """Prometheus text format."""
         return generate_latest(self.registry)
-
-    async def watch_loop_lag(self, interval_s: float = 0.25) -> None:
-        """Observe event-loop lag until cancelled."""
-        while True:
-            t0 = time.perf_counter()
-            await asyncio.sleep(interval_s)
-            self.loop_lag.observe(max(0.0, time.perf_counter() - t0 - interval_s))
 
 
 class _Snapshot(Collector):

@@ -278,6 +278,11 @@ class FeedSession:
         """Sockets currently open and subscribed."""
         return sum(1 for c in self._connections if c.ready.is_set())
 
+    @property
+    def sockets(self) -> int:
+        """Sockets the subscriptions need, open or not."""
+        return len(self._connections)
+
     async def stop(self) -> None:
         """Unsubscribe, close every socket and end ``run()``."""
         self._stopping = True
