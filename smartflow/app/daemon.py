@@ -44,38 +44,18 @@ from smartflow.app.stats import StatsReporter
 from smartflow.app.subscriptions import SubscriptionManager
 from smartflow.app.summary import SessionSummary, report
 from smartflow.app.trading import Trading
+from smartflow.app.venue import VenueStarter, venue_for
 from smartflow.app.warmup import warm_up
 from smartflow.chain.state import ChainBook
 from smartflow.config import Config, Credentials, fingerprint
-from smartflow.core.clock import Clock, LiveClock, ScaledClock
+from smartflow.core.clock import Clock, LiveClock
 from smartflow.core.errors import ConfigError, FatalError
 from smartflow.core.mailbox import Conflator
 from smartflow.core.messages import SmartMoneySignal
-from smartflow.core.timeutil import ist_date, parse_hhmm
-from smartflow.feed.session import (
-    AuthFailureHook,
-    FeedSession,
-    HeadersProvider,
-    headers_for,
-    static_headers,
-)
-from smartflow.instruments.fetch import load_scrip_master
-from smartflow.instruments.master import ScripMaster
+from smartflow.feed.session import FeedSession
 from smartflow.journal.history import HistoryStore
 from smartflow.journal.store import Journal, JournalWriteError
-from smartflow.orders.angel import AngelGateway
-from smartflow.orders.angel_session import AngelSession
 from smartflow.orders.port import BrokerPort
-from smartflow.sim.market import Market
-from smartflow.sim.server import (
-    SCRIP_MASTER_PATH,
-    STREAM_PATH,
-    SimCredentials,
-    SimServer,
-    resume_session,
-    session_start,
-)
-from smartflow.sim.universe import check_roots
 from smartflow.tape.format import TapeWriter
 
 
@@ -110,7 +90,7 @@ class Daemon:
         self.log = log or structlog.get_logger()
         self.clock: Clock = LiveClock()
         self.speed = 1.0
-        self.sim: SimServer | None = None
+        self.venue: VenueStarter | None = None
         self.feed: FeedSession | None = None
         self.book: ChainBook | None = None
         self.engine: Engine | None = None
@@ -128,9 +108,6 @@ class Daemon:
         self.broker: BrokerPort | None = None
         self.pipeline: Pipeline | None = None
         self.observer: LatencyObserver | None = None
-        self.session: AngelSession | None = None
-        self._feed_auth_hook: AuthFailureHook | None = None
-        self._feed_relogin_hook: AuthFailureHook | None = None
         self.flow: FlowAnalyzer | None = None
         self.summaries: ChainSummaries | None = None
         self.history: ChainHistory | None = None
@@ -167,87 +144,6 @@ class Daemon:
 
     # ---- start-up -----------------------------------------------------------------------
 
-    async def _start_sim(self) -> tuple[str, HeadersProvider, ScripMaster]:
-        cfg = self.cfg
-        start_ns, day = session_start(cfg.sim.session_start_ist)
-        if self.journal is not None and not cfg.sim.external_url:
-            # A restart continues the session rather than rewinding it over the journal (an
-            # external simulator keeps its own clock).
-            resumed = resume_session(start_ns, self.journal.last_ts_ns())
-            if resumed != start_ns:
-                self.log.info("sim.session_resumed", skipped_s=round((resumed - start_ns) / 1e9, 3))
-            start_ns = resumed
-        clock = ScaledClock(start_ns, cfg.sim.speed)
-        self.clock = clock
-        self.speed = cfg.sim.speed
-        if cfg.sim.external_url:
-            # A simulator in another process (bench e2e, or `smartflow sim` run by hand): the
-            # same demo account, instruments over HTTP exactly as in live mode.
-            base = cfg.sim.external_url.rstrip("/")
-            demo = SimCredentials()
-            headers = static_headers(
-                headers_for(demo.jwt, demo.api_key, demo.client_code, demo.feed_token)
-            )
-            master = await load_scrip_master(
-                base + SCRIP_MASTER_PATH, set(cfg.market.underlyings), None, day, self.log
-            )
-            url = "ws" + base.removeprefix("http") + STREAM_PATH
-            return url, headers, master
-        market = Market(cfg.sim, cfg.market.underlyings, start_ns, day)
-        self.sim = SimServer(
-            market, clock, cfg.sim.host, cfg.sim.port, log=self.log.bind(stage="sim")
-        )
-        await self.sim.start()
-        creds = self.sim.creds
-        headers = static_headers(
-            headers_for(creds.jwt, creds.api_key, creds.client_code, creds.feed_token)
-        )
-        master = await load_scrip_master(
-            self.sim.http_url + SCRIP_MASTER_PATH, set(cfg.market.underlyings), None, day, self.log
-        )
-        return self.sim.url, headers, master
-
-    async def _start_live(self) -> tuple[str, HeadersProvider, ScripMaster]:
-        missing = []
-        if not self.opts.live:
-            missing.append("the --live flag")
-        missing += [f"credential {n}" for n in self.creds.missing()]
-        if missing:
-            raise FatalError(
-                "live mode refused: missing "
-                + ", ".join(missing)
-                + " (credentials come from $CREDENTIALS_DIRECTORY or "
-                "SMARTFLOW_<NAME> environment variables)"
-            )
-        cfg = self.cfg
-        session = AngelSession(self.creds, cfg.orders, self.log.bind(stage="angel"))
-        self.session = session
-        await session.start()  # TOTP login; AuthError names what Angel refused
-        if cfg.orders.broker == "angel":
-            # One session for orders and market data: a re-login replaces the tokens of both.
-            self.broker = AngelGateway(
-                session, cfg.orders, self.log.bind(stage="angel"), close_session=False
-            )
-        self._spawn(
-            "daily-session",
-            session.run_daily(
-                self.clock,
-                parse_hhmm(cfg.orders.login_at_ist),
-                parse_hhmm(cfg.orders.logout_at_ist),
-            ),
-        )
-        today = ist_date(self.clock.now_ns())
-        master = await load_scrip_master(
-            cfg.market.scrip_master_url,
-            set(cfg.market.underlyings),
-            Path(cfg.state_dir),
-            today,
-            self.log,
-        )
-        self._feed_auth_hook = session.on_stream_auth_failure
-        self._feed_relogin_hook = session.relogin_for_stream
-        return cfg.feed.url, session.stream_headers, master
-
     async def start(self) -> None:
         """Bring every stage up; returns once the feed is connected and subscribed."""
         cfg = self.cfg
@@ -255,8 +151,8 @@ class Daemon:
             "daemon.starting", mode=cfg.mode, config_sha=fingerprint(cfg), pid=os.getpid()
         )
         self._check_api_exposure()
-        if cfg.mode == "sim" and not cfg.sim.external_url:
-            check_roots(cfg.market.underlyings)
+        self.venue = venue_for(cfg, self.creds, self.opts.live, self.log)
+        self.venue.check()
         # Before the slow warm-up: a state_dir that cannot hold the journal fails at once.
         self.journal = Journal(journal_path(cfg), log=self.log.bind(stage="journal"))
         try:
@@ -270,10 +166,11 @@ class Daemon:
         self.log.info(
             "kernels.warm", seconds=round(seconds, 3), numba_cache=os.environ.get("NUMBA_CACHE_DIR")
         )
-        if cfg.mode == "sim":
-            url, headers, master = await self._start_sim()
-        else:
-            url, headers, master = await self._start_live()
+        venue = await self.venue.start(self.journal)
+        self.clock, self.speed, self.broker = venue.clock, venue.speed, venue.broker
+        for name, work in venue.tasks.items():
+            self._spawn(name, work)
+        url, headers, master = venue.url, venue.headers, venue.master
         now = self.clock.now_ns()
         pipeline = build_pipeline(cfg, master, self.clock)
         self.pipeline = pipeline
@@ -334,10 +231,10 @@ class Daemon:
             self.clock,
             self.log.bind(stage="feed"),
             self.recorder,
-            on_auth_failure=self._feed_auth_hook,
+            on_auth_failure=venue.on_auth_failure,
             seed=cfg.sim.seed if cfg.mode == "sim" else None,
             in_session=self.trading.guard.market_open,
-            relogin=self._feed_relogin_hook,
+            relogin=venue.relogin,
         )
         self.subs = SubscriptionManager(
             self.book, self.feed, cfg.market, cfg.model.rate, self.log.bind(stage="subscriptions")
@@ -718,18 +615,15 @@ class Daemon:
             self._step("tape.close", self._close_tape)
         if self.trading is not None:
             await self._quietly("broker.close", self.trading.broker.close())
-        if self.session is not None:
-            # The HTTP client only: the session at Angel stays valid (orders are unaffected);
-            # the daily cycle logs out after the close.
-            await self._quietly("session.close", self.session.close())
         if self.history is not None:
             self._step("history.close", self._close_history)
         if self.journal is not None:
             self._step("journal.close", self._close_journal)
         if self._lock_file is not None:
             self._step("state_dir.unlock", self._lock_file.close)
-        if self.sim is not None:
-            await self._quietly("sim.stop", self.sim.stop())
+        if self.venue is not None:
+            for what, closing in self.venue.closers():
+                await self._quietly(what, closing)
 
     async def _stop_tasks(self) -> None:
         for name, task in self.tasks.items():

@@ -54,7 +54,8 @@ from smartflow.feed.session import headers_for
 from smartflow.instruments.master import parse
 from smartflow.instruments.universe import StrikeWindow, select
 from smartflow.sim.market import Market
-from smartflow.sim.server import SCRIP_MASTER_PATH, STREAM_PATH, SimCredentials, session_start
+from smartflow.sim.rest import SimCredentials
+from smartflow.sim.server import SCRIP_MASTER_PATH, STREAM_PATH, session_start
 from smartflow.tape.format import TapeWriter
 
 

@@ -61,7 +61,6 @@ from smartflow.sim.oms import Refusal, SimOms, SimOrder
 if TYPE_CHECKING:
     from smartflow.core.clock import ScaledClock
     from smartflow.sim.market import Market
-    from smartflow.sim.server import SimCredentials
 
 
 AUTH_ROOT = "/rest/auth/angelbroking"
@@ -102,6 +101,20 @@ _HTML = (
     b"<body>The requested URL was rejected.</body></html>"
 )
 _ENC = msgspec.json.Encoder()
+
+
+@dataclass(frozen=True)
+class SimCredentials:
+    """The simulator's demo account. Public test values, not secrets."""
+
+    api_key: str = "sim-api-key"
+    client_code: str = "S1234567"
+    pin: str = "1234"
+    # 32 base32 characters (160 bits): pyotp >= 2.10 refuses secrets under 112 bits.
+    totp_secret: str = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
+    jwt: str = "sim-jwt-token"
+    refresh_token: str = "sim-refresh-token"
+    feed_token: str = "sim-feed-token"
 
 
 @dataclass

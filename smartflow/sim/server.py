@@ -26,7 +26,7 @@ from smartflow.core.clock import ScaledClock
 from smartflow.core.timeutil import ist_datetime, ns_at_ist
 from smartflow.feed import protocol as p
 from smartflow.sim.market import Market
-from smartflow.sim.rest import SimRest
+from smartflow.sim.rest import SimCredentials, SimRest
 from smartflow.sim.tapefeed import TapeSource
 from smartflow.sim.universe import noise_records
 
@@ -35,20 +35,6 @@ SCRIP_MASTER_PATH = "/OpenAPI_File/files/OpenAPIScripMaster.json"
 STREAM_PATH = "/smart-stream"
 MAX_SOCKETS_PER_CLIENT = 3
 MAX_PAIRS_PER_SOCKET = 1000
-
-
-@dataclass(frozen=True)
-class SimCredentials:
-    """The simulator's demo account. Public test values, not secrets."""
-
-    api_key: str = "sim-api-key"
-    client_code: str = "S1234567"
-    pin: str = "1234"
-    # 32 base32 characters (160 bits): pyotp >= 2.10 refuses secrets under 112 bits.
-    totp_secret: str = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
-    jwt: str = "sim-jwt-token"
-    refresh_token: str = "sim-refresh-token"
-    feed_token: str = "sim-feed-token"
 
 
 @dataclass

@@ -29,8 +29,8 @@ from smartflow.orders import angel_wire as w
 from smartflow.orders.angel import AngelGateway, AngelSession, check_limit_day, order_body
 from smartflow.orders.port import BrokerOrder, PlaceRequest
 from smartflow.sim.market import Contract, Market
-from smartflow.sim.rest import ORDER_ROOT, ORDER_UPDATE_PATH
-from smartflow.sim.server import SimCredentials, SimServer, session_start
+from smartflow.sim.rest import ORDER_ROOT, ORDER_UPDATE_PATH, SimCredentials
+from smartflow.sim.server import SimServer, session_start
 
 
 # ---- fixtures -----------------------------------------------------------------------------

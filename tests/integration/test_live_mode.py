@@ -31,8 +31,8 @@ from smartflow.core.clock import ScaledClock
 from smartflow.core.messages import SmartMoneySignal
 from smartflow.journal.store import Journal
 from smartflow.sim.market import Market
-from smartflow.sim.rest import ORDER_UPDATE_PATH
-from smartflow.sim.server import SCRIP_MASTER_PATH, SimCredentials, SimServer, session_start
+from smartflow.sim.rest import ORDER_UPDATE_PATH, SimCredentials
+from smartflow.sim.server import SCRIP_MASTER_PATH, SimServer, session_start
 
 
 def _signal(
