@@ -7,7 +7,7 @@ Stoikov), book pressure, whale prints and hidden liquidity. This module reads it
 
 * per contract: the metrics above, the VWAP deviation against the seed's 2 % threshold, the share
   of volume whose side the quote decided, and the execution urgency LOW…CRITICAL (from OFI,
-  book pressure, VWAP deviation and spread; kernels/flow.py);
+  book pressure, VWAP deviation and spread: ``execution_urgency``);
 * hidden liquidity — the seed's "dark pool" component, translated honestly: NSE F&O has no dark
   pools, but volume that trades at a best level which then survives, beyond what it displayed,
   reveals iceberg or replenished orders. Hidden share = that volume ÷ all signed volume; a
@@ -39,15 +39,198 @@ from smartflow.core.timeutil import iso_ist
 from smartflow.kernels import chain as kc, flow, layout as L
 
 
-# Every argument is passed explicitly when calling these kernels from Python: a call that
-# relies on a numba function's defaults misses the dispatcher's fast path (~150 µs a call).
-URGENCY_ARGS = (2.0, 0.4, 0.3, 0.3, 0.25, 0.5, 0.75, 5.0)
-CONFLUENCE_WEIGHTS = (0.4, 0.4, 0.2)
 _WINDOW_COLS = [L.B_VOLUME, L.B_HIDDEN, L.B_CVD, L.B_OFI]
 
 
 def _f(x: float, nd: int = 4) -> float | None:
     return round(float(x), nd) if math.isfinite(x) else None
+
+
+# ---- decisions read from Python ---------------------------------------------------------------
+# Plain Python: each runs a few times per bar or per API read, where a numba dispatch would cost
+# more than the arithmetic. Same float operations in the same order as the kernels they were, so
+# the replay output did not move.
+
+
+def _clip1(x: float) -> float:
+    """Clip to [-1, 1]; NaN becomes 0."""
+    if x != x:
+        return 0.0
+    if x > 1.0:
+        return 1.0
+    if x < -1.0:
+        return -1.0
+    return float(x)
+
+
+def _sign(x: float) -> int:
+    """Sign of ``x`` as an int (-1, 0, +1); NaN is 0."""
+    return 1 if x > 0 else (-1 if x < 0 else 0)
+
+
+def vwap_deviation_pct(price: float, vwap: float) -> float:
+    """Percentage distance of ``price`` from ``vwap``: (price − vwap)/vwap·100.
+
+    Args:
+        price: price, rupees.
+        vwap: VWAP, rupees.
+
+    Returns:
+        Deviation in percent; NaN if ``vwap`` is not finite or ≤ 0 (or ``price`` is NaN).
+    """
+    if not (vwap > 0 and math.isfinite(vwap)):
+        return math.nan
+    return (price - vwap) / vwap * 100.0
+
+
+def execution_urgency(
+    ofi_norm: float,
+    pressure: float,
+    vwap_dev_pct: float,
+    spread_ticks: float,
+    vwap_dev_scale_pct: float = 2.0,
+    w_ofi: float = 0.4,
+    w_pressure: float = 0.3,
+    w_vwap: float = 0.3,
+    medium_at: float = 0.25,
+    high_at: float = 0.5,
+    critical_at: float = 0.75,
+    wide_spread_ticks: float = 5.0,
+) -> int:
+    """Execution urgency from the directional consensus of book flow and price vs VWAP.
+
+    score = |w_ofi·clip(ofi_norm) + w_pressure·clip(pressure) + w_vwap·clip(vwap_dev_pct/scale)|
+    with each term clipped to [−1, 1] (NaN → 0) and the default weights summing to 1, so
+    score ∈ [0, 1]. Signed terms make disagreement cancel: urgency is high only when OFI, resting
+    pressure and the price's side of VWAP all point the same way. The VWAP term saturates at the
+    seed's 2 % deviation threshold. Level: score ≥ ``critical_at`` → CRITICAL (3), ≥ ``high_at`` →
+    HIGH (2), ≥ ``medium_at`` → MEDIUM (1), else LOW (0). Then one level is removed (not below LOW)
+    when the spread is wide — ``spread_ticks`` > ``wide_spread_ticks``, negative or NaN (no valid
+    quote) — since crossing a wide or missing quote is costly and patience pays there. The result
+    is symmetric under flipping the sign of all three flow inputs.
+
+    Args:
+        ofi_norm: normalised OFI (e.g. OFI / visible depth), dimensionless in [−1, 1].
+        pressure: book pressure from ``book_pressure``, dimensionless in [−1, 1].
+        vwap_dev_pct: price deviation from VWAP, percent.
+        spread_ticks: bid-ask spread of the traded contract, ticks.
+        vwap_dev_scale_pct: deviation at which the VWAP term saturates, percent (default 2).
+        w_ofi: weight of OFI (default 0.4: the strongest short-horizon price predictor, CKS).
+        w_pressure: weight of book pressure (default 0.3).
+        w_vwap: weight of the VWAP deviation (default 0.3).
+        medium_at: score threshold for MEDIUM (default 0.25).
+        high_at: score threshold for HIGH (default 0.5).
+        critical_at: score threshold for CRITICAL (default 0.75).
+        wide_spread_ticks: spread above which urgency is lowered by one level, ticks (default 5).
+
+    Returns:
+        Urgency code 0..3 (``URGENCY_NAMES``).
+    """
+    v = 0.0
+    if vwap_dev_scale_pct > 0:
+        v = _clip1(vwap_dev_pct / vwap_dev_scale_pct)
+    score = abs(w_ofi * _clip1(ofi_norm) + w_pressure * _clip1(pressure) + w_vwap * v)
+    level = 0
+    if score >= critical_at:
+        level = 3
+    elif score >= high_at:
+        level = 2
+    elif score >= medium_at:
+        level = 1
+    if not (spread_ticks >= 0 and spread_ticks <= wide_spread_ticks) and level > 0:
+        level -= 1
+    return level
+
+
+def timing_window_s(urgency: int) -> float:
+    """Execution timing window for an urgency code (the seed's 30-300 s range).
+
+    LOW → 300 s, MEDIUM → 120 s, HIGH → 60 s, CRITICAL → 30 s (roughly halving per level); codes
+    outside 0..3 are clipped.
+
+    Args:
+        urgency: urgency code from ``execution_urgency``.
+
+    Returns:
+        Window length, seconds.
+    """
+    if urgency >= 3:
+        return 30.0
+    if urgency == 2:
+        return 60.0
+    if urgency == 1:
+        return 120.0
+    return 300.0
+
+
+def confluence_score(
+    cvd_slope_norm: float,
+    ofi_norm: float,
+    vwap_side: float,
+    signal_direction: float,
+    signal_strength: float,
+    w_cvd: float = 0.4,
+    w_ofi: float = 0.4,
+    w_vwap: float = 0.2,
+) -> float:
+    """Agreement of the underlying future's flow with an options signal, in [−1, 1].
+
+    flow = (w_cvd·clip(cvd_slope_norm) + w_ofi·clip(ofi_norm) + w_vwap·sign(vwap_side)) / Σw,
+    score = sign(signal_direction) · clip(signal_strength, 0, 1) · flow.
+    Positive = the future's flow confirms the signal, negative = it contradicts it; 0 for a
+    neutral signal or zero strength. Default weights: CVD 0.4 (aggressor volume actually traded)
+    and OFI 0.4 (resting-book pressure, the best short-horizon predictor) share most of the
+    weight; the VWAP side 0.2 is a coarse, lagging regime flag. NaN inputs count as 0.
+
+    Args:
+        cvd_slope_norm: normalised CVD slope of the future, dimensionless in [−1, 1].
+        ofi_norm: normalised OFI of the future, dimensionless in [−1, 1].
+        vwap_side: side of the future's price vs its VWAP, in {−1, 0, +1}.
+        signal_direction: options signal direction, +1 calls / −1 puts / 0 neutral.
+        signal_strength: options signal strength, dimensionless in [0, 1].
+        w_cvd: weight of the CVD slope (default 0.4).
+        w_ofi: weight of OFI (default 0.4).
+        w_vwap: weight of the VWAP side (default 0.2).
+
+    Returns:
+        Confluence score in [−1, 1].
+    """
+    d = _sign(signal_direction)
+    s = signal_strength if signal_strength > 0 else 0.0
+    s = min(s, 1.0)
+    wsum = abs(w_cvd) + abs(w_ofi) + abs(w_vwap)
+    if d == 0 or s == 0.0 or not wsum > 0:
+        return 0.0
+    flow = w_cvd * _clip1(cvd_slope_norm) + w_ofi * _clip1(ofi_norm) + w_vwap * _sign(vwap_side)
+    return _clip1(d * s * flow / wsum)
+
+
+def execution_recommendation(
+    score: float, cautious_at: float = 0.2, execute_at: float = 0.4, strong_at: float = 0.6
+) -> tuple[int, float]:
+    """Recommendation and position-size multiplier from a confluence score.
+
+    score < ``cautious_at`` (including every negative score: the flow contradicts the signal, and
+    NaN) → HOLD ×0; < ``execute_at`` → CAUTIOUS_EXECUTE ×0.5; < ``strong_at`` → EXECUTE ×1.0;
+    otherwise STRONG_EXECUTE ×1.5. The multiplier is non-decreasing in the score and 0 for HOLD.
+    With the default even 0.2 steps, STRONG needs e.g. strength ≥ 0.6 with full flow agreement.
+
+    Args:
+        score: confluence score from ``confluence_score``, in [−1, 1].
+        cautious_at: lowest score for CAUTIOUS_EXECUTE (default 0.2).
+        execute_at: lowest score for EXECUTE (default 0.4).
+        strong_at: lowest score for STRONG_EXECUTE (default 0.6).
+
+    Returns:
+        ``(code, size_multiplier)``: code 0..3 (``RECOMMENDATION_NAMES``), multiplier in [0, 1.5].
+    """
+    if score >= strong_at:
+        return 3, 1.5
+    if score >= execute_at:
+        return 2, 1.0
+    if score >= cautious_at:
+        return 1, 0.5
+    return 0, 0.0
 
 
 @dataclass(frozen=True)
@@ -160,7 +343,7 @@ class FlowAnalyzer:
         ltp = q[L.Q_LTP] / 100
         vwap = f[L.F_VWAP]
         atp = q[L.Q_ATP] / 100
-        dev = flow.vwap_deviation_pct(ltp, vwap) if ltp > 0 else math.nan
+        dev = vwap_deviation_pct(ltp, vwap) if ltp > 0 else math.nan
         signed = f[L.F_CVD_VOL]
         recent_vol, recent_hidden, recent_cvd, recent_ofi = self._windows(c, row)
         bid, ask = q[L.Q_BID_PX] / 100, q[L.Q_ASK_PX] / 100
@@ -169,10 +352,8 @@ class FlowAnalyzer:
         ofi_norm = math.tanh(recent_ofi / (depth * math.sqrt(max(1, self.cfg.window_bars))))
         spread_ticks = (ask - bid) / tick if bid > 0 and ask >= bid else math.nan
         pressure = f[L.F_PRESSURE] if math.isfinite(f[L.F_PRESSURE]) else 0.0
-        urgency = int(
-            flow.execution_urgency(
-                ofi_norm, pressure, dev if math.isfinite(dev) else 0.0, spread_ticks, *URGENCY_ARGS
-            )
+        urgency = execution_urgency(
+            ofi_norm, pressure, dev if math.isfinite(dev) else 0.0, spread_ticks
         )
         hidden_share = recent_hidden / recent_vol if recent_vol > 0 else 0.0
         return {
@@ -239,12 +420,8 @@ class FlowAnalyzer:
             ofi_norm = m.get("ofi_recent_norm") or 0.0
             dev = m.get("vwap_deviation_pct") or 0.0
             vwap_side = 1.0 if dev > 0 else (-1.0 if dev < 0 else 0.0)
-            score = float(
-                flow.confluence_score(
-                    cvd_share, ofi_norm, vwap_side, direction, strength, *CONFLUENCE_WEIGHTS
-                )
-            )
-            code, mult = flow.execution_recommendation(
+            score = confluence_score(cvd_share, ofi_norm, vwap_side, direction, strength)
+            code, mult = execution_recommendation(
                 score, self.cfg.hold_below, self.cfg.execute_at, self.cfg.strong_at
             )
             urgency = m.get("urgency", "LOW")
@@ -254,7 +431,7 @@ class FlowAnalyzer:
                 recommendation=flow.RECOMMENDATION_NAMES[code],
                 size_multiplier=mult,
                 urgency=urgency,
-                timing_window_s=float(flow.timing_window_s(flow.URGENCY_NAMES.index(urgency))),
+                timing_window_s=timing_window_s(flow.URGENCY_NAMES.index(urgency)),
                 signal=name,
                 inputs={
                     "cvd_recent_share": cvd_share,

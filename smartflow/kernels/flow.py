@@ -1,10 +1,12 @@
-"""Order-flow kernels: OBV, VWAP, CVD (tick rule / Lee-Ready), OFI, book pressure, impact, VPIN.
+"""Order-flow kernels: OBV, VWAP, CVD (tick rule / Lee-Ready), OFI, book pressure, impact.
 
 Definitions and golden series: ``reference/flow.md``. Every function is a pure numba kernel (scalars
 and 1-D contiguous arrays in; scalars, tuples or preallocated ``out_*`` arrays out; never raises).
 Prices are float64 **rupees**, quantities float64 **units** (contracts × lot, as SmartStream sends
-them). The daemon calls the scalar ``*_step`` functions from inside its own kernels; the
-``*_series`` functions are for tests and offline work.
+them). The daemon calls the scalar ``*_step`` functions from inside its own kernels; the series
+versions and VPIN (tests and offline work) are in ``flow_series.py``, which the daemon never
+imports, and the decisions read from Python (urgency, confluence) are plain Python in
+analytics/flow.py.
 
 SmartStream sends snapshots, not trades. The quantity traded between two snapshots of a contract is
 Δ(day volume), and it is classified by comparing the snapshot's LTP with the **previous** snapshot's
@@ -14,8 +16,8 @@ trades, so the classification is approximate.
 Price equality (zero tick, "at the mid", "same level") uses a relative tolerance of 1e-9, so prices
 converted from integer paise compare equal however they were computed.
 
-Codes returned as ints (``URGENCY_*``, ``REC_*``) have their names in ``URGENCY_NAMES`` and
-``RECOMMENDATION_NAMES``; those tuples are for logging and are never read by a kernel.
+The urgency and recommendation codes (``URGENCY_*``, ``REC_*``) and their names live here, next
+to the other flow codes; analytics/flow.py computes them.
 """
 
 import math
@@ -137,41 +139,6 @@ def obv_step(obv: float, prev_close: float, close: float, volume: float, is_firs
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def obv_series(close: FloatArray, volume: FloatArray, out: FloatArray) -> int:
-    """OBV over a series, identical to ``talib.OBV`` including its NaN handling.
-
-    Leading bars up to the first bar whose close and volume are both non-NaN are NaN in ``out``;
-    that bar seeds OBV with its volume. If no such bar exists ``out`` is all NaN (the TA-Lib
-    wrapper instead seeds at the last bar regardless of its NaNs, a quirk not reproduced). Later
-    NaNs follow ``obv_step`` (NaN close = unchanged and blocks the next comparison; NaN volume
-    poisons OBV from the first bar it is added on).
-
-    Args:
-        close: float64[n] closes, rupees.
-        volume: float64[n] traded quantity per bar, units.
-        out: float64[n] out: OBV, units.
-
-    Returns:
-        Number of values written, ``min(len(close), len(volume), len(out))``.
-    """
-    n = min(len(close), len(volume), len(out))
-    start = n
-    for i in range(n):
-        if close[i] == close[i] and volume[i] == volume[i]:
-            start = i
-            break
-    for i in range(start):
-        out[i] = math.nan
-    obv = 0.0
-    prev = math.nan
-    for i in range(start, n):
-        obv = obv_step(obv, prev, close[i], volume[i], i == start)
-        prev = close[i]
-        out[i] = obv
-    return n
-
-
-@njit(cache=True, nogil=True, error_model="numpy")
 def vwap_step(
     pv_sum: float, v_sum: float, price: float, volume: float
 ) -> tuple[float, float, float]:
@@ -195,48 +162,6 @@ def vwap_step(
     if v_sum > 0:
         return float(pv_sum), float(v_sum), pv_sum / v_sum
     return float(pv_sum), float(v_sum), math.nan
-
-
-@njit(cache=True, nogil=True, error_model="numpy")
-def vwap_series(
-    price: FloatArray, volume: FloatArray, session_id: IntArray, out: FloatArray
-) -> int:
-    """Session VWAP: Σp·v/Σv, reset whenever ``session_id`` changes (09:15 IST each day).
-
-    Args:
-        price: float64[n] print prices, rupees.
-        volume: float64[n] print quantities, units.
-        session_id: int64[n] session label per print (e.g. the trading date as yyyymmdd).
-        out: float64[n] out: VWAP after each print, rupees (NaN until the session has volume).
-
-    Returns:
-        Number of values written.
-    """
-    n = min(len(price), len(volume), len(session_id), len(out))
-    pv = 0.0
-    v = 0.0
-    for i in range(n):
-        if i == 0 or session_id[i] != session_id[i - 1]:
-            pv = 0.0
-            v = 0.0
-        pv, v, out[i] = vwap_step(pv, v, price[i], volume[i])
-    return n
-
-
-@njit(cache=True, nogil=True, error_model="numpy")
-def vwap_deviation_pct(price: float, vwap: float) -> float:
-    """Percentage distance of ``price`` from ``vwap``: (price − vwap)/vwap·100.
-
-    Args:
-        price: price, rupees.
-        vwap: VWAP, rupees.
-
-    Returns:
-        Deviation in percent; NaN if ``vwap`` is not finite or ≤ 0 (or ``price`` is NaN).
-    """
-    if not (vwap > 0 and math.isfinite(vwap)):
-        return math.nan
-    return (price - vwap) / vwap * 100.0
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -374,42 +299,6 @@ def cvd_step(
     return cvd + sign * volume, sign, confident, float(price), new_tick
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
-def cvd_series(
-    price: FloatArray,
-    volume: FloatArray,
-    prev_bid: FloatArray,
-    prev_ask: FloatArray,
-    out_cvd: FloatArray,
-    out_sign: IntArray,
-) -> int:
-    """CVD over a snapshot series (``cvd_step`` per element, state starting empty).
-
-    Args:
-        price: float64[n] LTP per snapshot, rupees.
-        volume: float64[n] quantity traded since the previous snapshot, units.
-        prev_bid: float64[n] best bid prevailing *before* each snapshot (i.e. already lagged by
-            one snapshot), rupees; all-NaN gives the pure tick rule.
-        prev_ask: float64[n] best ask prevailing before each snapshot, rupees.
-        out_cvd: float64[n] out: CVD after each snapshot, units.
-        out_sign: int64[n] out: trade sign per snapshot (0 = no trade or unclassified).
-
-    Returns:
-        Number of values written.
-    """
-    n = min(len(price), len(volume), len(prev_bid), len(prev_ask), len(out_cvd), len(out_sign))
-    cvd = 0.0
-    last = math.nan
-    tick = 0
-    for i in range(n):
-        cvd, sign, _conf, last, tick = cvd_step(
-            cvd, price[i], volume[i], prev_bid[i], prev_ask[i], last, tick
-        )
-        out_cvd[i] = cvd
-        out_sign[i] = sign
-    return n
-
-
 # ---------------------------------------------------------------------------------------------
 # order-flow imbalance and book pressure
 # ---------------------------------------------------------------------------------------------
@@ -544,43 +433,6 @@ def ofi_multilevel(
     for k in range(m, len(out_e5)):
         out_e5[k] = 0.0
     return total
-
-
-@njit(cache=True, nogil=True, error_model="numpy")
-def ofi_series(
-    bid_px: FloatArray,
-    bid_qty: FloatArray,
-    ask_px: FloatArray,
-    ask_qty: FloatArray,
-    out_e: FloatArray,
-) -> int:
-    """CKS e_n for a series of best-quote updates; ``out_e[0] = 0`` (no previous update).
-
-    Args:
-        bid_px: float64[n] best bid, rupees.
-        bid_qty: float64[n] best-bid quantity, units.
-        ask_px: float64[n] best ask, rupees.
-        ask_qty: float64[n] best-ask quantity, units.
-        out_e: float64[n] out: e_n, units (OFI over an interval = the sum over its updates).
-
-    Returns:
-        Number of values written.
-    """
-    n = min(len(bid_px), len(bid_qty), len(ask_px), len(ask_qty), len(out_e))
-    if n > 0:
-        out_e[0] = 0.0
-    for i in range(1, n):
-        out_e[i] = _level_e(
-            bid_px[i],
-            bid_qty[i],
-            ask_px[i],
-            ask_qty[i],
-            bid_px[i - 1],
-            bid_qty[i - 1],
-            ask_px[i - 1],
-            ask_qty[i - 1],
-        )
-    return n
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -736,269 +588,3 @@ def hidden_liquidity(
         return 0.0
     h = traded_qty_at_price - max(displayed_qty_at_start, 0.0)
     return h if h > 0 else 0.0
-
-
-# ---------------------------------------------------------------------------------------------
-# urgency, confluence, recommendation, timing
-# ---------------------------------------------------------------------------------------------
-
-
-@njit(cache=True, nogil=True, error_model="numpy")
-def execution_urgency(
-    ofi_norm: float,
-    pressure: float,
-    vwap_dev_pct: float,
-    spread_ticks: float,
-    vwap_dev_scale_pct: float = 2.0,
-    w_ofi: float = 0.4,
-    w_pressure: float = 0.3,
-    w_vwap: float = 0.3,
-    medium_at: float = 0.25,
-    high_at: float = 0.5,
-    critical_at: float = 0.75,
-    wide_spread_ticks: float = 5.0,
-) -> int:
-    """Execution urgency from the directional consensus of book flow and price vs VWAP.
-
-    score = |w_ofi·clip(ofi_norm) + w_pressure·clip(pressure) + w_vwap·clip(vwap_dev_pct/scale)|
-    with each term clipped to [−1, 1] (NaN → 0) and the default weights summing to 1, so
-    score ∈ [0, 1]. Signed terms make disagreement cancel: urgency is high only when OFI, resting
-    pressure and the price's side of VWAP all point the same way. The VWAP term saturates at the
-    seed's 2 % deviation threshold. Level: score ≥ ``critical_at`` → CRITICAL (3), ≥ ``high_at`` →
-    HIGH (2), ≥ ``medium_at`` → MEDIUM (1), else LOW (0). Then one level is removed (not below LOW)
-    when the spread is wide — ``spread_ticks`` > ``wide_spread_ticks``, negative or NaN (no valid
-    quote) — since crossing a wide or missing quote is costly and patience pays there. The result
-    is symmetric under flipping the sign of all three flow inputs.
-
-    Args:
-        ofi_norm: normalised OFI (e.g. OFI / visible depth), dimensionless in [−1, 1].
-        pressure: book pressure from ``book_pressure``, dimensionless in [−1, 1].
-        vwap_dev_pct: price deviation from VWAP, percent.
-        spread_ticks: bid-ask spread of the traded contract, ticks.
-        vwap_dev_scale_pct: deviation at which the VWAP term saturates, percent (default 2).
-        w_ofi: weight of OFI (default 0.4: the strongest short-horizon price predictor, CKS).
-        w_pressure: weight of book pressure (default 0.3).
-        w_vwap: weight of the VWAP deviation (default 0.3).
-        medium_at: score threshold for MEDIUM (default 0.25).
-        high_at: score threshold for HIGH (default 0.5).
-        critical_at: score threshold for CRITICAL (default 0.75).
-        wide_spread_ticks: spread above which urgency is lowered by one level, ticks (default 5).
-
-    Returns:
-        Urgency code 0..3 (``URGENCY_NAMES``).
-    """
-    v = 0.0
-    if vwap_dev_scale_pct > 0:
-        v = _clip1(vwap_dev_pct / vwap_dev_scale_pct)
-    score = abs(w_ofi * _clip1(ofi_norm) + w_pressure * _clip1(pressure) + w_vwap * v)
-    level = 0
-    if score >= critical_at:
-        level = 3
-    elif score >= high_at:
-        level = 2
-    elif score >= medium_at:
-        level = 1
-    if not (spread_ticks >= 0 and spread_ticks <= wide_spread_ticks) and level > 0:
-        level -= 1
-    return level
-
-
-@njit(cache=True, nogil=True, error_model="numpy")
-def timing_window_s(urgency: int) -> float:
-    """Execution timing window for an urgency code (the seed's 30-300 s range).
-
-    LOW → 300 s, MEDIUM → 120 s, HIGH → 60 s, CRITICAL → 30 s (roughly halving per level); codes
-    outside 0..3 are clipped.
-
-    Args:
-        urgency: urgency code from ``execution_urgency``.
-
-    Returns:
-        Window length, seconds.
-    """
-    if urgency >= 3:
-        return 30.0
-    if urgency == 2:
-        return 60.0
-    if urgency == 1:
-        return 120.0
-    return 300.0
-
-
-@njit(cache=True, nogil=True, error_model="numpy")
-def confluence_score(
-    cvd_slope_norm: float,
-    ofi_norm: float,
-    vwap_side: float,
-    signal_direction: float,
-    signal_strength: float,
-    w_cvd: float = 0.4,
-    w_ofi: float = 0.4,
-    w_vwap: float = 0.2,
-) -> float:
-    """Agreement of the underlying future's flow with an options signal, in [−1, 1].
-
-    flow = (w_cvd·clip(cvd_slope_norm) + w_ofi·clip(ofi_norm) + w_vwap·sign(vwap_side)) / Σw,
-    score = sign(signal_direction) · clip(signal_strength, 0, 1) · flow.
-    Positive = the future's flow confirms the signal, negative = it contradicts it; 0 for a
-    neutral signal or zero strength. Default weights: CVD 0.4 (aggressor volume actually traded)
-    and OFI 0.4 (resting-book pressure, the best short-horizon predictor) share most of the
-    weight; the VWAP side 0.2 is a coarse, lagging regime flag. NaN inputs count as 0.
-
-    Args:
-        cvd_slope_norm: normalised CVD slope of the future, dimensionless in [−1, 1].
-        ofi_norm: normalised OFI of the future, dimensionless in [−1, 1].
-        vwap_side: side of the future's price vs its VWAP, in {−1, 0, +1}.
-        signal_direction: options signal direction, +1 calls / −1 puts / 0 neutral.
-        signal_strength: options signal strength, dimensionless in [0, 1].
-        w_cvd: weight of the CVD slope (default 0.4).
-        w_ofi: weight of OFI (default 0.4).
-        w_vwap: weight of the VWAP side (default 0.2).
-
-    Returns:
-        Confluence score in [−1, 1].
-    """
-    d = _sign(signal_direction)
-    s = signal_strength if signal_strength > 0 else 0.0
-    s = min(s, 1.0)
-    wsum = abs(w_cvd) + abs(w_ofi) + abs(w_vwap)
-    if d == 0 or s == 0.0 or not wsum > 0:
-        return 0.0
-    flow = w_cvd * _clip1(cvd_slope_norm) + w_ofi * _clip1(ofi_norm) + w_vwap * _sign(vwap_side)
-    return _clip1(d * s * flow / wsum)
-
-
-@njit(cache=True, nogil=True, error_model="numpy")
-def execution_recommendation(
-    score: float, cautious_at: float = 0.2, execute_at: float = 0.4, strong_at: float = 0.6
-) -> tuple[int, float]:
-    """Recommendation and position-size multiplier from a confluence score.
-
-    score < ``cautious_at`` (including every negative score: the flow contradicts the signal, and
-    NaN) → HOLD ×0; < ``execute_at`` → CAUTIOUS_EXECUTE ×0.5; < ``strong_at`` → EXECUTE ×1.0;
-    otherwise STRONG_EXECUTE ×1.5. The multiplier is non-decreasing in the score and 0 for HOLD.
-    With the default even 0.2 steps, STRONG needs e.g. strength ≥ 0.6 with full flow agreement.
-
-    Args:
-        score: confluence score from ``confluence_score``, in [−1, 1].
-        cautious_at: lowest score for CAUTIOUS_EXECUTE (default 0.2).
-        execute_at: lowest score for EXECUTE (default 0.4).
-        strong_at: lowest score for STRONG_EXECUTE (default 0.6).
-
-    Returns:
-        ``(code, size_multiplier)``: code 0..3 (``RECOMMENDATION_NAMES``), multiplier in [0, 1.5].
-    """
-    if score >= strong_at:
-        return 3, 1.5
-    if score >= execute_at:
-        return 2, 1.0
-    if score >= cautious_at:
-        return 1, 0.5
-    return 0, 0.0
-
-
-# ---------------------------------------------------------------------------------------------
-# VPIN (descriptive only)
-# ---------------------------------------------------------------------------------------------
-
-
-@njit(cache=True, nogil=True, error_model="numpy")
-def _norm_cdf(x: float) -> float:
-    """Standard normal CDF."""
-    return 0.5 * math.erfc(-x / math.sqrt(2.0))
-
-
-@njit(cache=True, nogil=True, error_model="numpy")
-def vpin_from_imbalances(
-    imbalance: FloatArray, bucket_volume: float, n_window: int, out_vpin: FloatArray
-) -> int:
-    """Rolling VPIN = Σ of the last ``n_window`` bucket imbalances / (n_window·bucket_volume).
-
-    Args:
-        imbalance: float64[k] |V_S − V_B| per completed bucket, units.
-        bucket_volume: bucket size V, units.
-        n_window: number of buckets n in the window.
-        out_vpin: float64[k] out: VPIN after each bucket, dimensionless; NaN until n buckets exist
-            (or everywhere if ``n_window`` < 1 or ``bucket_volume`` ≤ 0).
-
-    Returns:
-        Number of values written.
-    """
-    k = min(len(imbalance), len(out_vpin))
-    ok = n_window >= 1 and bucket_volume > 0
-    acc = 0.0
-    for i in range(k):
-        acc += imbalance[i]
-        if ok and i >= n_window:
-            acc -= imbalance[i - n_window]
-        if ok and i + 1 >= n_window:
-            out_vpin[i] = acc / (n_window * bucket_volume)
-        else:
-            out_vpin[i] = math.nan
-    return k
-
-
-@njit(cache=True, nogil=True, error_model="numpy")
-def vpin_series(
-    dprice: FloatArray,
-    volume: FloatArray,
-    sigma: float,
-    bucket_volume: float,
-    n_window: int,
-    out_imbalance: FloatArray,
-    out_vpin: FloatArray,
-) -> int:
-    """VPIN with bulk volume classification (Easley, López de Prado & O'Hara 2012).
-
-    Each time bar's volume V is split V_B = V·Φ(ΔP/σ), V_S = V − V_B and poured into buckets of
-    exactly ``bucket_volume``; a bar may split across buckets (each part keeps the bar's buy
-    fraction). A bar with non-positive or NaN volume is skipped; a NaN ΔP or σ ≤ 0 gives a buy
-    fraction of 0.5. Descriptive only: BVC-VPIN has no predictive power once volume and volatility
-    are controlled for (Andersen & Bondarenko 2014).
-
-    Args:
-        dprice: float64[n] price change per time bar, rupees.
-        volume: float64[n] volume per time bar, units.
-        sigma: standard deviation of ΔP, rupees.
-        bucket_volume: bucket size V (typically ADV/50), units.
-        n_window: number of buckets in the VPIN window (typically 50).
-        out_imbalance: float64[k] out: |V_S − V_B| per completed bucket, units.
-        out_vpin: float64[k] out: VPIN after each completed bucket (see ``vpin_from_imbalances``).
-
-    Returns:
-        Number of completed buckets written (at most ``min(len(out_imbalance), len(out_vpin))``).
-    """
-    cap = min(len(out_imbalance), len(out_vpin))
-    if not (bucket_volume > 0 and math.isfinite(bucket_volume)):
-        return 0
-    n = min(len(dprice), len(volume))
-    k = 0
-    filled = 0.0
-    buy = 0.0
-    sell = 0.0
-    for i in range(n):
-        if k >= cap:
-            break
-        v = volume[i]
-        if not (v > 0 and math.isfinite(v)):
-            continue
-        z = 0.5
-        if sigma > 0 and dprice[i] == dprice[i]:
-            z = _norm_cdf(dprice[i] / sigma)
-        remaining = v
-        while remaining > 0 and k < cap:
-            room = bucket_volume - filled
-            take = room if remaining >= room else remaining
-            buy += take * z
-            sell += take * (1.0 - z)
-            remaining -= take
-            if take == room:
-                out_imbalance[k] = abs(sell - buy)
-                k += 1
-                filled = 0.0
-                buy = 0.0
-                sell = 0.0
-            else:
-                filled += take
-    vpin_from_imbalances(out_imbalance[:k], bucket_volume, n_window, out_vpin[:k])
-    return k

@@ -485,8 +485,10 @@ def iv_greeks_rows(
 def warm_up() -> None:
     """Compile (or load from the numba cache) every kernel of black.py and iv.py.
 
-    The daemon calls this once at start-up, before reporting ready, so that no tick pays for
-    JIT compilation. It runs each kernel once on tiny arrays and discards the results.
+    For the benchmarks and the kernel tests, which call these from Python. The daemon does not:
+    it compiles what it uses by running its own pipeline once (app/warmup.py), which reaches the
+    scalar kernels here only from inside the chain kernels. It runs each kernel once on tiny
+    arrays and discards the results.
     """
     n = 2
     rows = np.arange(n, dtype=np.int64)

@@ -10,7 +10,8 @@ import pytest
 import talib
 from hypothesis import given, settings, strategies as st
 
-from smartflow.kernels import flow
+from smartflow.analytics import flow as decisions
+from smartflow.kernels import flow, flow_series
 
 
 SETTINGS = settings(max_examples=100, deadline=None)
@@ -38,7 +39,7 @@ OBV_GOLDEN = np.array([100, 300, 150, 150, 450, 700, 300], dtype=np.float64)
 
 def test_obv_golden_exact() -> None:
     out = np.empty(7)
-    assert flow.obv_series(OBV_CLOSE, OBV_VOL, out) == 7
+    assert flow_series.obv_series(OBV_CLOSE, OBV_VOL, out) == 7
     np.testing.assert_array_equal(out, OBV_GOLDEN)
     np.testing.assert_array_equal(out, talib.OBV(OBV_CLOSE, OBV_VOL))
 
@@ -58,7 +59,7 @@ def test_obv_matches_talib_random_5000() -> None:
     close = np.round(np.cumsum(rng.integers(-2, 3, 5000)) + 4000.0) * 5 / 100
     vol = rng.integers(1, 10_000, 5000).astype(np.float64) * 75
     out = np.empty(5000)
-    flow.obv_series(close, vol, out)
+    flow_series.obv_series(close, vol, out)
     assert np.max(np.abs(out - talib.OBV(close, vol))) == 0.0
 
 
@@ -78,30 +79,30 @@ def test_obv_nan_handling_matches_talib(close_nans: list[int], vol_nans: list[in
     c[close_nans] = NAN
     v[vol_nans] = NAN
     out = np.empty(7)
-    flow.obv_series(c, v, out)
+    flow_series.obv_series(c, v, out)
     np.testing.assert_array_equal(out, talib.OBV(c, v))
 
 
 def test_obv_all_nan_is_all_nan() -> None:
     # talib.OBV's wrapper seeds at the last bar when no bar is valid; we return all NaN.
     out = np.empty(7)
-    flow.obv_series(np.full(7, NAN), OBV_VOL, out)
+    flow_series.obv_series(np.full(7, NAN), OBV_VOL, out)
     assert np.isnan(out).all()
-    flow.obv_series(OBV_CLOSE, np.full(7, NAN), out)
+    flow_series.obv_series(OBV_CLOSE, np.full(7, NAN), out)
     assert np.isnan(out).all()
-    assert flow.obv_series(OBV_CLOSE[:0], OBV_VOL[:0], out[:0]) == 0
+    assert flow_series.obv_series(OBV_CLOSE[:0], OBV_VOL[:0], out[:0]) == 0
 
 
 def test_obv_nan_cases_by_hand() -> None:
     c = OBV_CLOSE.copy()
     c[3] = NAN
     out = np.empty(7)
-    flow.obv_series(c, OBV_VOL, out)
+    flow_series.obv_series(c, OBV_VOL, out)
     # bar 3 NaN → unchanged 150; bar 4 compares with NaN → unchanged 150; then +250, −400
     np.testing.assert_array_equal(out, [100, 300, 150, 150, 150, 400, 0])
     v = OBV_VOL.copy()
     v[5] = NAN
-    flow.obv_series(OBV_CLOSE, v, out)
+    flow_series.obv_series(OBV_CLOSE, v, out)
     np.testing.assert_array_equal(out[:5], OBV_GOLDEN[:5])
     assert np.isnan(out[5:]).all()
 
@@ -116,7 +117,7 @@ def test_vwap_golden_session_reset() -> None:
     v = np.array([10.0, 20, 10, 5, 15])
     sid = np.array([20250102, 20250102, 20250102, 20250103, 20250103], dtype=np.int64)
     out = np.empty(5)
-    assert flow.vwap_series(p, v, sid, out) == 5
+    assert flow_series.vwap_series(p, v, sid, out) == 5
     np.testing.assert_allclose(out, [100, 100.6667, 101, 50, 51.5], atol=1e-4)
 
 
@@ -131,10 +132,10 @@ def test_vwap_step_nan_until_volume_and_skips_bad_prints() -> None:
 
 
 def test_vwap_deviation_pct() -> None:
-    assert flow.vwap_deviation_pct(102.0, 100.0) == pytest.approx(2.0)
-    assert flow.vwap_deviation_pct(98.0, 100.0) == pytest.approx(-2.0)
+    assert decisions.vwap_deviation_pct(102.0, 100.0) == pytest.approx(2.0)
+    assert decisions.vwap_deviation_pct(98.0, 100.0) == pytest.approx(-2.0)
     for bad in (NAN, 0.0, -5.0, math.inf):
-        assert math.isnan(flow.vwap_deviation_pct(100.0, bad))
+        assert math.isnan(decisions.vwap_deviation_pct(100.0, bad))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -154,7 +155,7 @@ CVD_PREV_ASK = np.array([NAN, 100.05, 100.10, 100.10, 100.00, 100.05])
 def _cvd(price, vol, bid, ask):
     n = len(price)
     out, sign = np.empty(n), np.empty(n, dtype=np.int64)
-    assert flow.cvd_series(price, vol, bid, ask, out, sign) == n
+    assert flow_series.cvd_series(price, vol, bid, ask, out, sign) == n
     return out, sign
 
 
@@ -271,7 +272,7 @@ OFI_AQ = np.array([40.0, 40, 60, 25, 25])
 
 def test_ofi_golden() -> None:
     e = np.empty(5)
-    assert flow.ofi_series(OFI_BID, OFI_BQ, OFI_ASK, OFI_AQ, e) == 5
+    assert flow_series.ofi_series(OFI_BID, OFI_BQ, OFI_ASK, OFI_AQ, e) == 5
     np.testing.assert_array_equal(e, [0, 20, 70, -55, -20])
     assert e.sum() == 15
     for i in range(1, 5):
@@ -498,46 +499,46 @@ def test_names() -> None:
 
 
 def test_urgency_cases() -> None:
-    assert flow.execution_urgency(0.0, 0.0, 0.0, 1.0) == flow.URGENCY_LOW
+    assert decisions.execution_urgency(0.0, 0.0, 0.0, 1.0) == flow.URGENCY_LOW
     # 0.4·0.5 + 0.3·0.3 + 0.3·(0.5/2) = 0.365 → MEDIUM
-    assert flow.execution_urgency(0.5, 0.3, 0.5, 1.0) == flow.URGENCY_MEDIUM
+    assert decisions.execution_urgency(0.5, 0.3, 0.5, 1.0) == flow.URGENCY_MEDIUM
     # 0.4 + 0.3·0.5 + 0 = 0.55 → HIGH
-    assert flow.execution_urgency(1.0, 0.5, 0.0, 2.0) == flow.URGENCY_HIGH
+    assert decisions.execution_urgency(1.0, 0.5, 0.0, 2.0) == flow.URGENCY_HIGH
     # everything aligned, price 3 % above VWAP (saturates at 2 %) → 1.0 → CRITICAL
-    assert flow.execution_urgency(1.0, 1.0, 3.0, 1.0) == flow.URGENCY_CRITICAL
+    assert decisions.execution_urgency(1.0, 1.0, 3.0, 1.0) == flow.URGENCY_CRITICAL
     # the same with a wide or missing spread is one level lower
-    assert flow.execution_urgency(1.0, 1.0, 3.0, 8.0) == flow.URGENCY_HIGH
-    assert flow.execution_urgency(1.0, 1.0, 3.0, NAN) == flow.URGENCY_HIGH
+    assert decisions.execution_urgency(1.0, 1.0, 3.0, 8.0) == flow.URGENCY_HIGH
+    assert decisions.execution_urgency(1.0, 1.0, 3.0, NAN) == flow.URGENCY_HIGH
     # disagreement cancels: strong buy OFI against sell pressure and price below VWAP → LOW
-    assert flow.execution_urgency(1.0, -1.0, -2.0, 1.0) == flow.URGENCY_LOW
+    assert decisions.execution_urgency(1.0, -1.0, -2.0, 1.0) == flow.URGENCY_LOW
     # NaN flow inputs count as 0
-    assert flow.execution_urgency(NAN, NAN, NAN, 1.0) == flow.URGENCY_LOW
+    assert decisions.execution_urgency(NAN, NAN, NAN, 1.0) == flow.URGENCY_LOW
 
 
 @SETTINGS
 @given(unit, unit, st.floats(-2.0, 2.0), st.floats(0.0, 20.0), st.floats(0.0, 1.0))
 def test_urgency_properties(o: float, p: float, d: float, spread: float, lam: float) -> None:
-    u = flow.execution_urgency(o, p, d, spread)
+    u = decisions.execution_urgency(o, p, d, spread)
     assert 0 <= u <= 3
-    assert flow.execution_urgency(-o, -p, -d, spread) == u  # sign symmetry
-    assert flow.execution_urgency(lam * o, lam * p, lam * d, spread) <= u  # weaker flow
-    assert flow.execution_urgency(o, p, d, spread + 10.0) <= u  # wider spread
+    assert decisions.execution_urgency(-o, -p, -d, spread) == u  # sign symmetry
+    assert decisions.execution_urgency(lam * o, lam * p, lam * d, spread) <= u  # weaker flow
+    assert decisions.execution_urgency(o, p, d, spread + 10.0) <= u  # wider spread
 
 
 def test_timing_window() -> None:
-    got = [flow.timing_window_s(u) for u in range(4)]
+    got = [decisions.timing_window_s(u) for u in range(4)]
     assert got == [300.0, 120.0, 60.0, 30.0]
-    assert flow.timing_window_s(-1) == 300.0
-    assert flow.timing_window_s(7) == 30.0
+    assert decisions.timing_window_s(-1) == 300.0
+    assert decisions.timing_window_s(7) == 30.0
 
 
 def test_confluence_cases() -> None:
-    assert flow.confluence_score(1.0, 1.0, 1, 1, 1.0) == pytest.approx(1.0)
-    assert flow.confluence_score(1.0, 1.0, 1, -1, 1.0) == pytest.approx(-1.0)
-    assert flow.confluence_score(0.5, 0.5, 0, 1, 0.8) == pytest.approx(0.8 * 0.4)
-    assert flow.confluence_score(1.0, 1.0, 1, 0, 1.0) == 0.0
-    assert flow.confluence_score(1.0, 1.0, 1, 1, 0.0) == 0.0
-    assert flow.confluence_score(NAN, NAN, 0, 1, 1.0) == 0.0
+    assert decisions.confluence_score(1.0, 1.0, 1, 1, 1.0) == pytest.approx(1.0)
+    assert decisions.confluence_score(1.0, 1.0, 1, -1, 1.0) == pytest.approx(-1.0)
+    assert decisions.confluence_score(0.5, 0.5, 0, 1, 0.8) == pytest.approx(0.8 * 0.4)
+    assert decisions.confluence_score(1.0, 1.0, 1, 0, 1.0) == 0.0
+    assert decisions.confluence_score(1.0, 1.0, 1, 1, 0.0) == 0.0
+    assert decisions.confluence_score(NAN, NAN, 0, 1, 1.0) == 0.0
 
 
 @SETTINGS
@@ -545,37 +546,37 @@ def test_confluence_cases() -> None:
 def test_confluence_properties(
     cvd: float, ofi: float, side: int, strength: float, bump: float, s2: float
 ) -> None:
-    s = flow.confluence_score(cvd, ofi, side, 1, strength)
+    s = decisions.confluence_score(cvd, ofi, side, 1, strength)
     assert -1.0 <= s <= 1.0
-    assert flow.confluence_score(cvd, ofi, side, -1, strength) == -s  # direction flips sign
-    assert flow.confluence_score(-cvd, -ofi, -side, 1, strength) == pytest.approx(-s)
+    assert decisions.confluence_score(cvd, ofi, side, -1, strength) == -s  # direction flips sign
+    assert decisions.confluence_score(-cvd, -ofi, -side, 1, strength) == pytest.approx(-s)
     # more agreeing flow never lowers the score; more strength never lowers |score|
     up = abs(bump)
-    assert flow.confluence_score(min(cvd + up, 1.0), ofi, side, 1, strength) >= s - 1e-12
-    assert flow.confluence_score(cvd, min(ofi + up, 1.0), side, 1, strength) >= s - 1e-12
+    assert decisions.confluence_score(min(cvd + up, 1.0), ofi, side, 1, strength) >= s - 1e-12
+    assert decisions.confluence_score(cvd, min(ofi + up, 1.0), side, 1, strength) >= s - 1e-12
     lo, hi = sorted((strength, s2))
     assert (
-        abs(flow.confluence_score(cvd, ofi, side, 1, hi))
-        >= abs(flow.confluence_score(cvd, ofi, side, 1, lo)) - 1e-12
+        abs(decisions.confluence_score(cvd, ofi, side, 1, hi))
+        >= abs(decisions.confluence_score(cvd, ofi, side, 1, lo)) - 1e-12
     )
 
 
 def test_recommendation_cases() -> None:
-    assert flow.execution_recommendation(-0.9) == (flow.REC_HOLD, 0.0)
-    assert flow.execution_recommendation(NAN) == (flow.REC_HOLD, 0.0)
-    assert flow.execution_recommendation(0.1) == (flow.REC_HOLD, 0.0)
-    assert flow.execution_recommendation(0.2) == (flow.REC_CAUTIOUS_EXECUTE, 0.5)
-    assert flow.execution_recommendation(0.5) == (flow.REC_EXECUTE, 1.0)
-    assert flow.execution_recommendation(0.6) == (flow.REC_STRONG_EXECUTE, 1.5)
-    assert flow.execution_recommendation(1.0) == (flow.REC_STRONG_EXECUTE, 1.5)
+    assert decisions.execution_recommendation(-0.9) == (flow.REC_HOLD, 0.0)
+    assert decisions.execution_recommendation(NAN) == (flow.REC_HOLD, 0.0)
+    assert decisions.execution_recommendation(0.1) == (flow.REC_HOLD, 0.0)
+    assert decisions.execution_recommendation(0.2) == (flow.REC_CAUTIOUS_EXECUTE, 0.5)
+    assert decisions.execution_recommendation(0.5) == (flow.REC_EXECUTE, 1.0)
+    assert decisions.execution_recommendation(0.6) == (flow.REC_STRONG_EXECUTE, 1.5)
+    assert decisions.execution_recommendation(1.0) == (flow.REC_STRONG_EXECUTE, 1.5)
 
 
 @SETTINGS
 @given(unit, unit)
 def test_recommendation_monotone(a: float, b: float) -> None:
     lo, hi = sorted((a, b))
-    c1, m1 = flow.execution_recommendation(lo)
-    c2, m2 = flow.execution_recommendation(hi)
+    c1, m1 = decisions.execution_recommendation(lo)
+    c2, m2 = decisions.execution_recommendation(hi)
     assert c1 <= c2
     assert m1 <= m2
     for c, m in ((c1, m1), (c2, m2)):
@@ -593,7 +594,7 @@ VPIN_GOLDEN = [0.571258, 0.454329, 0.405123, 0.41615]
 
 def test_vpin_from_imbalances_golden() -> None:
     out = np.empty(6)
-    assert flow.vpin_from_imbalances(VPIN_IMB, 500.0, 3, out) == 6
+    assert flow_series.vpin_from_imbalances(VPIN_IMB, 500.0, 3, out) == 6
     assert np.isnan(out[:2]).all()
     np.testing.assert_allclose(out[2:], VPIN_GOLDEN, atol=1e-6)
 
@@ -607,7 +608,7 @@ def test_vpin_series_reproduces_golden_from_bars() -> None:
         [sigma * nd.inv_cdf(0.5 + s * imb / 1000) for s, imb in zip(sgn, VPIN_IMB, strict=True)]
     )
     imb, vpin = np.empty(6), np.empty(6)
-    assert flow.vpin_series(dp, np.full(6, 500.0), sigma, 500.0, 3, imb, vpin) == 6
+    assert flow_series.vpin_series(dp, np.full(6, 500.0), sigma, 500.0, 3, imb, vpin) == 6
     np.testing.assert_allclose(imb, VPIN_IMB, atol=1e-6)
     np.testing.assert_allclose(vpin[2:], VPIN_GOLDEN, atol=1e-6)
 
@@ -618,10 +619,10 @@ def test_vpin_series_splits_bars_across_buckets() -> None:
     dp = np.array([100.0, 0.0, -100.0])
     vol = np.array([750.0, 0.0, 250.0])
     imb, vpin = np.empty(4), np.empty(4)
-    assert flow.vpin_series(dp, vol, 1.0, 500.0, 2, imb, vpin) == 2
+    assert flow_series.vpin_series(dp, vol, 1.0, 500.0, 2, imb, vpin) == 2
     np.testing.assert_allclose(imb[:2], [500.0, 0.0], atol=1e-9)
     assert math.isnan(vpin[0])
     assert vpin[1] == pytest.approx(0.5)
     # σ ≤ 0: no information, every bucket balanced
-    assert flow.vpin_series(dp, vol, 0.0, 500.0, 2, imb, vpin) == 2
+    assert flow_series.vpin_series(dp, vol, 0.0, 500.0, 2, imb, vpin) == 2
     np.testing.assert_allclose(imb[:2], 0.0, atol=1e-9)

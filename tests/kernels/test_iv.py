@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -40,7 +42,6 @@ from smartflow.kernels.iv import (
     iv_greeks_rows,
     iv_greeks_tick,
     normalised_implied_s,
-    warm_up,
 )
 
 
@@ -398,5 +399,22 @@ def test_one_minute_to_expiry_deep_wings():
             assert abs(iv - sig) <= 1e-8
 
 
-def test_warm_up_runs():
-    warm_up()
+def test_warm_up_compiles_every_kernel_of_black_and_iv():
+    # In a fresh interpreter: here, earlier tests have compiled most kernels already.
+    script = (
+        "from numba.core.registry import CPUDispatcher\n"
+        "from smartflow.kernels import black, iv\n"
+        "iv.warm_up()\n"
+        "for m in (black, iv):\n"
+        "    for name, obj in vars(m).items():\n"
+        "        if isinstance(obj, CPUDispatcher) and obj.__module__ == m.__name__:\n"
+        "            print(m.__name__, name, len(obj.signatures))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=300
+    ).stdout
+    counts = {tuple(line.split()[:2]): int(line.split()[2]) for line in out.splitlines()}
+    assert ("smartflow.kernels.iv", "iv_greeks_rows") in counts
+    assert ("smartflow.kernels.black", "black_price") in counts
+    cold = [name for name, n in counts.items() if n == 0]
+    assert not cold, cold
