@@ -1,13 +1,15 @@
 """The daemon: start-up, the stage tasks, and a graceful or forced shutdown.
 
-Start-up order (style.md rule 10): config and logging (done by the caller) → live gating and
-login → the simulator in sim mode → scrip master and chains → kernel warm-up → stage tasks →
-feed connected and subscribed → ready. Shutdown: stop intake (unsubscribe, close sockets) →
-stop the engine → flush the tape → stop the simulator. The first SIGINT/SIGTERM asks for that;
-a second one exits at once. A stage task that ends on its own is a fault: the daemon exits
-non-zero so systemd restarts it. Every shutdown step runs whatever the one before did; the last
-line (``daemon.stopped``) names what failed, journal writes included, and the exit code is then
-non-zero.
+Start-up order (style.md rule 10): config and logging (done by the caller) → the venue's checks
+(live gating; the simulator's known underlyings) → journal and kernel warm-up → the venue
+(app/venue.py: Angel login, or the simulator in sim mode) and its scrip master → the pipeline
+(app/pipeline.py) → stage tasks → feed connected and subscribed → ready. Health (app/health.py)
+and latency observation (app/latency.py) are their own objects. Shutdown: stop intake
+(unsubscribe, close sockets) → stop the engine → flush the tape → close the venue. The first
+SIGINT/SIGTERM asks for that; a second one exits at once. A stage task that ends on its own is a
+fault: the daemon exits non-zero so systemd restarts it. Every shutdown step runs whatever the
+one before did; the last line (``daemon.stopped``) names what failed, journal writes included,
+and the exit code is then non-zero.
 """
 
 from __future__ import annotations

@@ -47,6 +47,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 from smartflow.config import FeedConfig
 from smartflow.core.clock import Clock
 from smartflow.core.errors import AuthError, FatalError
+from smartflow.core.timeutil import NS_PER_S
 from smartflow.feed import protocol as p
 from smartflow.kernels import wire
 from smartflow.tape.format import TapeWriter
@@ -57,7 +58,6 @@ Sink = Callable[[int, bytes, bytes], None]  # (recv_ns, conflation key, packet)
 HeadersProvider = Callable[[], Awaitable[dict[str, str]]]
 AuthFailureHook = Callable[[str], Awaitable[None]]
 
-_NS = 1_000_000_000
 YIELD_EVERY = 32
 FRAME_QUEUE = 256
 
@@ -407,7 +407,7 @@ class FeedSession:
     def _find_silent(self) -> None:
         """Contracts without a packet for ``token_silent_s`` while their segment streams."""
         now = self.clock.now_ns()
-        window = int(self.cfg.token_silent_s * _NS)
+        window = int(self.cfg.token_silent_s * NS_PER_S)
         live_segments = set()
         quiet: list[Pair] = []
         for pair, since in self._wanted_since.items():
@@ -566,7 +566,7 @@ class _Connection:
 
     async def _watchdog(self, ws: ClientConnection) -> None:
         s = self.session
-        timeout_ns = int(s.cfg.stall_timeout_s * _NS)
+        timeout_ns = int(s.cfg.stall_timeout_s * NS_PER_S)
         since = s.clock.now_ns()
         last_seen = self.last_frame_ns
         seen_data = self.data_frames
@@ -579,7 +579,7 @@ class _Connection:
                 since = now
             elif now - since > timeout_ns:
                 s.stats.stalls += 1
-                s.log.warning("feed.stalled", socket=self.index, silent_s=(now - since) / _NS)
+                s.log.warning("feed.stalled", socket=self.index, silent_s=(now - since) / NS_PER_S)
                 # Close without a handshake: a stalled peer would not answer one.
                 ws.transport.abort()
                 return

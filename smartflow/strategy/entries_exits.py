@@ -31,10 +31,7 @@ from typing import Any, Protocol
 
 from smartflow.config import StrategyConfig
 from smartflow.core.messages import OrderIntent, Quote, SmartMoneySignal
-from smartflow.core.timeutil import ist_date, ist_datetime, parse_hhmm
-
-
-NS = 1_000_000_000
+from smartflow.core.timeutil import NS_PER_S, ist_date, ist_datetime, parse_hhmm
 
 
 class PositionBook(Protocol):
@@ -177,7 +174,7 @@ class Strategy:
         token = contract.token
         if self.book.net_lots(token) or self.book.in_flight(token):
             return
-        if now_ns - self.last_exit_ns.get(token, -(10**18)) < self.cfg.cooldown_s * NS:
+        if now_ns - self.last_exit_ns.get(token, -(10**18)) < self.cfg.cooldown_s * NS_PER_S:
             return
         dte = (contract.expiry - ist_date(now_ns)).days
         if dte < self.cfg.min_dte_for_entry or self.past_cutoff(now_ns, contract.expiry):
@@ -201,7 +198,7 @@ class Strategy:
             lot_size=contract.lot_size,
             purpose="ENTRY",
             reason=f"{kind} {signal.recommendation} p={signal.smart_money_probability:.2f}",
-            ttl_ns=int(self.cfg.intent_ttl_s * NS),
+            ttl_ns=int(self.cfg.intent_ttl_s * NS_PER_S),
             tick_ns=self.tick_ns(),
             signal_ts=signal.ts,
         )
@@ -263,7 +260,7 @@ class Strategy:
         lots = self.book.net_lots(token)
         if held is None or lots <= 0:
             return
-        if now_ns - self._exit_queued_ns.get(token, -(10**18)) < NS:
+        if now_ns - self._exit_queued_ns.get(token, -(10**18)) < NS_PER_S:
             return
         if any(o.side == "SELL" for o in self.book.open_orders(token)):
             return
@@ -280,7 +277,7 @@ class Strategy:
             lot_size=c.lot_size,
             purpose="EXIT",
             reason=reason,
-            ttl_ns=int(self.cfg.intent_ttl_s * NS),
+            ttl_ns=int(self.cfg.intent_ttl_s * NS_PER_S),
             tick_ns=self.tick_ns(),
         )
         if self.submit(intent):
