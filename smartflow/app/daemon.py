@@ -23,7 +23,7 @@ import sqlite3
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 import structlog
@@ -59,6 +59,10 @@ from smartflow.journal.history import HistoryStore
 from smartflow.journal.store import Journal, JournalWriteError
 from smartflow.orders.port import BrokerPort
 from smartflow.tape.format import TapeWriter
+
+
+if TYPE_CHECKING:
+    from smartflow.sim.server import SimServer
 
 
 @dataclass
@@ -171,7 +175,7 @@ class Daemon:
         venue = await self.venue.start(self.journal)
         self.clock, self.speed, self.broker = venue.clock, venue.speed, venue.broker
         for name, work in venue.tasks.items():
-            self._spawn(name, work)
+            self._spawn(name, work())
         url, headers, master = venue.url, venue.headers, venue.master
         now = self.clock.now_ns()
         pipeline = build_pipeline(cfg, master, self.clock)
@@ -367,6 +371,11 @@ class Daemon:
         assert self.trading is not None  # noqa: S101 — checked by the caller
         cancelled = await asyncio.wait_for(self.trading.router.shutdown(policy), 10)
         self.log.info("orders.stopped", policy=policy, cancelled=cancelled)
+
+    @property
+    def sim(self) -> SimServer | None:
+        """The simulator this daemon runs in-process (sim mode), for tests and tools."""
+        return self.venue.server if self.venue is not None else None
 
     @property
     def signals_emitted(self) -> int:

@@ -9,10 +9,10 @@ a live daemon never loads it.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from smartflow.config import Config, Credentials
 from smartflow.core.clock import Clock, LiveClock
@@ -25,6 +25,10 @@ from smartflow.journal.store import Journal
 from smartflow.orders.angel import AngelGateway
 from smartflow.orders.angel_session import AngelSession
 from smartflow.orders.port import BrokerPort
+
+
+if TYPE_CHECKING:
+    from smartflow.sim.server import SimServer
 
 
 @dataclass
@@ -41,12 +45,15 @@ class Venue:
     """The live order gateway (None: paper trading)."""
     on_auth_failure: AuthFailureHook | None = None
     relogin: AuthFailureHook | None = None
-    tasks: dict[str, Coroutine[Any, Any, None]] = field(default_factory=dict)
-    """Background work the daemon runs as tasks (the daily login cycle)."""
+    tasks: dict[str, Callable[[], Coroutine[Any, Any, None]]] = field(default_factory=dict)
+    """Background work the daemon starts as tasks, by name (the daily login cycle)."""
 
 
 class VenueStarter(Protocol):
     """Start-up and shutdown of one kind of venue."""
+
+    server: SimServer | None
+    """The simulator this process runs (sim mode, not external), for tests and tools."""
 
     def check(self) -> None:
         """Refuse a configuration the venue cannot serve, before anything slow starts."""
@@ -77,6 +84,7 @@ class LiveVenue:
         self.live = live
         self.log = log
         self.session: AngelSession | None = None
+        self.server: SimServer | None = None
 
     def check(self) -> None:
         """Live mode needs the --live flag and every credential."""
@@ -105,8 +113,9 @@ class LiveVenue:
             broker = AngelGateway(
                 session, cfg.orders, self.log.bind(stage="angel"), close_session=False
             )
-        daily = session.run_daily(
-            clock, parse_hhmm(cfg.orders.login_at_ist), parse_hhmm(cfg.orders.logout_at_ist)
+        login_at, logout_at = (
+            parse_hhmm(cfg.orders.login_at_ist),
+            parse_hhmm(cfg.orders.logout_at_ist),
         )
         master = await load_scrip_master(
             cfg.market.scrip_master_url,
@@ -123,7 +132,7 @@ class LiveVenue:
             broker=broker,
             on_auth_failure=session.on_stream_auth_failure,
             relogin=session.relogin_for_stream,
-            tasks={"daily-session": daily},
+            tasks={"daily-session": lambda: session.run_daily(clock, login_at, logout_at)},
         )
 
     def closers(self) -> list[tuple[str, Awaitable[None]]]:

@@ -727,16 +727,29 @@ async def test_the_engine_keeps_applying_ticks_under_api_load(api: Api) -> None:
 
 async def test_no_handler_failed(api: Api) -> None:
     """Every read route, asked well and badly, leaves no handler failure and no error log."""
+
+    async def status_of(path: str) -> int:
+        # The earlier load test may have spent this second's request budget: 429 is the limiter
+        # speaking, not a handler, so ask again (the deadline is ``until``'s).
+        got: list[int] = []
+
+        async def answered() -> bool:
+            async with api.http.get(path) as r:
+                await r.read()
+                got.append(r.status)
+            return got[-1] != 429
+
+        await until(answered, f"{path} answered without 429")
+        return got[-1]
+
     mark = len(api.logs)
-    for path in (*GET_ROUTES, "/healthz", "/metrics"):
-        async with api.http.get(path) as r:
-            # /healthz may answer 503 (a verdict, not a failure); nothing answers 500.
-            assert r.status in ((200, 503) if path == "/healthz" else (200,)), (path, r.status)
-            await r.read()
+    for path in (*GET_ROUTES, "/metrics"):
+        assert await status_of(path) == 200, path
+    assert await status_of("/healthz") in (200, 503)  # a verdict either way, never a 500
     for path in GET_ROUTES:
-        await _bad(api, f"{path}?no_such_key=1")
-    await _bad(api, "/api/chain/NOSUCH", 404)
-    await _bad(api, "/api/no-such-route", 404)
+        assert await status_of(f"{path}?no_such_key=1") == 400, path
+    assert await status_of("/api/chain/NOSUCH") == 404
+    assert await status_of("/api/no-such-route") == 404
     logs = api.logs[mark:]
     errors = [e for e in logs if e.get("event") == "api.error" or e.get("log_level") == "error"]
     assert not errors, errors[:3]
