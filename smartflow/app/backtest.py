@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import math
+import multiprocessing
 import os
 from collections import defaultdict
 from concurrent.futures import ProcessPoolExecutor
@@ -102,24 +103,31 @@ class _BacktestReplayer(Replayer):
 
     def __init__(self, cfg: Config, master: ScripMaster, start_ns: int, sink: Any) -> None:
         super().__init__(cfg, master, sink, NO_SNAPSHOTS_S, start_ns)
-        self.signals: dict[tuple[str, int], SmartMoneySignal] = {}
+        self.entry_signals: dict[str, SmartMoneySignal] = {}
+        self._awaiting: dict[str, tuple[str, int]] = {}
         self.touch: dict[str, float] = {}
         self.trades: list[dict[str, Any]] = []
         self.open_intervals: list[tuple[int, int]] = []
         if self.trading is not None:
             self.trading.router.on_intent.append(self._on_intent)
-
-    def write_signal(self, signal: SmartMoneySignal) -> None:
-        """Keep tradable signals (an entry's evidence) besides counting them."""
-        super().write_signal(signal)
-        if signal.recommendation in ("BUY_CALL", "BUY_PUT"):
-            self.signals[(signal.underlying, signal.ts)] = signal
+            # After the detectors' own after-bar hook, which adds the reason and evidence.
+            self.book.after_bar.append(self._after_bar)
 
     def _on_intent(self, intent: OrderIntent) -> None:
         assert self.trading is not None  # noqa: S101 — hooked only with trading on
         q = self.trading.market.quote(intent.token)
         touch = (q.ask if intent.side == "BUY" else q.bid) if q else 0.0
         self.touch[intent.intent_id] = touch
+        if intent.purpose == "ENTRY" and intent.signal_ts is not None:
+            self._awaiting[intent.intent_id] = (intent.underlying, intent.signal_ts)
+
+    def _after_bar(self, _bar_end_ns: int, _seq: int) -> None:
+        # An entry is made on its bar's decision; once explained it is the detector's latest.
+        for intent_id, (underlying, ts) in list(self._awaiting.items()):
+            latest = self.detectors[underlying].latest
+            if latest is not None and latest.ts == ts:
+                self.entry_signals[intent_id] = latest
+                del self._awaiting[intent_id]
 
     async def arun(self, tape: Any, timing: bool = False) -> Any:
         """Replay, then build the round trips from the journal before it closes."""
@@ -220,7 +228,7 @@ class _BacktestReplayer(Replayer):
         exit_reason = forced_exit or (orders[t.exit_orders[-1]].reason if t.exit_orders else "")
         words = entry.reason.split()
         intent_id = intent_of.get(t.entry_order, "")
-        signal = self._entry_signal(entry.underlying, intent_id)
+        signal = self._entry_signal(intent_id)
         entry_ns, exit_ns = t.legs[0].first_ns, t.legs[-1].last_ns
         return {
             "day": ist_datetime(entry_ns).date().isoformat(),
@@ -246,12 +254,8 @@ class _BacktestReplayer(Replayer):
             "signal": signal,
         }
 
-    def _entry_signal(self, underlying: str, intent_id: str) -> dict[str, Any] | None:
-        # Intent ids are "entry-<bar end ns>-<n>", and an entry is made at its signal's bar end.
-        parts = intent_id.split("-")
-        if len(parts) != 3 or not parts[1].isdigit():
-            return None
-        s = self.signals.get((underlying, int(parts[1])))
+    def _entry_signal(self, intent_id: str) -> dict[str, Any] | None:
+        s = self.entry_signals.get(intent_id)
         if s is None:
             return None
         return {
@@ -531,7 +535,9 @@ def sweep(
         sub = str(Path(out_dir) / f"{i:02d}-{_slug(label)}")
         jobs.append((msgspec.json.encode(c), list(tapes), sub, instruments))
     if workers > 1 and len(jobs) > 1:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
+        # Spawned, not forked: a fork would copy this process's threads' locks mid-use.
+        ctx = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
             results = list(pool.map(_sweep_one, jobs))
     else:
         results = [_sweep_one(j) for j in jobs]

@@ -12,12 +12,13 @@ Per fill, on its premium turnover ``quantity × price`` (rupees):
 - stamp duty: ``stamp_buy_pct`` of the turnover, buy side only;
 - GST: ``gst_pct`` of brokerage + exchange charge + SEBI fee.
 
-Each component is rounded to paise on its own, and GST is taken on the rounded components, as a
-contract note shows them. The defaults and their sources are in README ("Backtests").
+Each component is rounded to paise (half up) on its own, and GST is taken on the rounded
+components, as a contract note shows them. Defaults and sources: README, "Backtests".
 """
 
 from __future__ import annotations
 
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from smartflow.config import CostsConfig
@@ -26,6 +27,11 @@ from smartflow.journal.store import FillCharges, PositionRow
 
 CRORE = 10_000_000.0
 BSE_SEGMENTS = ("BFO", "BSE")
+
+
+def paise(x: float) -> float:
+    """Rupees rounded to paise, half up as contract notes do (``round`` goes half-even)."""
+    return float(Decimal(repr(x)).quantize(Decimal("0.01"), ROUND_HALF_UP))
 
 
 class ChargeModel:
@@ -47,19 +53,19 @@ class ChargeModel:
         if not c.enabled or quantity <= 0:
             return FillCharges()
         turnover = quantity * price
-        brokerage = round(
-            self.brokerage(order_turnover + turnover) - self.brokerage(order_turnover), 2
+        brokerage = paise(
+            self.brokerage(order_turnover + turnover) - self.brokerage(order_turnover)
         )
         pct = c.exchange_pct_bse if exchange.upper() in BSE_SEGMENTS else c.exchange_pct_nse
-        exch = round(turnover * pct / 100, 2)
-        sebi = round(turnover * c.sebi_per_crore / CRORE, 2)
+        exch = paise(turnover * pct / 100)
+        sebi = paise(turnover * c.sebi_per_crore / CRORE)
         return FillCharges(
             brokerage=brokerage,
-            stt=round(turnover * c.stt_sell_pct / 100, 2) if side == "SELL" else 0.0,
+            stt=paise(turnover * c.stt_sell_pct / 100) if side == "SELL" else 0.0,
             exchange=exch,
             sebi=sebi,
-            stamp=round(turnover * c.stamp_buy_pct / 100, 2) if side == "BUY" else 0.0,
-            gst=round((brokerage + exch + sebi) * c.gst_pct / 100, 2),
+            stamp=paise(turnover * c.stamp_buy_pct / 100) if side == "BUY" else 0.0,
+            gst=paise((brokerage + exch + sebi) * c.gst_pct / 100),
         )
 
 
