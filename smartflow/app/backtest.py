@@ -295,7 +295,7 @@ def instruments_for(tape: str, instruments: str | None) -> str:
     return str(Path(tape).resolve().parent / "instruments.json")
 
 
-def run_tape(cfg: Config, tape_path: str, instruments: str | None) -> TapeRun:
+def run_tape(cfg: Config, tape_path: str, instruments: str | None, name: str = "") -> TapeRun:
     """One tape through the pipeline."""
     master = load_file(instruments_for(tape_path, instruments), set(cfg.market.underlyings))
     tape = open_tape(tape_path)
@@ -307,7 +307,7 @@ def run_tape(cfg: Config, tape_path: str, instruments: str | None) -> TapeRun:
             rep = _BacktestReplayer(cfg, master, start, sink)
             s = asyncio.run(rep.arun(tape))
         return TapeRun(
-            name=Path(tape_path).name,
+            name=name or Path(tape_path).name,
             start_ns=start,
             end_ns=rep.last_ns,
             summary={
@@ -431,8 +431,13 @@ def backtest(
     """Run ``tapes`` (in start-time order), write the results and report into ``out_dir``."""
     if not cfg.strategy.enabled:
         raise ConfigError("backtest: strategy.enabled is false, so nothing would trade")
+    names = [Path(t).name for t in tapes]
+    if len(set(names)) < len(names):
+        # The same file name in several folders (one per day): name each by its folder too.
+        names = [f"{Path(t).parent.name}/{Path(t).name}" for t in tapes]
     runs = sorted(
-        (run_tape(cfg, t, instruments) for t in tapes), key=lambda r: (r.start_ns, r.name)
+        (run_tape(cfg, t, instruments, n) for t, n in zip(tapes, names, strict=True)),
+        key=lambda r: (r.start_ns, r.name),
     )
     result: dict[str, Any] = {
         "tapes": [

@@ -111,7 +111,7 @@ def bar_chart(items: list[tuple[str, float]], title: str) -> str:
     slot = min(90.0, (W - 2 * PAD) / max(1, len(items)))
 
     def y(v: float) -> float:
-        return H - 36 - (v - lo) * (H - 60) / span
+        return H - 40 - (v - lo) * (H - 76) / span
 
     bars = []
     for i, (label, v) in enumerate(items):
@@ -121,9 +121,12 @@ def bar_chart(items: list[tuple[str, float]], title: str) -> str:
             f'<rect x="{x:.1f}" y="{top:.1f}" width="{slot * 0.7:.1f}" '
             f'height="{max(1.0, bottom - top):.1f}" fill="{UP if v >= 0 else DOWN}">'
             f"<title>{_e(label)}: {v:+,.2f}</title></rect>"
-            f'<text x="{x + slot * 0.35:.1f}" y="{H - 20}" text-anchor="middle">'
-            f"{_e(label[:24])}</text>"
-            f'<text x="{x + slot * 0.35:.1f}" y="{top - 3:.1f}" text-anchor="middle">'
+            + "".join(
+                f'<text x="{x + slot * 0.35:.1f}" y="{H - 24 + 12 * k}" text-anchor="middle">'
+                f"{_e(word[:14])}</text>"
+                for k, word in enumerate(label.split(" ", 1))
+            )
+            + f'<text x="{x + slot * 0.35:.1f}" y="{top - 3:.1f}" text-anchor="middle">'
             f"{v:+,.0f}</text>"
         )
     return (
@@ -178,8 +181,8 @@ def _trades_table(trades: list[dict[str, Any]]) -> str:
         (
             "<tr>"
             + _cell(t["n"])
-            + _cell(t["entry_ts"], left=True)
-            + _cell(t["exit_ts"], left=True)
+            + _cell(t["entry_ts"], _e(t["entry_ts"][5:].replace("T", " ")), left=True)
+            + _cell(t["exit_ts"], _e(t["exit_ts"][5:].replace("T", " ")), left=True)
             + _cell(t["symbol"], left=True)
             + _cell(t["quantity"])
             + _cell(t["entry_price"], f"{t['entry_price']:.2f}")
