@@ -293,3 +293,19 @@ def test_report_opens_in_headless_chromium_without_console_errors(
             browser.close()
     assert errors == []
     assert [u for u in requests if not u.startswith("file://")] == []  # no network at all
+
+
+def test_a_day_without_trades_still_reports() -> None:
+    from smartflow.app.report import render
+
+    start = ns_at_ist(DAYS[0], dt.time(10, 0))
+    out = metrics([TapeRun("quiet.sft", start, start + 60 * 10**9, {}, [], [])], 500_000.0)
+    m = out["metrics"]
+    assert (m["trades"], m["net_pnl"], m["win_rate"], m["profit_factor"]) == (0, 0.0, None, None)
+    assert m["time_in_market"] == 0.0
+    page = render(
+        {"tapes": [], "config": {"profile": "calm"}, **out}  # the shape backtest.json has
+    )
+    assert page.count("no trades") == 3  # by signal, hour and exit; the day shows its 0
+    assert "<script>" in page
+    assert "http" not in page.replace("http-equiv", "")
