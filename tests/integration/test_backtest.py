@@ -96,46 +96,68 @@ def test_same_tapes_and_config_give_the_same_bytes(
         assert (again / name).read_bytes() == (first / name).read_bytes(), name
 
 
-def _replay_fills(tape_path: str) -> list[dict[str, Any]]:
+def _replay(tape_path: str) -> list[dict[str, Any]]:
     cfg = Config()
     tape = open_tape(tape_path)
     master = parse((Path(tape_path).parent / "instruments.json").read_bytes(), {"NIFTY"})
     out = io.BytesIO()
     Replayer(cfg, master, out, 60.0, int(tape.recv_ns[0])).run(tape)
     tape.close()
-    lines = [msgspec.json.decode(line) for line in out.getvalue().splitlines()]
-    return [x for x in lines if x["kind"] == "fill"]
+    return [msgspec.json.decode(line) for line in out.getvalue().splitlines()]
 
 
-def test_trades_reconcile_with_a_plain_replays_fills_and_charges(
+def _round_trips(lines: list[dict[str, Any]], model: ChargeModel) -> list[tuple[str, float]]:
+    """(exit time, net P&L) of each round trip the replay's fills make, flat to flat; what is
+    still held at the end sold at the last chain snapshot's bid. Charges recomputed per fill,
+    brokerage once per order across its fills."""
+    bid = {r["token"]: r["bid"] for r in [x for x in lines if x["kind"] == "chain"][-1]["rows"]}
+    end_ts = lines[-1]["ts"]
+    held: dict[str, int] = defaultdict(int)
+    pnl: dict[str, float] = defaultdict(float)
+    turnover: dict[str, float] = defaultdict(float)
+    trips = []
+    for f in (x for x in lines if x["kind"] == "fill"):
+        tok, qty, px = f["token"], f["quantity"], f["price"]
+        sign = 1 if f["side"] == "BUY" else -1
+        c = model.fill("NFO", f["side"], qty, px, turnover[f["order_id"]])
+        turnover[f["order_id"]] += qty * px
+        pnl[tok] += -sign * qty * px - c.total
+        held[tok] += sign * qty
+        if held[tok] == 0:
+            trips.append((f["ts"], pnl.pop(tok)))
+    for tok in sorted(t for t, q in held.items() if q):
+        c = model.fill("NFO", "SELL", held[tok], bid[tok])
+        trips.append((end_ts, pnl.pop(tok) + held[tok] * bid[tok] - c.total))
+    return sorted(trips, key=lambda t: t[0])
+
+
+def test_a_tapes_trade_sequence_gives_the_metrics_rebuilt_from_a_plain_replay(
     tapes: list[str], result: tuple[Path, dict[str, Any]]
 ) -> None:
     _, data = result
     model = ChargeModel(Config().costs)
-    fills = [f for t in tapes for f in _replay_fills(t)]
-    assert fills, "the scenarios must trade"
-    bought = sum(f["quantity"] * f["price"] for f in fills if f["side"] == "BUY")
-    sold = sum(f["quantity"] * f["price"] for f in fills if f["side"] == "SELL")
-    # Charges recomputed from the replay's fills; brokerage once per order across its fills.
-    charges = 0.0
-    turnover: dict[str, float] = defaultdict(float)
-    for f in fills:
-        c = model.fill("NFO", f["side"], f["quantity"], f["price"], turnover[f["order_id"]])
-        turnover[f["order_id"]] += f["quantity"] * f["price"]
-        charges += c.total
-    closed = [t for t in data["trades"] if t["exit_kind"] != "end of data"]
-    at_end = [t for t in data["trades"] if t["exit_kind"] == "end of data"]
+    trips = [t for tape in tapes for t in _round_trips(_replay(tape), model)]
+    assert len(trips) >= 4, "the scenarios must trade"
+    nets = [net for _, net in trips]
     m = data["metrics"]
-    gross_closed_at_end = sum(t["exit_price"] * t["quantity"] for t in at_end)
-    assert m["gross_pnl"] == pytest.approx(sold + gross_closed_at_end - bought, abs=0.011)
-    end_charges = sum(t["charges_by_part"]["stt"] for t in at_end)  # only a sell pays STT
-    assert end_charges >= 0
-    replay_charges = charges + sum(
-        model.fill("NFO", "SELL", t["quantity"], t["exit_price"]).total for t in at_end
-    )
-    assert m["charges"] == pytest.approx(replay_charges, abs=0.011 * len(data["trades"]))
+    assert m["trades"] == len(trips)
+    assert m["wins"] == sum(1 for x in nets if x > 0)
+    assert m["net_pnl"] == pytest.approx(sum(nets), abs=0.011 * len(nets))
+    assert [t["net"] for t in data["trades"]] == pytest.approx(nets, abs=0.011)
+    level = peak = dd = 0.0
+    for x in nets:
+        level += x
+        peak = max(peak, level)
+        dd = max(dd, peak - level)
+    assert m["max_drawdown"] == pytest.approx(dd, abs=0.011 * len(nets))
+    wins = [x for x in nets if x > 0]
+    losses = [-x for x in nets if x <= 0]
+    if wins and losses:
+        assert m["profit_factor"] == pytest.approx(sum(wins) / sum(losses), rel=1e-3)
+        payoff = (sum(wins) / len(wins)) / (sum(losses) / len(losses))
+        assert m["payoff_ratio"] == pytest.approx(payoff, rel=1e-3)
     assert m["net_pnl"] == pytest.approx(m["gross_pnl"] - m["charges"], abs=0.011)
-    for t in closed + at_end:
+    for t in data["trades"]:
         assert t["net"] == pytest.approx(t["gross"] - t["charges"], abs=0.011)
         assert t["signal"] is not None, "every entry has its signal"
         assert t["signal"]["evidence"]
