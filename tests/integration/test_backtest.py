@@ -331,3 +331,18 @@ def test_a_day_without_trades_still_reports() -> None:
     assert page.count("no trades") == 3  # by signal, hour and exit; the day shows its 0
     assert "<script>" in page
     assert "http" not in page.replace("http-equiv", "")
+
+
+def test_the_daily_profit_target_ends_each_days_trading(tapes: list[str], tmp_path: Path) -> None:
+    cfg = override(Config(), "strategy.daily_profit_target_rupees", "1000")
+    data = backtest(cfg, tapes, str(tmp_path))
+    by_day: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for t in data["trades"]:
+        by_day[t["day"]].append(t)
+    assert sorted(by_day) == [d.isoformat() for d in DAYS]
+    for trades in by_day.values():
+        # The first trade reaches the target marked to market (net of its charges so far),
+        # is sold for it, and nothing is bought again that day.
+        (only,) = trades
+        assert only["exit_kind"] == "daily profit target"
+        assert float(only["exit_reason"].split()[3]) >= 1000
