@@ -297,11 +297,18 @@ def instruments_for(tape: str, instruments: str | None) -> str:
 
 def run_tape(cfg: Config, tape_path: str, instruments: str | None, name: str = "") -> TapeRun:
     """One tape through the pipeline."""
-    master = load_file(instruments_for(tape_path, instruments), set(cfg.market.underlyings))
     tape = open_tape(tape_path)
     try:
         if not len(tape):
             raise ValueError(f"{tape_path}: the tape holds no frames")
+        scrip = instruments_for(tape_path, instruments)
+        try:
+            master = load_file(scrip, set(cfg.market.underlyings))
+        except OSError as e:
+            raise ValueError(
+                f"{scrip}: {e.strerror or e} (the scrip master of {tape_path}; "
+                "--instruments FILE names one)"
+            ) from None
         start = int(tape.recv_ns[0])
         with open(os.devnull, "wb") as sink:
             rep = _BacktestReplayer(cfg, master, start, sink)

@@ -346,3 +346,23 @@ def test_the_daily_profit_target_ends_each_days_trading(tapes: list[str], tmp_pa
         (only,) = trades
         assert only["exit_kind"] == "daily profit target"
         assert float(only["exit_reason"].split()[3]) >= 1000
+
+
+def test_the_backtest_command(
+    tapes: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "cli"
+    assert main(["backtest", tapes[0], "--out", str(out)]) == 0
+    printed = capsys.readouterr()
+    assert msgspec.json.decode(printed.out) == msgspec.json.decode(
+        (out / "metrics.json").read_bytes()
+    )
+    assert printed.err.strip() == str(out / "report.html")
+    assert main(["backtest", str(tmp_path / "none.sft"), "--out", str(out)]) == 1
+    assert "none.sft" in capsys.readouterr().err
+    lone = tmp_path / "lone.sft"
+    lone.write_bytes(Path(tapes[0]).read_bytes())  # a tape without its scrip master beside it
+    assert main(["backtest", str(lone), "--out", str(out)]) == 1
+    assert f"the scrip master of {lone}" in capsys.readouterr().err
+    assert main(["backtest", tapes[0], "--sweep", "strategy.nope=1", "--out", str(out)]) == 2
+    assert "unknown key `strategy.nope`" in capsys.readouterr().err
