@@ -176,10 +176,10 @@ async def test_a_broker_that_cannot_be_asked_does_not_run_down_the_grace_period(
     tmp_path: Path,
 ) -> None:
     rig = make_rig(tmp_path / "journal.sqlite3")
-    _lose_replies(rig, reach=True)
+    _lose_replies(rig, reach=False)
     asked, reconnect = _cut_off(rig)
-    rig.quotes.set("1", 50.0, 51.5)
-    rig.router.submit(intent("1", limit_price=50.5))
+    rig.quotes.set("1", 50.0, 50.1)
+    rig.router.submit(intent("1"))
     await rig.router.pump(T0)
     (row,) = rig.router.orders.values()
     t = T0
@@ -190,11 +190,16 @@ async def test_a_broker_that_cannot_be_asked_does_not_run_down_the_grace_period(
     # Asked once per reconcile interval (2 s), never faster, and never given up on.
     assert asked == [T0 + i * 2 * NS for i in range(len(asked))]
     assert len(asked) == 3 * UNKNOWN_GRACE_S / 2 + 1
+    # Reachable again, and the order is not in its book: a full grace period starts from here.
     reconnect()
-    t += 2 * NS
-    rig.clock.set(t)
-    await rig.router.pump(t)
-    assert (row.state, row.broker_order_id) == ("OPEN", "P000000001")
+    back = t
+    while row.state == "UNKNOWN":
+        t += 2 * NS
+        rig.clock.set(t)
+        await rig.router.pump(t)
+        assert t - back < (UNKNOWN_GRACE_S + 10) * NS, "never closed"
+    assert t - back > UNKNOWN_GRACE_S * NS - 4 * NS
+    assert row.state == "REJECTED"
     assert rig.broker.placed == [row.order_id]
     rig.journal.close()
 
