@@ -87,7 +87,6 @@ class OrderRouter:
         self.guard = guard
         self.broker = broker
         self.journal = journal
-        self.market = market
         self.clock = clock
         self.log = log
         self.speed = speed
@@ -119,7 +118,6 @@ class OrderRouter:
         self.on_intent: list[Callable[[OrderIntent], None]] = []
         self.overflow = 0
         self.fatal: str | None = None
-        self._sent_ns: dict[str, int] = {}
         self._day = ""
         self._seq = 0
         self.kill_token: Secret | None = None
@@ -352,7 +350,6 @@ class OrderRouter:
             self._forget(row)
             return
         self._emit("order", row)
-        self._sent_ns[row.order_id] = now_ns
         tick_ns = self._tick_ns.pop(row.order_id, 0)
         if tick_ns:
             for hook in self.on_sent:
@@ -486,7 +483,6 @@ class OrderRouter:
 
     def _forget(self, row: OrderRow) -> None:
         self.orders.pop(row.order_id, None)
-        self._sent_ns.pop(row.order_id, None)
         self.reconciler.forget(row.order_id)
 
     async def _cancel_unsent(self, row: OrderRow, now_ns: int, detail: str) -> None:

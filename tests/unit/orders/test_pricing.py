@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-import pytest
-from support.orders import Quotes, intent
+from pathlib import Path
 
+import pytest
+from support.orders import NS, T0, Quotes, intent, make_rig
+
+from smartflow.config import OrdersConfig
 from smartflow.core.messages import Quote
 from smartflow.orders.pricing import Pricer, marketable_price, round_to_tick
 
@@ -70,3 +73,21 @@ def test_pricer_prefers_the_intents_limit_and_chases_to_the_current_book() -> No
     assert (price, q) == (100.3, quotes.quote("1"))
     assert pricer.for_intent(intent("1", limit_price=99.0))[0] == 99.0
     assert pricer.for_intent(intent("1", side="SELL"))[0] == 99.8
+
+
+async def test_an_unfilled_order_is_chased_to_the_current_marketable_level(tmp_path: Path) -> None:
+    orders = OrdersConfig(paper_latency_ms=0, chase_after_s=1.0)
+    rig = make_rig(tmp_path / "journal.sqlite3", orders=orders)
+    rig.quotes.set("1", 50.0, 51.5)
+    rig.router.submit(intent("1", limit_price=50.5))
+    await rig.fill()
+    (row,) = rig.router.orders.values()
+    assert row.state == "OPEN"
+    rig.quotes.set("1", 51.9, 52.0)
+    rig.clock.set(T0 + NS)
+    await rig.fill()  # re-priced to the ask + 4 ticks, which the book now fills
+    assert (row.state, row.chases, row.limit_price) == ("FILLED", 1, 52.2)
+    assert [d for _, _, d in rig.journal.order_events(row.order_id)][-2] == (
+        "chase 1 to 52.2: ACCEPTED"
+    )
+    rig.journal.close()
