@@ -78,8 +78,8 @@ class Positions:
     def day_pnl(self) -> tuple[float, float]:
         """(realised, marked-to-market unrealised) P&L of today's positions, rupees.
 
-        A long is marked at the bid and a short at the ask (what closing it would get), else at
-        the LTP, else at its own average price (no quote: no unrealised P&L claimed).
+        A long is marked at the bid and a short at the ask (what closing it would get); without
+        that side, at the LTP; without a quote at all, at its own average price (no P&L claimed).
         """
         realised = unrealised = 0.0
         for pos in self.rows.values():
