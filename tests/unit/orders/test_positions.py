@@ -71,6 +71,8 @@ def test_day_pnl_marks_longs_at_the_bid_shorts_at_the_ask_else_the_ltp_else_cost
     assert unrealised == pytest.approx((98.0 - 100.0) * 150 + (49.5 - 50.0) * -75)
     quotes.set("1", 0.0, 98.1, ltp=97.0)  # no bid to sell into: the LTP marks it
     assert book.day_pnl()[1] == pytest.approx((97.0 - 100.0) * 150 + (49.5 - 50.0) * -75)
+    quotes.set("1", 0.0, 0.0)  # a quote with no price at all is no evidence of a loss: cost
+    assert book.day_pnl()[1] == pytest.approx((49.5 - 50.0) * -75)
     assert [p.token for p in book.long()] == ["1", "3"]
     assert book.open_quantities() == {"1": 150, "2": -75, "3": 75}
 
