@@ -477,7 +477,6 @@ AlertKind = Literal[
     "daemon_stop",
     "daily_summary",
     "approval",
-    "command",
 ]
 ALERT_KINDS: tuple[str, ...] = get_args(AlertKind)
 
@@ -539,6 +538,8 @@ class AlertsConfig(Base, frozen=True):
             raise ValueError("alerts.telegram.chat_ids: need at least one chat id to alert")
         if self.approval == "manual" and not (self.enabled and self.telegram.enabled):
             raise ValueError("alerts.approval = 'manual' needs alerts and alerts.telegram enabled")
+        if self.approval == "manual" and "approval" in self.kinds_off:
+            raise ValueError("alerts.kinds_off: 'approval' cannot be off with approval = 'manual'")
 
 
 class Config(Base, frozen=True):

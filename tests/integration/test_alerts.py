@@ -290,6 +290,36 @@ async def test_manual_approval_holds_an_entry_until_approved(rig: Rig) -> None:
         alerting.gate.timeout_s = None
 
 
+async def test_kill_from_the_owner_trips_and_the_reset_is_alerted(rig: Rig) -> None:
+    trading = rig.daemon.trading
+    assert trading is not None
+    rig.bot.message(OWNER, "/kill")
+    await until(lambda: trading.guard.killed, "the kill switch tripped")
+    assert f"telegram {OWNER} @user{OWNER}" in trading.guard.kill_reason
+    await until(
+        lambda: [m for m in rig.bot.sent if m.text.startswith("KILL SWITCH ON: remote")],
+        "the kill alert",
+    )
+    await trading.router.reset_kill("test")
+    await until(lambda: [m for m in rig.bot.sent if "kill switch reset" in m.text], "the reset")
+    kills = rig.rows("SELECT action, source FROM kill_events ORDER BY id")
+    assert kills[-2:] == [("trip", "telegram"), ("reset", "test")]
+
+
+async def test_the_daily_summary_counts_the_days_fills(rig: Rig) -> None:
+    alerting = rig.daemon.alerting
+    assert alerting is not None
+    day = rig.rows("SELECT day FROM fills LIMIT 1")[0][0]
+    fills = rig.rows("SELECT COUNT(*) FROM fills WHERE day=?", (day,))[0][0]
+    await alerting._send_summary(day)  # what the watcher does when the market closes
+    msg = await until(
+        lambda: [m for m in rig.bot.sent if m.text.startswith(f"DAY {day}")], "the summary"
+    )
+    assert f": {fills} fills, P&L " in msg[0].text
+    assert "best " in msg[0].text
+    assert "worst " in msg[0].text
+
+
 async def test_with_the_webhook_down_orders_are_unaffected_and_drops_are_counted(
     rig: Rig,
 ) -> None:
