@@ -300,7 +300,7 @@ class TelegramCommands:
         action, _, key = data.partition(":")
         if chat_id not in self.allowed:
             await self._refuse_stranger(chat_id, who, f"button {action}")
-            await self.bot.answer_callback_query(cb.id, text="not allowed")
+            await _quiet(self.bot.answer_callback_query(cb.id, text="not allowed"), self.log)
             return
         if action in ("ap", "rj"):
             intent, outcome = self.gate.decide(key, approve=action == "ap")
@@ -321,7 +321,7 @@ class TelegramCommands:
         else:
             outcome = f"unknown button {data!r}"
             await self._record(str(chat_id), who, "button", "refused", outcome)
-        await self.bot.answer_callback_query(cb.id, text=outcome[:200])
+        await _quiet(self.bot.answer_callback_query(cb.id, text=outcome[:200]), self.log)
         if msg is not None:
             await self._edit(chat_id, msg.message_id, outcome)
 

@@ -95,7 +95,7 @@ class Alerting:
         self.trading: Trading | None = None
         self._feed: Callable[[], FeedSession | None] = lambda: None
         self._clock: Clock | None = None
-        self._status: Callable[[], str] = lambda: ""
+        self.status_line: Callable[[], str] = lambda: ""
         self._killed = False
         self._reconnects = 0
         self._reconnect_times: deque[float] = deque()
@@ -124,7 +124,7 @@ class Alerting:
         self.trading = trading
         self._clock = clock
         self._feed = feed
-        self._status = status
+        self.status_line = status
         self._killed = trading.guard.killed
         trading.router.on_event.append(self.on_order_event)
         signal_hooks.append(self.on_signal)
@@ -161,7 +161,8 @@ class Alerting:
         self._spawn("alerts-watch", self._watch())
         self.publish(
             Alert(
-                kind="daemon_start", text=f"STARTED smartflow ({self.cfg.mode}): {self._status()}"
+                kind="daemon_start",
+                text=f"STARTED smartflow ({self.cfg.mode}): {self.status_line()}",
             )
         )
 
@@ -365,7 +366,7 @@ class _Control:
             extra.append("PAUSED")
         if gate is not None and gate.held:
             extra.append(f"{len(gate.held)} awaiting approval")
-        return " ".join([self.a._status(), *extra])
+        return " ".join([self.a.status_line(), *extra])
 
     def positions(self) -> str:
         lines = [

@@ -18,10 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 import pytest_asyncio
 import structlog
+from simkit import running_sim
 from support.fake_telegram import FakeBotApi, WebhookReceiver
+from support.proxy import FaultProxy
 
 from smartflow.alerts.sinks import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 from smartflow.app.daemon import Daemon, RunOptions
@@ -33,6 +36,7 @@ from smartflow.config import (
     Config,
     Credentials,
     DetectorConfig,
+    FeedConfig,
     MarketConfig,
     Secret,
     SimConfig,
@@ -81,6 +85,63 @@ async def until(probe: Callable[[], Any], what: str, timeout_s: float = WAIT_S) 
         if time.monotonic() > deadline:
             raise AssertionError(f"not within {timeout_s} s: {what}")
         await asyncio.sleep(0.05)
+
+
+async def _cut_and_reconnect(proxy: FaultProxy, daemon: Daemon) -> None:
+    feed = daemon.feed
+    assert feed is not None
+    before = feed.stats.reconnects
+    proxy.cut()
+    await until(lambda: feed.stats.reconnects > before and feed.connected, "a reconnect")
+
+
+async def test_feed_stall_and_reconnect_storm_are_alerted(tmp_path: Path) -> None:
+    # Faults on the wire between the daemon and the simulator (tests/support/proxy.py).
+    hook = WebhookReceiver()
+    await hook.start()
+    sim = SimConfig(ticks_per_second=40.0, speed=1.0, strikes_each_side=5, scenarios=[])
+    async with running_sim(sim) as server:
+        proxy = FaultProxy(server.http_url)
+        await proxy.start()
+        cfg = Config(
+            state_dir=str(tmp_path / "state"),
+            api=ApiConfig(enabled=False),
+            market=MarketConfig(strikes_each_side=3),
+            feed=FeedConfig(
+                ping_interval_s=0.5,
+                stall_timeout_s=60.0,
+                data_stall_s=1.0,
+                subscribe_confirm_s=1.0,
+                backoff_initial_s=0.05,
+                backoff_max_s=0.5,
+                healthy_after_s=1.0,
+            ),
+            sim=msgspec.structs.replace(sim, external_url=proxy.http_url),
+            strategy=StrategyConfig(enabled=False),
+            alerts=AlertsConfig(
+                enabled=True,
+                reconnect_storm=3,
+                reconnect_window_s=120.0,
+                webhook=WebhookConfig(enabled=True, url=hook.url),
+            ),
+        )
+        await asyncio.to_thread(warm_up, cfg.model, cfg.detectors)
+        daemon = Daemon(cfg, Credentials(webhook_secret=Secret(HOOK_SECRET)), RunOptions())
+        try:
+            await asyncio.wait_for(daemon.start(), START_TIMEOUT_S)
+            feed = daemon.feed
+            assert feed is not None
+            proxy.drop_data = True  # pongs still flow: the socket looks alive and carries nothing
+            await until(lambda: "feed_stall" in hook.kinds(), "a feed-stall alert")
+            proxy.drop_data = False
+            for _ in range(3):
+                await _cut_and_reconnect(proxy, daemon)
+            await until(lambda: "reconnect_storm" in hook.kinds(), "a reconnect-storm alert")
+            assert hook.kinds().count("reconnect_storm") == 1  # once per window, not per reconnect
+        finally:
+            await daemon.shutdown()
+            await proxy.stop()
+            await hook.stop()
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -220,6 +281,14 @@ async def test_a_command_from_an_unknown_chat_is_refused_and_journaled(rig: Rig)
     )[0]
     assert row == (f"{STRANGER} @user{STRANGER}", "/kill", "refused", "chat not allow-listed")
     await until(lambda: [m for m in rig.bot.sent if m.chat_id == STRANGER], "the refusal reply")
+    rig.bot.press(STRANGER, "fl:1")  # a button press from a stranger is refused the same way
+    await until(
+        lambda: rig.rows(
+            "SELECT 1 FROM remote_commands WHERE chat_id=? AND command='button fl'",
+            (str(STRANGER),),
+        ),
+        "the refused button press in the journal",
+    )
     assert not trading.guard.killed
     refused = [e for e in rig.lines() if e["event"] == "alerts.command_refused"]
     assert refused

@@ -18,6 +18,7 @@ import pytest_asyncio
 import structlog
 from aiohttp import web
 
+from smartflow.alerts.commands import EntryGate
 from smartflow.alerts.events import (
     Alert,
     SignalThrottle,
@@ -45,7 +46,7 @@ from smartflow.config import (
     load_credentials,
 )
 from smartflow.core.errors import ConfigError, FatalError
-from smartflow.core.messages import SmartMoneySignal
+from smartflow.core.messages import OrderIntent, SmartMoneySignal
 from smartflow.journal.store import FillRow, OrderRow, PositionRow
 
 
@@ -335,3 +336,67 @@ def test_alert_credentials_come_from_the_environment_or_the_credentials_director
     assert creds.webhook_secret is not None
     assert creds.webhook_secret.reveal() == "from-file"
     assert "1:abc" not in repr(creds)
+
+
+# ---- the entry gate ------------------------------------------------------------------------
+
+
+def _entry(token: str = "t1") -> OrderIntent:  # noqa: S107 — a contract token
+    return OrderIntent(
+        intent_id=f"entry-{token}",
+        ts=0,
+        underlying="NIFTY",
+        token=token,
+        symbol=f"SYM{token}",
+        exchange="NFO",
+        side="BUY",
+        lots=1,
+        lot_size=75,
+        purpose="ENTRY",
+        reason="r",
+        ttl_ns=10**12,
+    )
+
+
+def test_the_gate_holds_entries_for_approval_and_only_releases_them_unchanged() -> None:
+    published: list[Alert] = []
+    released: list[OrderIntent] = []
+
+    def release(intent: OrderIntent) -> bool:
+        released.append(intent)
+        return True
+
+    gate = EntryGate(published.append, release, 60.0, structlog.get_logger())
+    entry = _entry()
+    assert not gate(entry)  # held, not passed on
+    assert not gate(_entry())  # a second entry for the same contract is not queued twice
+    assert [a.kind for a in published] == ["approval"]
+    key = published[0].fields["approval"]
+    assert published[0].buttons == (("Approve", f"ap:{key}"), ("Reject", f"rj:{key}"))
+    intent, outcome = gate.decide(key, approve=True)
+    assert intent is entry
+    assert released == [entry]  # the very same intent object: nothing modified
+    assert "approved" in outcome
+    assert gate.decide(key, approve=True) == (None, "no longer pending (decided or expired)")
+    assert not gate(_entry("t2"))
+    assert gate.decide(published[-1].fields["approval"], approve=False)[1] == "rejected SYMt2"
+    assert released == [entry]
+    gate.paused = True
+    assert not gate(_entry("t3"))
+    assert gate.counts == {"held": 2, "duplicate": 1, "approved": 1, "rejected": 1, "paused": 1}
+
+
+def test_held_entries_expire_unapproved() -> None:
+    gate = EntryGate(lambda _a: None, lambda _i: True, 0.0, structlog.get_logger())
+    assert not gate(_entry())
+    expired = gate.expire()
+    assert [i.intent_id for i in expired] == ["entry-t1"]
+    assert gate.held == {}
+    assert gate.decide("1", approve=True)[0] is None
+
+
+def test_without_approval_the_gate_passes_entries_unless_paused() -> None:
+    gate = EntryGate(lambda _a: None, lambda _i: True, None, structlog.get_logger())
+    assert gate(_entry())
+    gate.paused = True
+    assert not gate(_entry())
