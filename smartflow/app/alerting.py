@@ -260,7 +260,7 @@ class Alerting:
         self._check_loss(now_ns)
         is_open = guard.market_open(now_ns)
         if self._was_open and not is_open and self.acfg.summary_after_close:
-            await self._send_summary(ist_date(now_ns).isoformat())
+            await self.send_summary(ist_date(now_ns).isoformat())
         self._was_open = is_open
 
     def _check_feed(self) -> None:
@@ -322,7 +322,8 @@ class Alerting:
                 )
             )
 
-    async def _send_summary(self, day: str) -> None:
+    async def send_summary(self, day: str) -> None:
+        """The day's summary, once per day (the watcher calls it when the market closes)."""
         assert self.trading is not None  # noqa: S101
         if day == self._summary_day:
             return

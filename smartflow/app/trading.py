@@ -75,7 +75,7 @@ class Trading:
             self._contracts.get,
             self.router,
             self.market,
-            self._submit,
+            self.submit,
             log.bind(stage="strategy"),
             tick_ns=lambda: book.trigger_ns,
         )
@@ -85,7 +85,8 @@ class Trading:
         # strategy with that bar's size multiplier.
         book.on_bar.append(self._on_bar)
 
-    def _submit(self, intent: OrderIntent) -> bool:
+    def submit(self, intent: OrderIntent) -> bool:
+        """The strategy's way to the router: entries pass the entry gate first."""
         if (
             intent.purpose == "ENTRY"
             and self.entry_gate is not None

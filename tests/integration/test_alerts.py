@@ -187,8 +187,8 @@ async def rig(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Rig]:
         root.handlers = [h for h in root.handlers if not isinstance(h, StdlibBridge)]
 
 
-def _intent(rig: Rig, lots: int, purpose: str = "ENTRY", side: str = "BUY") -> OrderIntent:
-    """An intent for the first option contract with a two-sided quote."""
+def _intent(rig: Rig, lots: int) -> OrderIntent:
+    """An entry for the first option contract with a two-sided quote."""
     trading = rig.daemon.trading
     assert trading is not None
     book = rig.daemon.book
@@ -198,16 +198,16 @@ def _intent(rig: Rig, lots: int, purpose: str = "ENTRY", side: str = "BUY") -> O
         if q is not None and q.bid > 0 and q.ask > 0 and q.ltp > 0:
             now = rig.daemon.clock.now_ns()
             return OrderIntent(
-                intent_id=f"test-{purpose}-{now}",
+                intent_id=f"test-entry-{now}",
                 ts=now,
                 underlying=book.chains[0].root,
                 token=inst.token,
                 symbol=inst.symbol,
                 exchange=inst.segment,
-                side=side,  # type: ignore[arg-type]
+                side="BUY",
                 lots=lots,
                 lot_size=inst.lot_size,
-                purpose=purpose,  # type: ignore[arg-type]
+                purpose="ENTRY",
                 reason="test",
                 ttl_ns=120 * 1_000_000_000,
             )
@@ -329,7 +329,8 @@ async def test_flatten_asks_to_confirm_then_flattens_the_paper_book(rig: Rig) ->
     assert (f"{OWNER} @user{OWNER}", "/flatten", "asked") in rows
     assert (f"{OWNER} @user{OWNER}", "/flatten fl", "done") in rows
     rig.bot.message(OWNER, "/resume")
-    await until(lambda: not rig.daemon.alerting.gate.paused, "resumed")  # type: ignore[union-attr]
+    gate = rig.daemon.alerting.gate
+    await until(lambda: not gate.paused, "resumed")
 
 
 async def test_manual_approval_holds_an_entry_until_approved(rig: Rig) -> None:
@@ -341,7 +342,7 @@ async def test_manual_approval_holds_an_entry_until_approved(rig: Rig) -> None:
     alerting.gate.timeout_s = 60.0  # approval = "manual", switched on for this test
     try:
         intent = await _quoted_intent(rig, lots=1)
-        assert not trading._submit(intent)  # held, not sent
+        assert not trading.submit(intent)  # held, not sent
         assert not trading.router.in_flight(intent.token)
         ask = await until(
             lambda: [m for m in rig.bot.sent if m.text.startswith("APPROVE?")], "the approval"
@@ -380,7 +381,7 @@ async def test_the_daily_summary_counts_the_days_fills(rig: Rig) -> None:
     assert alerting is not None
     day = rig.rows("SELECT day FROM fills LIMIT 1")[0][0]
     fills = rig.rows("SELECT COUNT(*) FROM fills WHERE day=?", (day,))[0][0]
-    await alerting._send_summary(day)  # what the watcher does when the market closes
+    await alerting.send_summary(day)  # what the watcher does when the market closes
     msg = await until(
         lambda: [m for m in rig.bot.sent if m.text.startswith(f"DAY {day}")], "the summary"
     )
