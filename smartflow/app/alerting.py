@@ -3,9 +3,9 @@
 What it listens to costs the order path one non-blocking put per event: the router's event hook
 (order sent, filled, partially filled, rejected), the daemon's signal hook (tradable signals,
 throttled), and a watcher task that reads counters once a second (kill switch, feed stalls,
-reconnect storms, failed re-logins, 80 % of the loss limit, the close). Every sink has its own
-bounded outbox and task; nothing here can block, slow or fail an order, and a failure of any of
-it is logged and counted, never fatal to the daemon.
+reconnect storms, failed re-logins of the feed and of live orders, 80 % of the loss limit, the
+close). Every sink has its own bounded outbox and task; nothing here can block, slow or fail an
+order, and a failure of any of it is logged and counted, never fatal to the daemon.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ from smartflow.core.errors import FatalError
 from smartflow.core.messages import OrderIntent, SmartMoneySignal
 from smartflow.core.timeutil import ist_date
 from smartflow.journal.store import FillRow, OrderRow
+from smartflow.orders.angel import AngelGateway
 
 
 if TYPE_CHECKING:
@@ -102,6 +103,7 @@ class Alerting:
         self._storm_at = -1e18
         self._stalls = 0
         self._relogin_failures = 0
+        self._broker_auth_failed: str | None = None
         self._loss_warned_day = ""
         self._was_open = False
         self._summary_day = ""
@@ -256,6 +258,7 @@ class Alerting:
             else:
                 self.publish(Alert(kind="kill_reset", text="kill switch reset: entries allowed"))
         self._check_feed()
+        self._check_broker_login()
         now_ns = self._clock.now_ns()
         self._check_loss(now_ns)
         is_open = guard.market_open(now_ns)
@@ -302,6 +305,20 @@ class Alerting:
                 )
             )
         self._relogin_failures = s.relogin_failures
+
+    def _check_broker_login(self) -> None:
+        """Live orders: Angel refused a re-login (after AG8001 and the like)."""
+        assert self.trading is not None  # noqa: S101
+        broker = self.trading.broker
+        failed = broker.auth_failed if isinstance(broker, AngelGateway) else None
+        if failed and failed != self._broker_auth_failed:
+            self.publish(
+                Alert(
+                    kind="relogin_failed",
+                    text=f"RE-LOGIN REFUSED for orders: {failed}; live orders cannot be sent",
+                )
+            )
+        self._broker_auth_failed = failed
 
     def _check_loss(self, now_ns: int) -> None:
         assert self.trading is not None  # noqa: S101
