@@ -21,7 +21,7 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Literal
 
 import msgspec
 from msgspec import Meta
@@ -478,7 +478,6 @@ AlertKind = Literal[
     "daily_summary",
     "approval",
 ]
-ALERT_KINDS: tuple[str, ...] = get_args(AlertKind)
 
 
 class TelegramConfig(Base, frozen=True):
@@ -536,8 +535,14 @@ class AlertsConfig(Base, frozen=True):
             raise ValueError("alerts.webhook.url: need an http:// or https:// URL")
         if self.telegram.enabled and not self.telegram.chat_ids:
             raise ValueError("alerts.telegram.chat_ids: need at least one chat id to alert")
-        if self.approval == "manual" and not (self.enabled and self.telegram.enabled):
-            raise ValueError("alerts.approval = 'manual' needs alerts and alerts.telegram enabled")
+        if self.telegram.enabled and not self.telegram.api_url.startswith(("http://", "https://")):
+            raise ValueError("alerts.telegram.api_url: need an http:// or https:// URL")
+        if self.approval == "manual" and not (
+            self.enabled and self.telegram.enabled and self.telegram.commands
+        ):
+            raise ValueError(
+                "alerts.approval = 'manual' needs alerts, alerts.telegram and its commands enabled"
+            )
         if self.approval == "manual" and "approval" in self.kinds_off:
             raise ValueError("alerts.kinds_off: 'approval' cannot be off with approval = 'manual'")
 
