@@ -188,17 +188,12 @@ class TelegramCommands:
         delay = POLL_RETRY_S[0]
         failing = False
         while True:
-            for intent in self.gate.expire():
-                await self._record("telegram", "-", "expire", "done", intent.intent_id)
-                self.publish(Alert(kind="approval", text=f"EXPIRED unapproved {intent.symbol}"))
             try:
-                # Short polls while entries await approval: their expiry is checked between polls.
-                timeout = min(self.poll_timeout_s, 1) if self.gate.held else self.poll_timeout_s
                 updates = await self.bot.get_updates(
                     offset=self._offset,
-                    timeout=timeout,
+                    timeout=self.poll_timeout_s,
                     allowed_updates=["message", "callback_query"],
-                    request_timeout=timeout + 10,
+                    request_timeout=self.poll_timeout_s + 10,
                 )
             except asyncio.CancelledError:
                 raise
@@ -220,6 +215,12 @@ class TelegramCommands:
                     raise
                 except Exception as e:  # one bad update must not stop remote control
                     self.log.error("alerts.command_failed", error=f"{type(e).__name__}: {e}")
+
+    async def expire_held(self) -> None:
+        """Drop entries unapproved past their deadline, journaled and said (once a second)."""
+        for intent in self.gate.expire():
+            await self._record("-", "timeout", "expire", "done", intent.intent_id)
+            self.publish(Alert(kind="approval", text=f"EXPIRED unapproved {intent.symbol}"))
 
     async def handle(self, update: Update) -> None:
         """One update: a command message or a button press."""

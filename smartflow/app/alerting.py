@@ -257,6 +257,8 @@ class Alerting:
                 )
             else:
                 self.publish(Alert(kind="kill_reset", text="kill switch reset: entries allowed"))
+        if self.commands is not None:
+            await self.commands.expire_held()
         self._check_feed()
         self._check_broker_login()
         now_ns = self._clock.now_ns()

@@ -90,6 +90,8 @@ async def until(probe: Callable[[], Any], what: str, timeout_s: float = WAIT_S) 
 async def _cut_and_reconnect(proxy: FaultProxy, daemon: Daemon) -> None:
     feed = daemon.feed
     assert feed is not None
+    # A socket the stall escalation just aborted may still be reconnecting: cut a live one.
+    await until(lambda: feed.connected and proxy.sockets > 0, "a proxied socket")
     before = feed.stats.reconnects
     proxy.cut()
     await until(lambda: feed.stats.reconnects > before and feed.connected, "a reconnect")
@@ -356,6 +358,30 @@ async def test_manual_approval_holds_an_entry_until_approved(rig: Rig) -> None:
         assert rows
         assert rows[0][1] == "done"
         assert intent.intent_id in rows[0][2]
+    finally:
+        alerting.gate.timeout_s = None
+
+
+async def test_an_unanswered_entry_expires_and_is_journaled(rig: Rig) -> None:
+    trading = rig.daemon.trading
+    alerting = rig.daemon.alerting
+    assert trading is not None
+    assert alerting is not None
+    assert alerting.gate is not None
+    alerting.gate.timeout_s = 0.5
+    try:
+        intent = await _quoted_intent(rig, lots=1)
+        assert not trading.submit(intent)
+        await until(
+            lambda: [m for m in rig.bot.sent if m.text == f"EXPIRED unapproved {intent.symbol}"],
+            "the expiry message",
+        )
+        rows = rig.rows(
+            "SELECT sender, status FROM remote_commands WHERE command='expire' AND detail=?",
+            (intent.intent_id,),
+        )
+        assert rows == [("timeout", "done")]
+        assert not trading.router.in_flight(intent.token)
     finally:
         alerting.gate.timeout_s = None
 
