@@ -17,6 +17,7 @@ from smartflow.config import AlertsConfig, Config, Credentials, OrdersConfig, Ri
 from smartflow.core.clock import ReplayClock
 from smartflow.core.messages import Quote
 from smartflow.core.timeutil import ns_at_ist
+from smartflow.feed.session import FeedStats
 from smartflow.journal.store import Journal, PositionRow
 from smartflow.orders.guard import RiskGuard
 from smartflow.orders.paper import PaperBroker
@@ -82,6 +83,15 @@ async def test_loss_warning_kill_switch_and_the_summary_at_the_close(tmp_path: P
         await alerting.check()
         assert [a.kind for a in published[1:]] == ["kill_tripped", "kill_reset"]
         assert published[1].text == "KILL SWITCH ON: drill"
+        # The feed's counters (the stall escalation's failed re-login, a data stall) move.
+        stats = FeedStats()
+        alerting._feed = lambda: SimpleNamespace(stats=stats)  # type: ignore[assignment,return-value]
+        await alerting.check()
+        stats.relogin_failures += 1
+        stats.data_stalls += 1
+        await alerting.check()
+        await alerting.check()
+        assert [a.kind for a in published[3:]] == ["feed_stall", "relogin_failed"]
         clock.set(ns_at_ist(dt.date(2026, 11, 23), dt.time(15, 31)))
         await alerting.check()
         await alerting.check()
