@@ -503,6 +503,92 @@ class HistoryConfig(Base, frozen=True):
     """Intraday snapshots older than this many days are deleted (daily closes are kept)."""
 
 
+AlertKind = Literal[
+    "signal",
+    "order_sent",
+    "order_filled",
+    "order_partial",
+    "order_rejected",
+    "kill_tripped",
+    "kill_reset",
+    "feed_stall",
+    "reconnect_storm",
+    "relogin_failed",
+    "loss_warning",
+    "daemon_start",
+    "daemon_stop",
+    "daily_summary",
+    "approval",
+]
+
+
+class TelegramConfig(Base, frozen=True):
+    """``[alerts.telegram]``: a bot that sends alerts and takes commands (token: credential)."""
+
+    enabled: bool = False
+    api_url: str = "https://api.telegram.org"
+    """Bot API server (tests point it at a local fake; a self-hosted Bot API server works too)."""
+    chat_ids: list[int] = msgspec.field(default_factory=list)
+    """Chats that receive alerts and whose commands are obeyed; any other chat is refused."""
+    commands: bool = True
+    """Poll for commands (getUpdates) from the allow-listed chats."""
+    poll_timeout_s: Annotated[int, Meta(ge=0, le=50)] = 25
+    """Long-poll timeout of getUpdates."""
+
+
+class WebhookConfig(Base, frozen=True):
+    """``[alerts.webhook]``: JSON POST of every alert, HMAC-SHA256-signed (secret: credential)."""
+
+    enabled: bool = False
+    url: str = ""
+    timeout_s: PositiveFloat = 5.0
+
+
+class AlertsConfig(Base, frozen=True):
+    """``[alerts]``: alerts and remote control, never in the order path (README "Alerts")."""
+
+    enabled: bool = False
+    kinds_off: list[AlertKind] = msgspec.field(default_factory=list)
+    """Event kinds not to send (every kind is on otherwise)."""
+    queue_size: Annotated[int, Meta(ge=1, le=100_000)] = 256
+    """Alerts waiting per sink; when full, the newest is dropped and counted."""
+    max_attempts: Annotated[int, Meta(ge=1, le=20)] = 4
+    retry_initial_s: PositiveFloat = 1.0
+    """First retry delay; doubles per failed attempt (with jitter) up to ``retry_max_s``."""
+    retry_max_s: PositiveFloat = 30.0
+    signal_interval_s: NonNegFloat = 60.0
+    """At most one tradable-signal alert per contract this often (and per underlying)."""
+    reconnect_storm: Annotated[int, Meta(ge=2)] = 5
+    """This many feed reconnects within ``reconnect_window_s`` is a storm."""
+    reconnect_window_s: PositiveFloat = 300.0
+    loss_warning_pct: Annotated[float, Meta(gt=0, lt=100)] = 80.0
+    """Warn once a day when the day's loss reaches this % of ``risk.max_daily_loss``."""
+    summary_after_close: bool = True
+    """Send the day's summary (trades, P&L, best and worst) once the market has closed."""
+    approval: Literal["auto", "manual"] = "auto"
+    """``manual``: each entry waits for Approve in Telegram; it still passes every risk check."""
+    approval_timeout_s: PositiveFloat = 60.0
+    """An entry not approved within this long is dropped (journaled as expired)."""
+    telegram: TelegramConfig = msgspec.field(default_factory=TelegramConfig)
+    webhook: WebhookConfig = msgspec.field(default_factory=WebhookConfig)
+
+    def __post_init__(self) -> None:
+        if self.webhook.enabled and not self.webhook.url.startswith(("http://", "https://")):
+            raise ValueError("alerts.webhook.url: need an http:// or https:// URL")
+        if self.telegram.enabled and not self.telegram.chat_ids:
+            raise ValueError("alerts.telegram.chat_ids: need at least one chat id to alert")
+        if self.telegram.enabled and not self.telegram.api_url.startswith(("http://", "https://")):
+            raise ValueError("alerts.telegram.api_url: need an http:// or https:// URL")
+        if self.approval == "manual" and not (
+            self.enabled and self.telegram.enabled and self.telegram.commands
+        ):
+            raise ValueError(
+                "alerts.approval = 'manual' needs alerts, alerts.telegram and its commands enabled"
+            )
+        if self.approval == "manual" and "approval" in self.kinds_off:
+            raise ValueError("alerts.kinds_off: 'approval' cannot be off with approval = 'manual'")
+
+
 class Config(Base, frozen=True):
     """The whole daemon configuration."""
 
@@ -522,8 +608,17 @@ class Config(Base, frozen=True):
     sim: SimConfig = msgspec.field(default_factory=SimConfig)
     log: LogConfig = msgspec.field(default_factory=LogConfig)
     history: HistoryConfig = msgspec.field(default_factory=HistoryConfig)
+    alerts: AlertsConfig = msgspec.field(default_factory=AlertsConfig)
 
     def __post_init__(self) -> None:
+        if self.alerts.approval == "manual" and (
+            self.alerts.approval_timeout_s > self.strategy.intent_ttl_s
+        ):
+            raise ValueError(
+                f"alerts.approval_timeout_s ({self.alerts.approval_timeout_s:g}) exceeds "
+                f"strategy.intent_ttl_s ({self.strategy.intent_ttl_s:g}): an entry approved "
+                "after its TTL is refused as expired; raise strategy.intent_ttl_s"
+            )
         if self.mode == "sim" and self.orders.broker != "paper":
             raise ValueError("orders.broker must be 'paper' when mode = 'sim'")
         if self.market.expiry:
@@ -615,7 +710,16 @@ class Secret:
         return bool(self._value)
 
 
-SECRET_NAMES = ("api_key", "client_code", "pin", "totp_secret", "kill_token", "api_token")
+SECRET_NAMES = (
+    "api_key",
+    "client_code",
+    "pin",
+    "totp_secret",
+    "kill_token",
+    "api_token",
+    "telegram_token",
+    "webhook_secret",
+)
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -629,6 +733,10 @@ class Credentials:
     kill_token: Secret | None = None
     api_token: Secret | None = None
     """Required on every API route when ``[api] listen`` is not a loopback address."""
+    telegram_token: Secret | None = None
+    """The bot's token from @BotFather (``[alerts.telegram]``)."""
+    webhook_secret: Secret | None = None
+    """HMAC-SHA256 key of the webhook's signature header (``[alerts.webhook]``)."""
 
     def missing(self, names: tuple[str, ...] = SECRET_NAMES[:4]) -> list[str]:
         """Return the names (of ``names``) that have no value."""

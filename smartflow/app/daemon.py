@@ -31,6 +31,7 @@ import structlog
 from smartflow.analytics.detectors import SmartMoneyDetector
 from smartflow.analytics.flow import FlowAnalyzer
 from smartflow.analytics.summary import ChainSummaries, SummarySnapshot
+from smartflow.app.alerting import Alerting
 from smartflow.app.apiprocess import ApiProcess
 from smartflow.app.apisource import DaemonApiSource
 from smartflow.app.chainhistory import ChainHistory
@@ -149,6 +150,7 @@ class Daemon:
         self.shutdown_problems: list[str] = []
         self.summary = SessionSummary()
         self._ready_ns = 0
+        self.alerting: Alerting | None = None
 
     # ---- signals ------------------------------------------------------------------------
 
@@ -257,6 +259,7 @@ class Daemon:
             "daemon.starting", mode=cfg.mode, config_sha=fingerprint(cfg), pid=os.getpid()
         )
         self._check_api_exposure()
+        self.alerting = Alerting(cfg, self.creds, self.log.bind(stage="alerts"))
         if cfg.mode == "sim" and not cfg.sim.external_url:
             check_roots(cfg.market.underlyings)
         # Before the slow warm-up: a state_dir that cannot hold the journal fails at once.
@@ -332,6 +335,14 @@ class Daemon:
         self.trading.router.on_event.append(self.summary.on_order_event)
         self.signal_hooks.append(self.summary.on_signal)
         self.trading.router.on_sent.append(self._observe_sent)
+        self.alerting.attach(
+            self.trading,
+            self.clock,
+            self.metrics,
+            self.signal_hooks,
+            self._feed_now,
+            self.status_line,
+        )
         await self.trading.broker.start()
         # Before any new order can exist: what the journal and the broker know.
         await self.trading.restore()
@@ -410,6 +421,7 @@ class Daemon:
         # start before the open.
         self.notifier.notify("READY=1", f"STATUS={self.status_line()}")
         self._spawn("health", self._health_loop())
+        await self.alerting.start()
 
     def _check_api_exposure(self) -> None:
         """A non-loopback ``[api] listen`` needs the API token, and is said out loud."""
@@ -447,6 +459,9 @@ class Daemon:
     def _spawn(self, name: str, coro: Awaitable[Any]) -> None:
         self.tasks[name] = asyncio.ensure_future(coro)
         self.tasks[name].set_name(name)
+
+    def _feed_now(self) -> FeedSession | None:
+        return self.feed
 
     def _feed_stats(self) -> dict[str, Any]:
         assert self.feed is not None  # noqa: S101
@@ -756,6 +771,8 @@ class Daemon:
 
     async def _release(self) -> None:
         """Close what the stages used, each step whatever the one before did."""
+        if self.alerting is not None:
+            await self._quietly("alerts.stop", self.alerting.stop())
         if self.api is not None:
             await self._quietly("api.stop", self.api.stop())
         if self.trading is not None and self._ready_ns:

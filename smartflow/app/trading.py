@@ -7,6 +7,7 @@ batch of packets, and the router does the I/O (in its own task live, inline in r
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from smartflow.analytics.detectors import SmartMoneyDetector
@@ -15,6 +16,7 @@ from smartflow.chain.state import ChainBook
 from smartflow.chain.view import ChainMarketView
 from smartflow.config import Config
 from smartflow.core.clock import Clock
+from smartflow.core.messages import OrderIntent
 from smartflow.core.timeutil import ist_date
 from smartflow.journal.store import Journal
 from smartflow.orders.charges import ChargeModel, pnl_breakdown
@@ -67,12 +69,15 @@ class Trading:
         )
         self.router.charges = ChargeModel(cfg.costs)
         self._contracts = self._contract_table()
+        self.entry_gate: Callable[[OrderIntent], bool] | None = None
+        """Consulted before an entry reaches the router (alerts: pause, manual approval); it can
+        only hold an entry back, and whatever it lets through passes every risk check."""
         self.strategy = Strategy(
             cfg.strategy,
             self._contracts.get,
             self.router,
             self.market,
-            self.router.submit,
+            self.submit,
             log.bind(stage="strategy"),
             tick_ns=lambda: book.trigger_ns,
             net_pnl=self.net_pnl,
@@ -83,6 +88,16 @@ class Trading:
         # After the detectors and the flow (registered first): every bar's signal reaches the
         # strategy with that bar's size multiplier.
         book.on_bar.append(self._on_bar)
+
+    def submit(self, intent: OrderIntent) -> bool:
+        """The strategy's way to the router: entries pass the entry gate first."""
+        if (
+            intent.purpose == "ENTRY"
+            and self.entry_gate is not None
+            and not self.entry_gate(intent)
+        ):
+            return False
+        return self.router.submit(intent)
 
     def _on_confluence(self, underlying: str, conf: Confluence) -> None:
         self.strategy.set_size_multiplier(underlying, conf.size_multiplier)

@@ -136,6 +136,16 @@ CREATE TABLE IF NOT EXISTS kill_requests (
     ack_ns INTEGER,
     detail TEXT NOT NULL DEFAULT ''
 );
+CREATE TABLE IF NOT EXISTS remote_commands (
+    id INTEGER PRIMARY KEY,
+    ts_ns INTEGER NOT NULL,             -- wall clock when the daemon received it
+    channel TEXT NOT NULL,              -- telegram
+    chat_id TEXT NOT NULL,
+    sender TEXT NOT NULL,               -- user id and @username as the channel gave them
+    command TEXT NOT NULL,              -- /status /pause ... or approve | reject | expire
+    status TEXT NOT NULL,               -- done | refused | failed | asked
+    detail TEXT NOT NULL DEFAULT ''
+);
 """
 
 OPEN_STATES = ("NEW", "SENT", "OPEN", "PARTIAL", "UNKNOWN")
@@ -617,6 +627,26 @@ class Journal:
             "kill_event",
         )
 
+    async def remote_command(
+        self,
+        ts_ns: int,
+        channel: str,
+        chat_id: str,
+        sender: str,
+        command: str,
+        status: str,
+        detail: str = "",
+    ) -> None:
+        """Record a remote command (or an entry's approval decision) with who sent it."""
+        await self.arun(
+            lambda db: db.execute(
+                "INSERT INTO remote_commands (ts_ns, channel, chat_id, sender, command, status, "
+                "detail) VALUES (?,?,?,?,?,?,?)",
+                (ts_ns, channel, chat_id, sender, command, status, detail),
+            ),
+            "remote_command",
+        )
+
     def kill_active(self) -> tuple[bool, str]:
         """Whether the last kill-switch event was a trip (it survives restarts) and why."""
         rows = self.query("SELECT action, reason FROM kill_events ORDER BY id DESC LIMIT 1")
@@ -704,6 +734,7 @@ class Journal:
             "risk_events",
             "kill_events",
             "kill_requests",
+            "remote_commands",
         ):
             raise ValueError(table)
         return int(self.query(f"SELECT COUNT(*) AS n FROM {table}")[0]["n"])  # noqa: S608
