@@ -354,7 +354,7 @@ class Alerting:
         realised, unrealised = router.day_pnl()
 
         def mark(token: str) -> float | None:
-            q = router.market.quote(token)
+            q = router.book.market.quote(token)
             return (q.bid if q.bid > 0 else q.ltp) if q else None
 
         by_contract = contract_pnl(router.positions.values(), mark)
