@@ -19,6 +19,8 @@ Routes (all JSON via msgspec, except ``/metrics``):
 ``GET /api/openapi.json``              this API described as OpenAPI 3.1
 ``POST /api/kill``                     trip the kill switch (``Authorization: Bearer <token>``)
 ``POST /api/kill/reset``               re-arm trading (same token)
+``GET /ui/``                           the dashboard (``smartflow.api.ui``) and its stream
+                                       ``/ui/stream`` (``smartflow.api.stream``)
 =====================================  ===========================================================
 
 The daemon runs this server in its own process (``smartflow.api.worker``) over snapshots the

@@ -184,7 +184,7 @@ def test_pnl_moves_and_orders_show(page: Any) -> None:
     page.wait_for_function(
         "window.__sf && window.__sf.bars >= 3 && window.__sf.ticks >= 8", timeout=WAIT_S * 1000
     )
-    shoot(page, "dashboard", full_page=False)
+    shoot(page, "dashboard", full_page=True)
     _no_errors(page)
 
 
@@ -237,6 +237,7 @@ def test_kill_switch_asks_for_the_token_and_confirms(page: Any) -> None:
         "document.getElementById('killstate').textContent.startsWith('KILLED')",
         timeout=WAIT_S * 1000,
     )
+    page.wait_for_selector("#kill-dialog", state="hidden")
     # The token never reached the page's state or the stream.
     assert KILL_TOKEN not in page.content()
     assert page.evaluate("document.getElementById('kill-token').value") == ""

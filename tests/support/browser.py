@@ -4,7 +4,8 @@ Playwright's own browser download is never used (it is not available here, and C
 ``chromium`` package instead: ``.ci/run``). One browser per test module (``browser`` fixture);
 each test gets a fresh context and page (``page``) whose console errors and uncaught exceptions
 are collected in ``page.errors`` (a ``ConsoleLog``). Screenshots go to ``build/screenshots/``
-(ignored by git) via ``shoot``.
+(ignored by git) via ``shoot``. Without Chromium the browser tests are skipped, except
+under CI (``CI`` set), where that is a failure.
 """
 
 from __future__ import annotations
@@ -53,7 +54,10 @@ def browser() -> Iterator[Any]:
     """Chromium, headless, for the module; skipped (with the reason) where it is not installed."""
     sync_api = pytest.importorskip("playwright.sync_api")
     if not Path(CHROMIUM).exists():
-        pytest.skip(f"{CHROMIUM} not installed (.ci/run installs Debian's chromium package)")
+        why = f"{CHROMIUM} not installed (.ci/run installs Debian's chromium package)"
+        if os.environ.get("CI"):
+            pytest.fail(why)
+        pytest.skip(why)
     with sync_api.sync_playwright() as pw:
         b = pw.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS, headless=True)
         try:

@@ -9,7 +9,7 @@ const short = (v) => {
   const a = Math.abs(v);
   if (a >= 1e7) return (v / 1e7).toFixed(a >= 1e9 ? 0 : 1) + "Cr";
   if (a >= 1e5) return (v / 1e5).toFixed(1) + "L";
-  return v.toLocaleString("en-IN", { maximumFractionDigits: 2 });
+  return String(+v.toFixed(4));
 };
 
 function make(el, series, opts = {}) {
