@@ -3,8 +3,10 @@
 Messages are JSON text frames, each an object with ``type``:
 
 * ``hello`` (once, on connect): ``underlyings``, ``kill_enabled`` (whether a kill token is
-  configured; never the token), ``series`` (per underlying, the session's bar-close points
-  this process has seen), ``pnl`` (points), ``signals`` (the newest kept, oldest first),
+  configured; never the token), ``series`` (per underlying, today's points: one a minute from
+  the history SQLite, then every bar close this process has seen since), ``pnl`` (a point a
+  second since the API process started), ``summaries`` (each underlying's latest chain summary
+  seen), ``signals`` (the newest kept, oldest first),
   ``stale_after_s``.
 * ``tick`` (at most 4 a second): ``ui`` (``smartflow.app.uisource``: ladder, orders,
   positions, P&L, latencies), ``healthy``, ``health`` (problems, the feed stall rule's among
@@ -72,6 +74,8 @@ class StreamHub:
         self.series: dict[str, deque[list[Any]]] = {}
         self.pnl: deque[list[Any]] = deque(maxlen=PNL_KEPT)
         self._bar_ts: dict[str, int] = {}
+        self.latest: dict[str, dict[str, Any]] = {}
+        """Each underlying's latest chain summary, for a page that opens between bar closes."""
         self._last_tick = 0.0
         self._last_pnl = 0.0
         self._asked = -KEEP_S
@@ -91,17 +95,20 @@ class StreamHub:
             if not isinstance(ts, int) or ts == self._bar_ts.get(u):
                 continue
             self._bar_ts[u] = ts
+            self.latest[u] = summary
             point = chart_point(summary)
             self.series.setdefault(u, deque(maxlen=SERIES_KEPT)).append(point)
             self._broadcast({"type": "bar", "underlying": u, "summary": summary, "point": point})
-        ui = snap.ui
-        if ui is None:
-            return
         now = time.monotonic()
-        pnl = ui.get("pnl")
-        if pnl is not None and now - self._last_pnl >= PNL_EVERY_S:
+        orders = snap.status.get("orders")
+        clock_ns = snap.status.get("clock_ns")
+        if orders and clock_ns and now - self._last_pnl >= PNL_EVERY_S:
+            # From the status every snapshot carries: the curve covers the whole run, not only
+            # the time a page was open.
             self._last_pnl = now
-            self.pnl.append([ui.get("ts_ns"), pnl["realised"], pnl["unrealised"]])
+            self.pnl.append([clock_ns, orders["realised"], orders["unrealised"]])
+        if snap.ui is None:
+            return
         if now - self._last_tick < TICK_MIN_S:
             return
         self._last_tick = now
@@ -131,13 +138,26 @@ class StreamHub:
 
     # ---- clients ------------------------------------------------------------------------
 
-    def _hello(self) -> dict[str, Any]:
+    async def _session_series(self, underlyings: list[str]) -> dict[str, list[list[Any]]]:
+        """Today's minutes from the history SQLite, then the bar closes seen since."""
+        out = {}
+        for u in underlyings:
+            day = await self.source.history(u, None, 1)
+            points = [chart_point(m["summary"] | {"ts_ns": m["ts_ns"]}) for m in day["snapshots"]]
+            last = points[-1][0] if points else 0
+            points += [p for p in self.series.get(u, ()) if p[0] > last]
+            out[u] = points
+        return out
+
+    async def _hello(self) -> dict[str, Any]:
         snap = self.source.snap
+        underlyings = snap.underlyings if snap else []
         return {
             "type": "hello",
-            "underlyings": snap.underlyings if snap else [],
+            "underlyings": underlyings,
             "kill_enabled": self.kill_enabled,
-            "series": {u: list(points) for u, points in self.series.items()},
+            "series": await self._session_series(underlyings),
+            "summaries": self.latest,
             "pnl": list(self.pnl),
             "signals": self.source.signals(0, SIGNALS_ON_HELLO, None),
             "stale_after_s": self.source.stale_after_s,
@@ -160,7 +180,7 @@ class StreamHub:
         if self._watch is None or self._watch.done():
             self._watch = asyncio.create_task(self._watchdog())
         try:
-            await ws.send_str(_enc.encode(self._hello()).decode())
+            await ws.send_str(_enc.encode(await self._hello()).decode())
             async for msg in ws:
                 # The page sends nothing that matters; reading keeps pings and close flowing.
                 if msg.type == WSMsgType.ERROR:

@@ -167,6 +167,7 @@ class DaemonApiSource:
             "broker": d.trading.broker.name if d.trading else None,
             "ready": d.ready.is_set(),
             "uptime_s": round(time.monotonic() - self.started, 1),
+            "clock_ns": d.clock.now_ns(),
             "underlyings": self.underlyings(),
             "feed": feed.stats.snapshot()
             | {"sockets": feed.connected, "tokens": len(feed.subscribed)}

@@ -120,6 +120,7 @@ class ReplayApiSource:
             "mode": "replay",
             "ready": True,
             "uptime_s": round(time.monotonic() - self.started, 1),
+            "clock_ns": now,
             "underlyings": [c.root for c in r.book.chains],
             "feed": {
                 "tape_frames": self.frames,
@@ -129,6 +130,7 @@ class ReplayApiSource:
                 "finished": self.done,
             },
             "engine": {"bars": r.book.stats.bars_closed, "applied": r.book.stats.applied},
+            "orders": r.trading.router.stats() if r.trading else None,
             "signals_emitted": self.seen,
             "kill_switch": {"on": guard.killed, "reason": guard.kill_reason} if guard else None,
         }
@@ -186,6 +188,8 @@ async def serve(
     # Compile (or load) the kernels before the clock starts, as the daemon does: a cold JIT at
     # the first bar would stall the replay and the snapshots for many seconds.
     await asyncio.to_thread(warm_up, cfg.model, cfg.detectors)
+    # The API process must not read the daemon's history SQLite: a replayed day is not in it.
+    cfg = msgspec.structs.replace(cfg, history=msgspec.structs.replace(cfg.history, enabled=False))
     replayer = PacedReplayer(
         cfg, master, out, chain_every_s, int(tape.recv_ns[0]), log=log, speed=speed
     )

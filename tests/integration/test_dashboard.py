@@ -188,6 +188,28 @@ def test_pnl_moves_and_orders_show(page: Any) -> None:
     _no_errors(page)
 
 
+def test_a_page_opened_later_gets_the_session_so_far(browser: Any, daemon: DaemonProc) -> None:
+    late, log = new_page(browser)
+    try:
+        late.goto(daemon.url + "/ui/")
+        late.wait_for_function("window.__sf && window.__sf.hello", timeout=WAIT_S * 1000)
+        hello = late.evaluate("window.__sf.hello")
+        # Bar closes seen since the first page opened (and any history minutes before them).
+        assert hello["series"]["NIFTY"] >= 3, hello
+        assert hello["summaries"] == ["NIFTY"], hello
+        assert hello["pnl"] >= 2, hello
+        assert hello["pnlMoved"], hello
+        assert hello["signals"] >= 1, hello
+        # The charts and the ladder's ΔOI are drawn at once, before the next bar closes.
+        late.wait_for_selector("#ch-pcr canvas")
+        late.wait_for_function(
+            "document.getElementById('summary-line').textContent.includes('PCR')"
+        )
+        assert log.errors == [], log.errors
+    finally:
+        late.context.close()
+
+
 def test_frame_times(page: Any) -> None:
     """Measured, printed and kept with the screenshots; never asserted."""
     stats = page.evaluate(

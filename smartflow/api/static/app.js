@@ -30,10 +30,18 @@ function selectUnderlying(u) {
 }
 
 function onHello(m) {
+  perf.hello = {
+    series: Object.fromEntries(Object.entries(m.series).map(([u, p]) => [u, p.length])),
+    summaries: Object.keys(m.summaries),
+    pnl: m.pnl.length,
+    pnlMoved: m.pnl.some((p) => p[1] + p[2] !== 0),
+    signals: m.signals.length,
+  };
   state.underlyings = m.underlyings;
   state.killEnabled = m.kill_enabled;
   state.staleAfter = m.stale_after_s;
   state.series = m.series;
+  state.summaries = m.summaries;
   $("kill").disabled = !m.kill_enabled;
   $("kill").title = m.kill_enabled ? "" : "no kill_token credential configured";
   const nav = $("underlyings");
