@@ -23,6 +23,7 @@ import msgspec
 
 from smartflow.api.snapshot import ApiSnapshot, Section
 from smartflow.app.apiprocess import ApiProcess
+from smartflow.app.apisource import signal_view
 from smartflow.app.replay import Replayer
 from smartflow.app.uisource import UiSection
 from smartflow.app.warmup import warm_up
@@ -109,12 +110,7 @@ class ReplayApiSource:
         kept = list(self.recent)
         fresh = min(self.seen - (0 if full else self._sent), len(kept))
         self._sent = self.seen
-        signals = []
-        for s in kept[len(kept) - fresh :]:
-            body: dict[str, Any] = msgspec.to_builtins(s)
-            body["ts_ns"] = s.ts
-            body["ts"] = iso_ist(s.ts)
-            signals.append(body)
+        signals = [signal_view(s) for s in kept[len(kept) - fresh :]]
         guard = r.trading.guard if r.trading else None
         status = {
             "mode": "replay",

@@ -7,17 +7,26 @@ detectors' signals appear, the tape clock moves on, and Ctrl-C ends it with exit
 
 from __future__ import annotations
 
+import asyncio
+import io
 import re
 import signal
 import subprocess
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
 from support.browser import browser, new_page, shoot
+
+from smartflow.app.replayserve import serve
+from smartflow.config import ApiConfig, Config, Credentials
+from smartflow.core.errors import FatalError
+from smartflow.instruments.master import load_file
+from smartflow.tape.format import open_tape
 
 
 pytestmark = pytest.mark.slow
@@ -85,3 +94,22 @@ def test_replay_serve_plays_the_tape_into_the_dashboard(browser: Any, tmp_path: 
         reader.join(10)
         proc.stderr.close()
     assert code == 0, "".join(lines)
+
+
+def test_a_non_loopback_listen_needs_the_api_token(tmp_path: Path) -> None:
+    anywhere = "0.0.0.0"  # noqa: S104 — refused before anything binds
+    cfg = Config(state_dir=str(tmp_path), api=ApiConfig(listen=f"{anywhere}:0"))
+    tape = open_tape(GOLDEN / "session.sft")
+    master = load_file(str(GOLDEN / "instruments.json"), {"NIFTY"})
+    try:
+        # On a thread of its own: Playwright's sync API keeps an event loop on this one.
+        with (
+            ThreadPoolExecutor(1) as pool,
+            pytest.raises(FatalError, match="api_token") as refused,
+        ):
+            pool.submit(
+                asyncio.run, serve(cfg, Credentials(), master, tape, io.BytesIO(), 1.0, 60.0, None)
+            ).result(60)
+    finally:
+        tape.close()
+    assert anywhere in str(refused.value)
