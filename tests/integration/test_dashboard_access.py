@@ -268,3 +268,25 @@ def test_stale_banner_on_a_feed_stall_and_when_snapshots_stop(
         assert log.errors == [], log.errors
     finally:
         page.context.close()
+
+
+def test_the_login_form_opens_the_dashboard_in_the_browser(browser: Any, guarded: Served) -> None:
+    page, log = new_page(browser)
+    try:
+        page.goto(f"http://127.0.0.1:{guarded.port}/ui/")
+        page.wait_for_selector("input[name=token]")
+        assert page.url.endswith("/ui/login")
+        page.fill("input[name=token]", API_TOKEN)
+        page.click("button[type=submit]")
+        page.wait_for_selector("#conn.ok")
+        deadline = time.monotonic() + 30
+        while not page.locator("#ladder tr.atm").is_visible():
+            assert time.monotonic() < deadline
+            guarded.publish()
+            time.sleep(0.3)
+        # The cookie is HttpOnly: the page's scripts cannot read it, let alone the token.
+        assert page.evaluate("document.cookie") == ""
+        assert API_TOKEN not in page.content()
+        assert log.errors == [], log.errors
+    finally:
+        page.context.close()
