@@ -1,10 +1,13 @@
-"""Latency percentiles for the dashboard, estimated from Prometheus histogram buckets."""
+"""The dashboard's snapshot section: its ladder, and latency percentiles from histograms."""
 
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Histogram
+from support.session import run_session
 
-from smartflow.app.uisource import quantiles
+from smartflow.app.replay import chain_rows
+from smartflow.app.uisource import UiSection, quantiles
+from smartflow.config import Config, DetectorConfig, MarketConfig, ScenarioConfig, SimConfig
 
 
 def _hist(buckets: tuple[float, ...]) -> Histogram:
@@ -34,3 +37,43 @@ def test_beyond_the_last_bucket_only_its_bound_is_known() -> None:
     h = _hist((0.001,))
     h.observe(5.0)
     assert quantiles(h)["p99"] == 0.001
+
+
+def test_the_ladder_matches_the_chain_view_cell_for_cell() -> None:
+    """The numpy-gathered ladder says what the API's chain view (``chain_rows``) says."""
+    cfg = Config(market=MarketConfig(strikes_each_side=10), detectors=DetectorConfig(bar_seconds=2))
+    sim = SimConfig(
+        ticks_per_second=100.0,
+        strikes_each_side=10,
+        scenarios=[
+            ScenarioConfig(kind="long_build_up", start_s=5, duration_s=60, side="CE", strength=4)
+        ],
+    )
+    s = run_session(sim, 70, cfg)
+    c = s.book.chains[0]
+    det = s.detectors[c.root]
+    ladder = UiSection(s.book, s.detectors, None, lambda: 7).build()
+    assert ladder["ts_ns"] == 7
+    chain = ladder["chains"][c.root]
+
+    def states(ch: object, row: int, out: dict[str, object]) -> None:
+        out.update(det.contract_states(row))
+
+    view = {(r["strike"], r["option_type"]): r for r in chain_rows(c, [states])}
+    seen = builds = 0
+    for strike, ce, pe in chain["strikes"]:
+        for kind, cell in (("CE", ce), ("PE", pe)):
+            r = view.get((strike, kind))
+            if cell is None:
+                assert r is None
+                continue
+            seen += 1
+            ltp, oi, iv, delta, build, traps = cell
+            assert (ltp, oi, build, traps) == (r["ltp"], r["oi"], r["oi_buildup"], r["trap_types"])
+            assert iv == (round(r["iv"], 4) if r["iv"] is not None else None)
+            assert delta == (round(r["delta"], 3) if r["delta"] is not None else None)
+            builds += build != "NONE"
+    assert seen == len(view) > 30
+    assert builds > 0  # the scenario's build-up shows
+    assert chain["atm"] in {k for k, _, _ in chain["strikes"]}
+    assert chain["battle"]["market_control"] == det.latest.market_control
