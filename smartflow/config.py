@@ -230,6 +230,22 @@ class StrategyConfig(Base, frozen=True):
     """An opposite recommendation at least this probable exits the position."""
     intent_ttl_s: PositiveFloat = 5.0
     """An intent that cannot be sent within this long is dropped (the market has moved)."""
+    # Exit management (strategy/exits.py states each rule); 0 turns a rule off.
+    trailing_stop_pct: Annotated[float, Meta(ge=0, lt=100)] = 0.0
+    """Exit once the mark falls this % below its highest since entry (the entry at least)."""
+    breakeven_after_pct: NonNegFloat = 0.0
+    """Once the mark has been this % above entry, a fall back to the entry price exits."""
+    daily_profit_target_rupees: NonNegFloat = 0.0
+    """Net day P&L (after charges, marked to market) at or above this: flatten, no more entries
+    that day."""
+    daily_loss_stop_rupees: NonNegFloat = 0.0
+    """Net day P&L at or below minus this: flatten, no more entries that day (the kill switch,
+    ``risk.max_daily_loss``, stays the hard limit)."""
+    max_entries_per_contract: NonNegInt = 0
+    """Entries per contract per day, the first included (0: no cap)."""
+    theta_exit_ratio: NonNegFloat = 0.0
+    """Theta-aware exit: when |theta per day| ÷ premium reaches this and the unrealised gain no
+    longer covers the theta the rest of the session will take."""
 
 
 class RiskConfig(Base, frozen=True):
@@ -275,6 +291,32 @@ class OrdersConfig(Base, frozen=True):
     """Live: a fresh TOTP login each morning before the open (sessions die at midnight)."""
     logout_at_ist: HHMM = "15:45"
     """Live: log out after the close (exchanges require a daily logout of API sessions)."""
+
+
+class CostsConfig(Base, frozen=True):
+    """``[costs]``: charges on each index-option fill (orders/charges.py; sources in README).
+
+    Defaults as of 2026-12: Angel One's published F&O brokerage, STT per the Finance Act 2026
+    (from 2026-04-01), exchange charges per the NSE and BSE circulars effective 2024-10-01.
+    """
+
+    enabled: bool = True
+    brokerage_per_order: NonNegFloat = 20.0
+    """Rupees per executed order..."""
+    brokerage_pct: NonNegFloat = 0.25
+    """...or this % of the order's premium turnover, whichever is lower."""
+    stt_sell_pct: NonNegFloat = 0.15
+    """Securities transaction tax, % of premium, sell side (0.1 from 2024-10-01 to 2026-03-31)."""
+    exchange_pct_nse: NonNegFloat = 0.03503
+    """NSE (NFO) index options transaction charge, % of premium, both sides."""
+    exchange_pct_bse: NonNegFloat = 0.0325
+    """BSE (BFO) SENSEX/BANKEX options transaction charge, % of premium, both sides."""
+    sebi_per_crore: NonNegFloat = 10.0
+    """SEBI turnover fee, rupees per crore of premium, both sides."""
+    stamp_buy_pct: NonNegFloat = 0.003
+    """Stamp duty, % of premium, buy side."""
+    gst_pct: NonNegFloat = 18.0
+    """GST on brokerage + exchange charge + SEBI fee."""
 
 
 class ApiConfig(Base, frozen=True):
@@ -474,6 +516,7 @@ class Config(Base, frozen=True):
     strategy: StrategyConfig = msgspec.field(default_factory=StrategyConfig)
     risk: RiskConfig = msgspec.field(default_factory=RiskConfig)
     orders: OrdersConfig = msgspec.field(default_factory=OrdersConfig)
+    costs: CostsConfig = msgspec.field(default_factory=CostsConfig)
     api: ApiConfig = msgspec.field(default_factory=ApiConfig)
     feed: FeedConfig = msgspec.field(default_factory=FeedConfig)
     sim: SimConfig = msgspec.field(default_factory=SimConfig)

@@ -174,7 +174,7 @@ class DaemonApiSource:
             if feed
             else None,
             "engine": d.engine.stats() if d.engine else None,
-            "orders": d.trading.router.stats() if d.trading else None,
+            "orders": d.trading.router.stats() | d.trading.pnl() if d.trading else None,
             "signals_emitted": d.signals_emitted,
             "kill_switch": {"on": d.trading.guard.killed, "reason": d.trading.guard.kill_reason}
             if d.trading

@@ -174,6 +174,41 @@ def _replay_serve(args: argparse.Namespace, cfg: Config, master: Any, tape: Any)
     return code
 
 
+def cmd_backtest(args: argparse.Namespace) -> int:
+    """Backtest tapes (or sweep a grid of config values over them)."""
+    from smartflow.app import backtest
+    from smartflow.tape.format import TapeError
+
+    try:
+        cfg = _load(args)
+        if args.sweep:
+            grid = backtest.parse_sweep(args.sweep)
+            table = backtest.sweep(
+                cfg, grid, args.tapes, args.out, args.instruments, max(1, args.workers)
+            )
+            sys.stdout.write(backtest.render_sweep(table["runs"]))
+            print(f"{Path(args.out) / 'sweep.json'}", file=sys.stderr)
+            return 0
+        result = backtest.backtest(cfg, args.tapes, args.out, args.instruments)
+    except (ConfigError, TapeError, OSError, ValueError, msgspec.DecodeError) as e:
+        return _fail(e)
+    sys.stdout.write(msgspec.json.format(msgspec.json.encode(result["metrics"])).decode() + "\n")
+    print(f"{Path(args.out) / 'report.html'}", file=sys.stderr)
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """Re-render a backtest's report from its backtest.json; print the report's path."""
+    from smartflow.app.report import write_report
+
+    try:
+        path = write_report(Path(args.dir))
+    except (OSError, msgspec.DecodeError, KeyError) as e:
+        return _fail(ValueError(f"{args.dir}: not a backtest output directory ({e})"))
+    print(path.resolve())
+    return 0
+
+
 def _journal_command(args: argparse.Namespace, show: Callable[[Config], int]) -> int:
     """Run a journal reader; a missing, corrupt or unreadable journal is one line, exit 1."""
     import sqlite3

@@ -110,6 +110,27 @@ def build_parser() -> argparse.ArgumentParser:
         help="add processing_s to the summary (the output is then not reproducible)",
     )
 
+    bt = sub.add_parser(
+        "backtest", help="tapes through the paper pipeline: trades, metrics, report"
+    )
+    bt.add_argument("tapes", nargs="+", metavar="TAPE")
+    _add_config(bt)
+    bt.add_argument(
+        "--instruments",
+        metavar="FILE",
+        help="scrip master for every tape (default: instruments.json beside each tape)",
+    )
+    bt.add_argument("--out", metavar="DIR", default="backtest", help="output directory")
+    bt.add_argument(
+        "--sweep",
+        action="append",
+        metavar="KEY=V1,V2",
+        help="run every combination of these config values (repeatable), one table",
+    )
+    bt.add_argument("--workers", type=int, default=2, metavar="N", help="sweep processes (2)")
+    rpt = sub.add_parser("report", help="re-render a backtest's report.html and print its path")
+    rpt.add_argument("dir", metavar="DIR")
+
     for name, helptext in (
         ("orders", "orders from the journal"),
         ("positions", "positions from the journal"),

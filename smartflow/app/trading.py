@@ -17,6 +17,7 @@ from smartflow.config import Config
 from smartflow.core.clock import Clock
 from smartflow.core.timeutil import ist_date
 from smartflow.journal.store import Journal
+from smartflow.orders.charges import ChargeModel, pnl_breakdown
 from smartflow.orders.guard import RiskGuard
 from smartflow.orders.paper import PaperBroker
 from smartflow.orders.port import BrokerPort
@@ -64,6 +65,7 @@ class Trading:
             log.bind(stage="orders"),
             speed=speed,
         )
+        self.router.charges = ChargeModel(cfg.costs)
         self._contracts = self._contract_table()
         self.strategy = Strategy(
             cfg.strategy,
@@ -73,6 +75,8 @@ class Trading:
             self.router.submit,
             log.bind(stage="strategy"),
             tick_ns=lambda: book.trigger_ns,
+            net_pnl=self.net_pnl,
+            theta=self.market.theta,
         )
         if flow is not None and cfg.flow.size_from_flow:
             flow.on_confluence.append(self._on_confluence)
@@ -102,6 +106,16 @@ class Trading:
         for det in self.detectors.values():
             if det.latest is not None and det.latest.ts == bar_end_ns:
                 self.strategy.on_signal(det.latest, bar_end_ns)
+
+    def net_pnl(self) -> float:
+        """Today's P&L after charges, marked to market (the daily target and loss stop)."""
+        realised, unrealised = self.router.day_pnl()
+        return realised + unrealised - sum(p.charges for p in self.router.positions.values())
+
+    def pnl(self) -> dict[str, Any]:
+        """Today's P&L gross and net of charges (the API's status)."""
+        realised, unrealised = self.router.day_pnl()
+        return pnl_breakdown(list(self.router.positions.values()), realised, unrealised)
 
     def after_batch(self, now_ns: int) -> None:
         """After each batch of packets: paper matching, then exit checks."""

@@ -39,7 +39,7 @@ from typing import Any, Protocol
 
 import msgspec
 
-from smartflow.config import OrdersConfig, RiskConfig, Secret
+from smartflow.config import CostsConfig, OrdersConfig, RiskConfig, Secret
 from smartflow.core.clock import Clock
 from smartflow.core.errors import TransientError
 from smartflow.core.messages import OrderIntent, Quote
@@ -53,6 +53,7 @@ from smartflow.journal.store import (
     OrderRow,
     PositionRow,
 )
+from smartflow.orders.charges import ChargeModel
 from smartflow.orders.guard import Exposure, RiskGuard, kill_mac_ok
 from smartflow.orders.port import BrokerOrder, BrokerPort, PlaceRequest, Reply
 from smartflow.orders.ratelimit import RateLimiter
@@ -85,6 +86,9 @@ def round_to_tick(price: float, tick: float, up: bool) -> float:
 
 class OrderRouter:
     """One task that owns every order from intent to terminal state."""
+
+    charges = ChargeModel(CostsConfig())
+    """Charges booked with each fill (``Trading`` sets the configured ``[costs]``)."""
 
     def __init__(
         self,
@@ -551,8 +555,9 @@ class OrderRouter:
             quantity=qty,
             price=price,
         )
+        charges = self.charges.fill(row.exchange, row.side, qty, price, prev_qty * prev_avg)
         try:
-            new, _ = await self.journal.fill(fill, row.underlying, row)
+            new, _ = await self.journal.fill(fill, row.underlying, row, charges)
         except JournalWriteError:
             # The broker filled it whether or not the disk can say so: memory follows the
             # broker (the failure is logged and counted; a restart's reconciliation with the
@@ -566,6 +571,7 @@ class OrderRouter:
                 day=row.day, token=row.token, symbol=row.symbol, underlying=row.underlying
             )
         pos.apply_fill(row.side, qty, price)
+        pos.charges = round(pos.charges + charges.total, 2)
         pos.updated_ns = now_ns
         self.fills += 1
         self._emit("fill", row, fill)
