@@ -19,7 +19,7 @@ Messages are JSON text frames, each an object with ``type``:
   stopping); the next ``tick`` clears it.
 
 A point is ``[ts_ns, spot, forward, pcr_oi, atm_iv, straddle]``; a P&L point ``[ts_ns,
-realised, unrealised]``. While a page is open the hub keeps asking the trading loop for the
+realised, unrealised, charges]``. While a page is open the hub keeps asking the trading loop for the
 ``ui`` and ``summaries`` sections, which it then publishes four times a second.
 """
 
@@ -106,7 +106,9 @@ class StreamHub:
             # From the status every snapshot carries: the curve covers the whole run, not only
             # the time a page was open.
             self._last_pnl = now
-            self.pnl.append([clock_ns, orders["realised"], orders["unrealised"]])
+            self.pnl.append(
+                [clock_ns, orders["realised"], orders["unrealised"], orders.get("charges", 0.0)]
+            )
         if snap.ui is None:
             return
         if now - self._last_tick < TICK_MIN_S:

@@ -126,7 +126,7 @@ class ReplayApiSource:
                 "finished": self.done,
             },
             "engine": {"bars": r.book.stats.bars_closed, "applied": r.book.stats.applied},
-            "orders": r.trading.router.stats() if r.trading else None,
+            "orders": r.trading.router.stats() | r.trading.pnl() if r.trading else None,
             "signals_emitted": self.seen,
             "kill_switch": {"on": guard.killed, "reason": guard.kill_reason} if guard else None,
         }

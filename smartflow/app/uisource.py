@@ -202,10 +202,14 @@ class UiSection:
                     "net_quantity": p.net_quantity,
                     "average_price": round(p.average_price, 2),
                     "realised_pnl": round(p.realised_pnl, 2),
+                    "charges": round(p.charges, 2),
                 }
                 for p in t.router.positions.values()
             ]
-            body["pnl"] = {"realised": round(realised, 2), "unrealised": round(unrealised, 2)}
+            body["pnl"] = {
+                "realised": round(realised, 2),
+                "unrealised": round(unrealised, 2),
+            } | t.pnl()
             body["kill_switch"] = {"on": t.guard.killed, "reason": t.guard.kill_reason}
         else:
             body |= {"positions": [], "pnl": None, "kill_switch": None}

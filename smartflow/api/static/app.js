@@ -79,7 +79,7 @@ function onTick(m) {
   const pnl = m.ui.pnl;
   if (pnl && m.ui.ts_ns - state.lastPnl >= 1e9) {
     state.lastPnl = m.ui.ts_ns;
-    charts.addPnl([m.ui.ts_ns, pnl.realised, pnl.unrealised]);
+    charts.addPnl([m.ui.ts_ns, pnl.realised, pnl.unrealised, pnl.charges ?? 0]);
   }
   render();
 }
@@ -134,9 +134,12 @@ function draw() {
   const pnl = m.ui.pnl;
   const pnlEl = $("pnl");
   if (pnl) {
-    const total = pnl.realised + pnl.unrealised;
-    pnlEl.textContent = `${total >= 0 ? "+" : ""}${total.toFixed(2)} (realised ${pnl.realised.toFixed(2)}, unrealised ${pnl.unrealised.toFixed(2)})`;
-    pnlEl.className = "num " + (total > 0 ? "up" : total < 0 ? "down" : "");
+    const gross = pnl.realised + pnl.unrealised;
+    const net = pnl.net_pnl ?? gross;
+    const sign = (x) => `${x >= 0 ? "+" : ""}${x.toFixed(2)}`;
+    pnlEl.textContent = `net ${sign(net)} · gross ${sign(gross)} (realised ${pnl.realised.toFixed(2)}, ` +
+      `unrealised ${pnl.unrealised.toFixed(2)}) · charges ${(pnl.charges ?? 0).toFixed(2)}`;
+    pnlEl.className = "num " + (net > 0 ? "up" : net < 0 ? "down" : "");
   }
   renderPositions($("positions").tBodies[0], m.ui.positions);
   renderOrders($("orders").tBodies[0], m.ui.orders);

@@ -42,9 +42,10 @@ export class Charts {
         paths: uPlot.paths.bars({ size: [0.8, 40] }), points: { show: false } }],
       { time: false });
     this.pnl = make(document.getElementById("ch-pnl"),
-      [{}, line("total", "#e6b450"), line("realised", "#3fb37f")], { height: 170 });
+      [{}, line("gross", "#e6b450"), line("net", "#d2a6ff"), line("realised", "#3fb37f")],
+      { height: 170 });
     this.series = [[], [], [], [], [], []];
-    this.pnlData = [[], [], []];
+    this.pnlData = [[], [], [], []];
   }
 
   // points: [ts_ns, spot, forward, pcr, atm_iv, straddle]
@@ -85,9 +86,9 @@ export class Charts {
     this.gex.setData([xs, gex]);
   }
 
-  // points: [ts_ns, realised, unrealised]
+  // points: [ts_ns, realised, unrealised, charges]
   setPnl(points) {
-    this.pnlData = [[], [], []];
+    this.pnlData = [[], [], [], []];
     for (const p of points) this._pushPnl(p);
     this.pnl.setData(this.pnlData);
   }
@@ -100,7 +101,8 @@ export class Charts {
   _pushPnl(p) {
     this.pnlData[0].push(p[0] / 1e9);
     this.pnlData[1].push(p[1] + p[2]);
-    this.pnlData[2].push(p[1]);
+    this.pnlData[2].push(p[1] + p[2] - (p[3] || 0));
+    this.pnlData[3].push(p[1]);
   }
 
   resize() {

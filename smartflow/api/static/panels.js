@@ -63,7 +63,9 @@ export function renderOrders(tbody, orders) {
 }
 
 export function renderPositions(tbody, positions) {
-  fill(tbody, positions, (p) => [p.symbol, p.net_quantity, num(p.average_price), num(p.realised_pnl)]);
+  fill(tbody, positions, (p) => [
+    p.symbol, p.net_quantity, num(p.average_price), num(p.realised_pnl), num(p.charges),
+  ]);
 }
 
 export function renderHealth(m) {
