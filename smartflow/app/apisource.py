@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import sqlite3
 import time
 from collections import deque
 from collections.abc import Collection
@@ -289,8 +290,14 @@ class DaemonApiSource:
                 if m is not None
                 else None
             )
+            try:
+                orders = (
+                    d.journal.orders(ist_date(d.clock.now_ns()).isoformat()) if d.journal else []
+                )
+            except sqlite3.Error:  # a failing journal is reported by health; the list starts empty
+                orders = []
             self._ui = UiSection(
-                self.book, d.detectors, d.trading, d.clock.now_ns, latency, d.stale_stages
+                self.book, d.detectors, d.trading, d.clock.now_ns, latency, d.stale_stages, orders
             )
         return self._ui
 

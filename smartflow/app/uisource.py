@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -79,6 +79,7 @@ class UiSection:
         now_ns: Callable[[], int],
         latency: dict[str, Histogram] | None = None,
         stale_stages: Callable[[], list[str]] | None = None,
+        orders: Sequence[OrderRow] = (),
     ) -> None:
         self.book = book
         self.detectors = detectors
@@ -87,12 +88,17 @@ class UiSection:
         self.latency = latency or {}
         self.stale_stages = stale_stages
         self.orders: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        # Today's orders from the journal (a restarted daemon's filled ones too), then the
+        # router's own; its events keep them current from here on.
+        for row in orders:
+            self.on_order("journal", row, None)
         if trading is not None:
             for row in trading.router.orders.values():
-                self._on_order("restored", row, None)
-            trading.router.on_event.append(self._on_order)
+                self.on_order("restored", row, None)
+            trading.router.on_event.append(self.on_order)
 
-    def _on_order(self, kind: str, row: OrderRow, fill: FillRow | None) -> None:
+    def on_order(self, kind: str, row: OrderRow, fill: FillRow | None) -> None:
+        """The router's event hook: keep the order's latest state (the newest last)."""
         self.orders[row.order_id] = {
             "order_id": row.order_id,
             "created_ns": row.created_ns,

@@ -8,6 +8,7 @@ from support.session import run_session
 from smartflow.app.replay import chain_rows
 from smartflow.app.uisource import UiSection, quantiles
 from smartflow.config import Config, DetectorConfig, MarketConfig, ScenarioConfig, SimConfig
+from smartflow.journal.store import OrderRow
 
 
 def _hist(buckets: tuple[float, ...]) -> Histogram:
@@ -77,3 +78,21 @@ def test_the_ladder_matches_the_chain_view_cell_for_cell() -> None:
     assert builds > 0  # the scenario's build-up shows
     assert chain["atm"] in {k for k, _, _ in chain["strikes"]}
     assert chain["battle"]["market_control"] == det.latest.market_control
+
+
+def test_todays_journalled_orders_show_and_the_router_keeps_them_current() -> None:
+    s = run_session(SimConfig(ticks_per_second=20.0, strikes_each_side=2), 2)
+
+    def order(oid: str, state: str, filled: int) -> OrderRow:
+        return OrderRow(
+            order_id=oid, day="2026-12-04", created_ns=1, broker="paper", underlying="NIFTY",
+            token="1", symbol="NIFTY06DEC2624000CE", exchange="NFO", side="BUY", quantity=75,
+            lot_size=75, limit_price=100.0, purpose="ENTRY", reason="test", state=state,
+            filled_quantity=filled, updated_ns=2,
+        )  # fmt: skip
+
+    ui = UiSection(s.book, s.detectors, None, lambda: 0, orders=[order("a", "FILLED", 75)])
+    assert [(o["order_id"], o["state"]) for o in ui.build()["orders"]] == [("a", "FILLED")]
+    ui.on_order("state", order("b", "OPEN", 0), None)
+    ui.on_order("state", order("a", "FILLED", 75), None)
+    assert [o["order_id"] for o in ui.build()["orders"]] == ["b", "a"]
