@@ -27,8 +27,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -37,8 +39,8 @@ from aiohttp import WSMsgType, web
 from smartflow.api.snapshot import KEEP_S, ApiSnapshot, SnapshotSource
 
 
-TICK_MIN_S = 0.25
-"""At most four tick updates a second, whatever the snapshot rate."""
+TICKS_PER_S = 4
+"""At most four tick updates in any second, whatever the snapshot rate."""
 SERIES_KEPT = 8000
 """Bar-close points kept per underlying: a whole session of 5 s bars."""
 PNL_KEPT = 8000
@@ -66,8 +68,15 @@ def chart_point(summary: dict[str, Any]) -> list[Any]:
 class StreamHub:
     """Fans snapshot-derived updates out to the open dashboards."""
 
-    def __init__(self, source: SnapshotSource, kill_enabled: bool, log: Any) -> None:
+    def __init__(
+        self,
+        source: SnapshotSource,
+        kill_enabled: bool,
+        log: Any,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.source = source
+        self.clock = clock
         self.kill_enabled = kill_enabled
         self.log = log
         self.clients: dict[web.WebSocketResponse, asyncio.BaseTransport | None] = {}
@@ -76,8 +85,8 @@ class StreamHub:
         self._bar_ts: dict[str, int] = {}
         self.latest: dict[str, dict[str, Any]] = {}
         """Each underlying's latest chain summary, for a page that opens between bar closes."""
-        self._last_tick = 0.0
-        self._last_pnl = 0.0
+        self._ticks: deque[float] = deque(maxlen=TICKS_PER_S)
+        self._last_pnl = -math.inf
         self._asked = -KEEP_S
         self._stale_sent = False
         self._watch: asyncio.Task[None] | None = None
@@ -99,7 +108,7 @@ class StreamHub:
             point = chart_point(summary)
             self.series.setdefault(u, deque(maxlen=SERIES_KEPT)).append(point)
             self._broadcast({"type": "bar", "underlying": u, "summary": summary, "point": point})
-        now = time.monotonic()
+        now = self.clock()
         orders = snap.status.get("orders")
         clock_ns = snap.status.get("clock_ns")
         if orders and clock_ns and now - self._last_pnl >= PNL_EVERY_S:
@@ -111,9 +120,11 @@ class StreamHub:
             )
         if snap.ui is None:
             return
-        if now - self._last_tick < TICK_MIN_S:
+        # A window over the last four, not a minimum gap: snapshots four a second with a little
+        # jitter would otherwise lose every other one.
+        if len(self._ticks) == TICKS_PER_S and now - self._ticks[0] < 1.0:
             return
-        self._last_tick = now
+        self._ticks.append(now)
         self._stale_sent = False
         self._broadcast(self._tick(snap))
 
