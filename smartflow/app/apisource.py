@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import sqlite3
 import time
 from collections import deque
 from collections.abc import Collection
@@ -26,6 +27,7 @@ from smartflow.analytics.flow import FlowAnalyzer, WhaleAlert
 from smartflow.analytics.summary import SummarySnapshot
 from smartflow.api.snapshot import ApiSnapshot, Section
 from smartflow.app.replay import chain_rows
+from smartflow.app.uisource import UiSection
 from smartflow.chain.state import ChainBook, ChainState
 from smartflow.core.messages import SmartMoneySignal
 from smartflow.core.timeutil import iso_ist, ist_date
@@ -105,6 +107,7 @@ class DaemonApiSource:
         """Trading-loop CPU time spent building snapshots, in total."""
         self.slice_max_ns = 0
         """The most CPU time of snapshot work between two yields to the loop."""
+        self._ui: UiSection | None = None
 
     def _on_signal(self, signal: SmartMoneySignal) -> None:
         self.recent_signals.append(signal)
@@ -165,6 +168,7 @@ class DaemonApiSource:
             "broker": d.trading.broker.name if d.trading else None,
             "ready": d.ready.is_set(),
             "uptime_s": round(time.monotonic() - self.started, 1),
+            "clock_ns": d.clock.now_ns(),
             "underlyings": self.underlyings(),
             "feed": feed.stats.snapshot()
             | {"sockets": feed.connected, "tokens": len(feed.subscribed)}
@@ -239,6 +243,7 @@ class DaemonApiSource:
                 parts.append(generate_latest(_Families(family)))
                 await pace()
             exposition = b"".join(parts)
+        ui = self._ui_section().build() if "ui" in sections else None
         # Signals and whale prints last, with no await between reading and marking them sent:
         # an increment is exactly what the previous snapshot did not carry.
         kept = list(self.recent_signals)
@@ -273,7 +278,28 @@ class DaemonApiSource:
             chains=views,
             summaries=summaries,
             prometheus=exposition,
+            ui=ui,
         )
+
+    def _ui_section(self) -> UiSection:
+        if self._ui is None:
+            d = self.d
+            m = d.metrics
+            latency = (
+                {"tick_to_signal": m.tick_to_signal, "tick_to_intent": m.tick_to_intent}
+                if m is not None
+                else None
+            )
+            try:
+                orders = (
+                    d.journal.orders(ist_date(d.clock.now_ns()).isoformat()) if d.journal else []
+                )
+            except sqlite3.Error:  # a failing journal is reported by health; the list starts empty
+                orders = []
+            self._ui = UiSection(
+                self.book, d.detectors, d.trading, d.clock.now_ns, latency, d.stale_stages, orders
+            )
+        return self._ui
 
     async def _summaries_section(self, pace: _Pace) -> dict[str, dict[str, Any]]:
         """Each chain's latest summary as plain data, converted once per bar close."""

@@ -119,6 +119,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
         return _fail(e)
     if not len(tape):
         return _fail(ValueError(f"{args.tape}: the tape holds no frames"))
+    if args.serve:
+        return _replay_serve(args, cfg, master, tape)
     out = open(args.out, "wb") if args.out else sys.stdout.buffer  # noqa: SIM115
     history = None
     if args.history:
@@ -146,6 +148,30 @@ def cmd_replay(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return 0
+
+
+def _replay_serve(args: argparse.Namespace, cfg: Config, master: Any, tape: Any) -> int:
+    """``replay --serve``: the tape into the dashboard, paced at ``--speed``."""
+    import os
+
+    from smartflow.app.replayserve import serve
+
+    if not args.speed > 0:
+        return _fail(ValueError(f"--speed: expected a positive number, got {args.speed}"))
+    creds = load_credentials()
+    applog.configure(args.log_format or cfg.log.format, cfg.log.level, creds.values())
+    out = open(args.out or os.devnull, "wb")  # noqa: SIM115
+    log = structlog.get_logger()
+    try:
+        code: int = _run_async(
+            serve(cfg, creds, master, tape, out, args.speed, args.chain_every, log)
+        )
+    except FatalError as e:
+        return _fail(e)
+    finally:
+        out.close()
+        tape.close()
+    return code
 
 
 def cmd_backtest(args: argparse.Namespace) -> int:

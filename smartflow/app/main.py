@@ -78,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="scrip master (JSON array) that goes with the tape",
     )
     _add_config(replay)
+    _add_log(replay)
     replay.add_argument("--out", metavar="FILE", help="output file (default stdout)")
     replay.add_argument(
         "--chain-every",
@@ -90,6 +91,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--history",
         metavar="FILE",
         help="also record the one-minute chain history into this SQLite file (as a live run)",
+    )
+    replay.add_argument(
+        "--serve",
+        action="store_true",
+        help="play the tape into the dashboard (/ui on [api] listen) at --speed; Ctrl-C stops",
+    )
+    replay.add_argument(
+        "--speed",
+        type=float,
+        default=1.0,
+        metavar="X",
+        help="with --serve: tape seconds per wall second (default 1)",
     )
     replay.add_argument(
         "--timing",

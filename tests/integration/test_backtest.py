@@ -16,6 +16,7 @@ from typing import Any
 
 import msgspec
 import pytest
+from support.browser import CHROMIUM, LAUNCH_ARGS as CHROMIUM_ARGS
 
 from smartflow.app.backtest import TapeRun, backtest, metrics, override, parse_sweep, sweep
 from smartflow.app.main import main
@@ -31,17 +32,6 @@ from smartflow.tape.format import TapeWriter, open_tape
 
 DAYS = (dt.date(2026, 11, 30), dt.date(2026, 12, 1))
 SECONDS = 240
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 def write_day(root: Path, day: dt.date, seed: int) -> Path:
