@@ -13,9 +13,11 @@ zero-gamma search are built from a snapshot only when something reads it (the AP
 line, a history row) and cached on it. A snapshot never changes after it is made, so any thread
 may read it.
 
-ΔOI baselines. The previous session's close when known: ``set_prev_close`` (the daemon loads the
-previous day's record from ``state_dir``), or the last bar close before an IST date change when
-a session (or a tape) runs across midnight. Otherwise the contract's first print of the day.
+ΔOI baselines. The previous session's close when known: ``set_prev_close`` (the daemon loads it
+from Angel's historical OI endpoint, or the previous day's own record in ``state_dir``: see
+``smartflow.app.prevclose``), or the last bar close before an IST date change when a session (or
+a tape) runs across midnight. Otherwise the contract's first print of the day. Where the daemon
+got them is ``doi_source`` / ``doi_note`` (unset in a replay, which loads nothing).
 """
 
 from __future__ import annotations
@@ -184,7 +186,7 @@ class ChainSummary(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True
     doi_basis: str  # "prev_close" | "first_print"
     doi_first_print_contracts: int
     doi_prev_close_contracts: int
-    doi_source: str | None = None  # "oi_data" | "state_dir" | "first_print"
+    doi_source: str | None = None  # "oi_data" | "own_close" | "first_print"
     doi_note: str | None = None
     max_pain: MaxPain
     walls: Walls
@@ -517,6 +519,8 @@ class ChainSummarizer:
             self.base[:, ks.B_OI] = np.where(known, last, np.nan)
             self.base[:, ks.B_SRC] = np.where(known, ks.SRC_PREV_CLOSE, ks.SRC_NONE)
             self.base[:, ks.B_LAST_OI] = np.nan
+            if self.meta.doi_source is not None:
+                self.set_doi_source("own_close")
         return rolled
 
     def compute(self, t_ns: int, slot: int, nxt: SummarySnapshot | None = None) -> SummarySnapshot:

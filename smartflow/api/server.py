@@ -666,7 +666,7 @@ CHAIN_SUMMARY_SCHEMA = _obj(
         "doi_basis": {"type": "string", "enum": ["prev_close", "first_print"]},
         "doi_first_print_contracts": {"type": "integer"},
         "doi_prev_close_contracts": {"type": "integer"},
-        "doi_source": {"type": "string", "enum": ["oi_data", "state_dir", "first_print"]},
+        "doi_source": {"type": "string", "enum": ["oi_data", "own_close", "first_print"]},
         "doi_note": {"type": "string"},
         "max_pain": _obj(_nums("strike", "payout")),
         "walls": _obj(

@@ -3,7 +3,8 @@
 Per contract, the first source that has it: Angel's historical OI endpoint (``getOIData``,
 angel-smartapi.md §6.3; the simulator serves the same path and envelope), the previous day's own
 record in ``state_dir`` (``ChainHistory.load`` applied it before this runs), else the day's
-first print. Every summary says which (``doi_source``) and, for a fallback, why (``doi_note``).
+first print. Every summary says which (``doi_source``: ``oi_data``, ``own_close`` or
+``first_print``) and, for a fallback, why (``doi_note``).
 
 The load runs beside the daemon, never in front of it: ATM ± N of every subscribed expiry,
 nearest the money first, once the window has centred (or after a short wait, the listed strikes
@@ -221,15 +222,15 @@ def _label(s: ChainSummarizer, hits: int, note: str) -> None:
     options = sum(1 for i in s.chain.instruments[L.ROW_FIRST_OPTION :] if i is not None)
     if hits:
         rest = options - hits
-        detail = f"{rest} of {options} contracts from state_dir or the first print" if rest else ""
+        detail = f"{rest} of {options} contracts: own close or first print" if rest else ""
         s.set_doi_source("oi_data", "; ".join(x for x in (detail, note) if x) or None)
     elif s.prev_close_contracts():
-        s.set_doi_source("state_dir", note or None)
+        s.set_doi_source("own_close", note or None)
     else:
         s.set_doi_source("first_print", note or "no previous close known")
 
 
-def _sim_session(cfg: Config, sim: SimServer | None, log: Any) -> AngelSession:
+def sim_session(cfg: Config, sim: SimServer | None, log: Any) -> AngelSession:
     """A session with the simulator's demo account, over its REST API like a live one."""
     demo = sim.creds if sim is not None else SimCredentials()
     base = sim.http_url if sim is not None else cfg.sim.external_url
@@ -264,7 +265,7 @@ async def load_prev_close(
         apply(summaries, None, "getOIData not asked ([history] prev_close_oi_data = false)", log)
         return None
     own = session is None
-    api = session or _sim_session(cfg, sim, log)
+    api = session or sim_session(cfg, sim, log)
     load: PrevCloseLoad | None = None
     note = ""
     try:
