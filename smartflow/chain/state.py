@@ -390,10 +390,11 @@ class ChainBook:
             seg.rows.append(hit[1])
             seg.recv.append(recv_ns)
         self.stats.unknown_token += unknown
+        traded = len(self.chains)
         for ci, seg in per_chain.items():
-            self._apply_segment(self._all[ci], seg)
+            self._apply_segment(self._all[ci], seg, ci < traded)
 
-    def _apply_segment(self, c: ChainState, seg: Segment) -> None:
+    def _apply_segment(self, c: ChainState, seg: Segment, hooks: bool = True) -> None:
         m = len(seg.frames)
         lengths = np.fromiter((len(fr) for fr in seg.frames), np.int64, m)
         offsets = np.zeros(m, np.int64)
@@ -424,7 +425,7 @@ class ChainBook:
             for s in status[status != 0]:
                 name = wire.STATUS_NAMES[s] if s < len(wire.STATUS_NAMES) else "unknown_token"
                 self.stats.rejected[name] = self.stats.rejected.get(name, 0) + 1
-        if events.any():
+        if hooks and events.any():  # a next-expiry chain's events (whales) are not watched
             for i in np.flatnonzero(events):
                 bits = int(events[i])
                 if bits & kc.EV_ANOMALY:
