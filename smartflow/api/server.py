@@ -856,7 +856,8 @@ def openapi(underlyings: list[str]) -> dict[str, Any]:
                     "pain and pain curve, OI walls, ΔOI since the previous close (doi_basis), "
                     "GEX (rupees per 1 % move; calls +, puts −) and zero-gamma level, ATM IV at "
                     "the forward, 25Δ risk reversal and butterfly, smile, ATM straddle, expected "
-                    "move, IV rank/percentile",
+                    "move, IV rank/percentile; with [market] expiries = 2 the next expiry's "
+                    "summary (next_expiry) and the term structure of ATM IV (term_structure)",
                     "parameters": [
                         {
                             "name": "underlying",
