@@ -52,7 +52,7 @@ Post = Callable[[dict[str, str]], Awaitable[tuple[int, bytes]]]
 class PrevCloseLoad:
     """What one load asked for, got, and why it stopped (``reason`` empty: it finished)."""
 
-    requested: int = 0
+    asked: list[str] = field(default_factory=list)  # tokens, in the order asked for
     loaded: dict[str, int] = field(default_factory=dict)
     failures: Counter[str] = field(default_factory=Counter)
     reason: str = ""
@@ -111,7 +111,7 @@ async def fetch_prev_close(
     clock: Callable[[], float] = time.monotonic,
 ) -> PrevCloseLoad:
     """Ask for each ``(exchange, token)``'s previous close, paced, within ``budget_s``."""
-    out = PrevCloseLoad(requested=len(contracts))
+    out = PrevCloseLoad(asked=[token for _, token in contracts])
     cap = RateLimiter(3, 180, 5000)
     spacing = 1.0 / per_second
     start = clock()
@@ -202,15 +202,14 @@ def apply(summaries: ChainSummaries, load: PrevCloseLoad | None, note: str, log:
     """Set the loaded baselines and every summary's ``doi_source``; log what happened."""
     for root in sorted(summaries.by_root):
         for s in summaries.summarizers(root):
-            hits = s.set_prev_close(load.loaded) if load is not None else 0
-            _label(s, hits, note)
+            _label(s, load, note)
     if load is None:
         log.warning("prevclose.fallback", reason=note)
         return
     event = log.info if load.loaded else log.warning
     event(
         "prevclose.loaded" if load.loaded else "prevclose.fallback",
-        requested=load.requested,
+        requested=len(load.asked),
         loaded=len(load.loaded),
         failures=dict(sorted(load.failures.items())),
         seconds=load.seconds,
@@ -218,11 +217,12 @@ def apply(summaries: ChainSummaries, load: PrevCloseLoad | None, note: str, log:
     )
 
 
-def _label(s: ChainSummarizer, hits: int, note: str) -> None:
-    options = sum(1 for i in s.chain.instruments[L.ROW_FIRST_OPTION :] if i is not None)
-    if hits:
-        rest = options - hits
-        detail = f"{rest} of {options} contracts: own close or first print" if rest else ""
+def _label(s: ChainSummarizer, load: PrevCloseLoad | None, note: str) -> None:
+    hits = s.set_prev_close(load.loaded) if load is not None else 0
+    if load is not None and hits:
+        asked = sum(1 for t in load.asked if s.chain.row_by_token.get(t, -1) >= L.ROW_FIRST_OPTION)
+        missed = asked - hits
+        detail = f"{missed} of {asked} asked: own close or first print" if missed > 0 else ""
         s.set_doi_source("oi_data", "; ".join(x for x in (detail, note) if x) or None)
     elif s.prev_close_contracts():
         s.set_doi_source("own_close", note or None)

@@ -22,6 +22,7 @@ import structlog
 from smartflow.analytics.summary import ChainSummaries, SummarySnapshot
 from smartflow.app.prevclose import (
     OI_DATA_PATH,
+    PrevCloseLoad,
     apply,
     fetch_prev_close,
     sim_session,
@@ -180,6 +181,15 @@ async def test_doi_from_loaded_close_then_own_close_across_midnight(rig: Rig) ->
     load = await fetch_prev_close(rig.post, contracts, rig.day, per_second=3.0, budget_s=60.0)
     log = _Log()
     apply(sums, load, load.reason, log)
+    # Had only three of the near expiry's contracts loaded, the note would say how many missed.
+    partial = PrevCloseLoad(asked=load.asked, loaded=dict(list(load.loaded.items())[:3]))
+    _, other = _summaries(rig)
+    apply(other, partial, "", _Log())
+    assert other.by_root["NIFTY"].meta.doi_source == "oi_data"
+    assert (
+        other.by_root["NIFTY"].meta.doi_note
+        == f"{len(rig.options(0)) - 3} of {len(rig.options(0))} asked: own close or first print"
+    )
     assert log.events[0][0] == "prevclose.loaded"
     assert log.events[0][1]["loaded"] == len(contracts)
     closed: list[tuple[str, int, dict[str, int]]] = []
@@ -199,9 +209,9 @@ async def test_doi_from_loaded_close_then_own_close_across_midnight(rig: Rig) ->
     snap = sums.latest("NIFTY")
     assert snap is not None
     out = snap.to_struct()
-    assert out.doi_source == "oi_data"
+    assert (out.doi_source, out.doi_note) == ("oi_data", None)
     assert out.next_expiry is not None
-    assert out.next_expiry.doi_source == "oi_data"
+    assert (out.next_expiry.doi_source, out.next_expiry.doi_note) == ("oi_data", None)
     assert out.doi_prev_close_contracts == len(rig.options(0))
     assert _changes(snap, twin, load.loaded) >= len(contracts) // 2
     yesterday = sums.closing_oi("NIFTY")

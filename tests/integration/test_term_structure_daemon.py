@@ -49,7 +49,7 @@ def _config(state_dir: Path) -> Config:
         market=MarketConfig(strikes_each_side=EACH_SIDE, expiries=2),
         detectors=DetectorConfig(bar_seconds=2),
         sim=SimConfig(ticks_per_second=80.0, speed=3.0, strikes_each_side=6),
-        history=HistoryConfig(prev_close_requests_per_s=3.0),
+        history=HistoryConfig(prev_close_requests_per_s=2.5),
     )
 
 
@@ -151,6 +151,7 @@ def _check_doi(s: dict[str, Any], market: Market) -> None:
     checked = 0
     for chain in (s, s["next_expiry"]):
         assert chain["doi_basis"] == "prev_close"
+        assert "doi_note" not in chain  # every contract asked for was loaded
         for k in chain["strikes"]:
             for kind in ("CE", "PE"):
                 oi = k[f"{kind.lower()}_oi"]
