@@ -175,6 +175,7 @@ async def test_slow_endpoint_ends_within_the_time_budget(rig: Rig) -> None:
     assert load.seconds < 10.0  # bounded by the budget, not by the 30 s reply
 
 
+@pytest.mark.slow
 async def test_doi_from_loaded_close_then_own_close_across_midnight(rig: Rig) -> None:
     book, sums = _summaries(rig)
     contracts = rig.options(0) + rig.options(1)
