@@ -232,15 +232,14 @@ def next_expiry_chains(
     if expiries < 2:
         return []
     out = [ChainState(select_next(master, c.universe, now_ns), c.model) for c in chains]
-    for c in out:
-        if log is not None:
-            log.info(
-                "chain.universe",
-                underlying=c.root,
-                expiry=c.universe.expiry.isoformat(),
-                strikes=len(c.universe.strikes_paise),
-                role="next_expiry",
-            )
+    for c in out if log is not None else ():
+        log.info(
+            "chain.universe",
+            underlying=c.root,
+            expiry=c.universe.expiry.isoformat(),
+            strikes=len(c.universe.strikes_paise),
+            role="next_expiry",
+        )
     return out
 
 
