@@ -51,6 +51,9 @@ class MarketConfig(Base, frozen=True):
     """Subscribe ATM ± N strikes."""
     expiry: str = ""
     """Expiry to trade as YYYY-MM-DD; empty means the nearest expiry in the scrip master."""
+    expiries: Literal[1, 2] = 1
+    """2: also stream and summarise the expiry after it (term structure of ATM IV); only the
+    first is traded."""
     recenter_strikes: Annotated[int, Meta(ge=1)] = 3
     """Re-centre the subscribed window once spot has moved this many strikes from its centre."""
     spot_fallback_s: PositiveFloat = 10.0
@@ -501,6 +504,14 @@ class HistoryConfig(Base, frozen=True):
     """Daily ATM-IV closes (IV rank), closing OI (next day's ΔOI) and one-minute snapshots."""
     retention_days: Annotated[int, Meta(ge=1, le=3650)] = 30
     """Intraday snapshots older than this many days are deleted (daily closes are kept)."""
+    prev_close_oi_data: bool = True
+    """At start, load the previous session's closing OI (ΔOI baselines) from Angel's historical
+    OI endpoint (the simulator's in sim mode); else, or when it fails, the previous day's own
+    record in state_dir; else ΔOI counts from the day's first print."""
+    prev_close_budget_s: Annotated[float, Meta(gt=0, le=600)] = 90.0
+    """Give up loading from the endpoint after this long (the daemon runs meanwhile)."""
+    prev_close_requests_per_s: Annotated[float, Meta(gt=0, le=3)] = 2.0
+    """Request pace; Angel publishes no limit for getOIData, so getCandleData's 3/s caps it."""
 
 
 AlertKind = Literal[
@@ -626,6 +637,16 @@ class Config(Base, frozen=True):
                 dt.date.fromisoformat(self.market.expiry)
             except ValueError:
                 raise ValueError("market.expiry must be YYYY-MM-DD or empty") from None
+        # Index and future, plus ATM ± N strikes × CE/PE of every expiry, per underlying.
+        m = self.market
+        pairs = len(m.underlyings) * (2 + m.expiries * 2 * (2 * m.strikes_each_side + 1))
+        budget = self.feed.max_sockets * self.feed.max_tokens_per_socket
+        if pairs > budget:
+            raise ValueError(
+                f"market.expiries: {m.expiries} expiries of {len(m.underlyings)} underlyings at "
+                f"ATM ± {m.strikes_each_side} strikes stream {pairs} tokens, more than the feed's "
+                f"{budget} (feed.max_sockets × feed.max_tokens_per_socket)"
+            )
         for name in self.market.underlyings:
             if not re.fullmatch(r"[A-Z0-9&-]{1,20}", name):
                 raise ValueError(f"market.underlyings: {name!r} is not a scrip-master root")

@@ -692,6 +692,8 @@ CHAIN_SUMMARY_SCHEMA = _obj(
         "doi_basis": {"type": "string", "enum": ["prev_close", "first_print"]},
         "doi_first_print_contracts": {"type": "integer"},
         "doi_prev_close_contracts": {"type": "integer"},
+        "doi_source": {"type": "string", "enum": ["oi_data", "own_close", "first_print"]},
+        "doi_note": {"type": "string"},
         "max_pain": _obj(_nums("strike", "payout")),
         "walls": _obj(
             {n: _WALL for n in ("resistance", "support", "resistance_added", "support_added")}
@@ -719,6 +721,21 @@ CHAIN_SUMMARY_SCHEMA = _obj(
                 "status": {"type": "string", "enum": ["ok", "insufficient_history"]},
                 "sessions": {"type": "integer"},
                 **_nums("iv_rank", "iv_percentile", "low", "high"),
+            }
+        ),
+        "term_structure": _obj(
+            {
+                "near_expiry": {"type": "string", "format": "date"},
+                "next_expiry": {"type": "string", "format": "date"},
+                **_nums(
+                    "near_atm_iv",
+                    "next_atm_iv",
+                    "near_t_years",
+                    "next_t_years",
+                    "spread",
+                    "ratio",
+                    "forward_vol",
+                ),
             }
         ),
         "strikes": {
@@ -757,6 +774,8 @@ CHAIN_SUMMARY_SCHEMA = _obj(
         },
     }
 )
+# With ``[market] expiries = 2``: the next expiry's own summary, the same fields.
+CHAIN_SUMMARY_SCHEMA["properties"]["next_expiry"] = _obj(dict(CHAIN_SUMMARY_SCHEMA["properties"]))
 
 
 def openapi(underlyings: list[str]) -> dict[str, Any]:
@@ -863,7 +882,8 @@ def openapi(underlyings: list[str]) -> dict[str, Any]:
                     "pain and pain curve, OI walls, ΔOI since the previous close (doi_basis), "
                     "GEX (rupees per 1 % move; calls +, puts −) and zero-gamma level, ATM IV at "
                     "the forward, 25Δ risk reversal and butterfly, smile, ATM straddle, expected "
-                    "move, IV rank/percentile",
+                    "move, IV rank/percentile; with [market] expiries = 2 the next expiry's "
+                    "summary (next_expiry) and the term structure of ATM IV (term_structure)",
                     "parameters": [
                         {
                             "name": "underlying",

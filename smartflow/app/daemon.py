@@ -40,13 +40,14 @@ from smartflow.app.health import feed_health
 from smartflow.app.historytools import history_path
 from smartflow.app.journaltools import hold_daemon_lock, journal_path
 from smartflow.app.metrics import Metrics
+from smartflow.app.prevclose import run_prev_close
 from smartflow.app.sdnotify import Notifier
 from smartflow.app.stats import StatsReporter
 from smartflow.app.subscriptions import SubscriptionManager
 from smartflow.app.summary import SessionSummary, report
 from smartflow.app.trading import Trading
 from smartflow.app.warmup import warm_up
-from smartflow.chain.state import ChainBook, ChainState, FlowParams
+from smartflow.chain.state import ChainBook, ChainState, FlowParams, next_expiry_chains
 from smartflow.config import Config, Credentials, fingerprint
 from smartflow.core.clock import Clock, LiveClock, ScaledClock
 from smartflow.core.errors import ConfigError, FatalError
@@ -294,7 +295,8 @@ class Daemon:
                 index=universe.index.token,
                 future=universe.future.token if universe.future else None,
             )
-        self.book = ChainBook(chains, cfg.detectors)
+        followers = next_expiry_chains(master, chains, now, cfg.market.expiries, self.log)
+        self.book = ChainBook(chains, cfg.detectors, followers)
         thresholds = cfg.detectors.thresholds()
         self.detectors = {
             c.root: SmartMoneyDetector(c, thresholds, cfg.detectors.bar_seconds) for c in chains
@@ -389,6 +391,18 @@ class Daemon:
             self.engine.hang_after(hang[1])
             self.log.warning("fault.injected", stage="engine", hang_after_s=hang[1])
         self.subs.start(self.clock.now_ns())
+        self._spawn(
+            "prev-close",
+            run_prev_close(
+                cfg,
+                self.summaries,
+                self.subs,
+                self.clock.now_ns(),
+                self.log.bind(stage="prevclose"),
+                session=self.session,
+                sim=self.sim,
+            ),
+        )
         self.stats_sources = {
             "feed": self._feed_stats,
             "engine": self.engine.stats,

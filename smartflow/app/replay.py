@@ -30,7 +30,7 @@ from smartflow.analytics.flow import FlowAnalyzer
 from smartflow.analytics.summary import ChainSummaries, SummarySnapshot
 from smartflow.app.chainhistory import ChainHistory
 from smartflow.app.trading import Trading
-from smartflow.chain.state import ChainBook, ChainState, FlowParams
+from smartflow.chain.state import ChainBook, ChainState, FlowParams, next_expiry_chains
 from smartflow.config import Config
 from smartflow.core.clock import ReplayClock
 from smartflow.core.messages import SmartMoneySignal
@@ -163,7 +163,8 @@ class Replayer:
             )
             for root in cfg.market.underlyings
         ]
-        self.book = ChainBook(chains, cfg.detectors)
+        followers = next_expiry_chains(master, chains, start_ns, cfg.market.expiries)
+        self.book = ChainBook(chains, cfg.detectors, followers)
         thresholds = cfg.detectors.thresholds()
         self.detectors = {
             c.root: SmartMoneyDetector(c, thresholds, cfg.detectors.bar_seconds) for c in chains
@@ -254,6 +255,7 @@ class Replayer:
 
     def snapshot(self, t_ns: int) -> None:
         """Write a ``chain`` line per underlying, priced at ``t_ns``."""
+        self.book.price_followers(t_ns)
         for c in self.book.chains:
             c.price_all(t_ns)
             self.writer.line(
@@ -270,7 +272,7 @@ class Replayer:
             self.writer.line(
                 "chain_summary",
                 t_ns,
-                summary_body(self.summaries.by_root[c.root].compute(t_ns, -1)),
+                summary_body(self.summaries.compute_root(c.root, t_ns)),
             )
             fut = self.flow.future_flow(c)
             if fut is not None:
