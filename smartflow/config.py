@@ -51,6 +51,9 @@ class MarketConfig(Base, frozen=True):
     """Subscribe ATM ± N strikes."""
     expiry: str = ""
     """Expiry to trade as YYYY-MM-DD; empty means the nearest expiry in the scrip master."""
+    expiries: Literal[1, 2] = 1
+    """2: also stream and summarise the expiry after it (term structure of ATM IV); only the
+    first is traded."""
     recenter_strikes: Annotated[int, Meta(ge=1)] = 3
     """Re-centre the subscribed window once spot has moved this many strikes from its centre."""
     spot_fallback_s: PositiveFloat = 10.0
@@ -230,6 +233,22 @@ class StrategyConfig(Base, frozen=True):
     """An opposite recommendation at least this probable exits the position."""
     intent_ttl_s: PositiveFloat = 5.0
     """An intent that cannot be sent within this long is dropped (the market has moved)."""
+    # Exit management (strategy/exits.py states each rule); 0 turns a rule off.
+    trailing_stop_pct: Annotated[float, Meta(ge=0, lt=100)] = 0.0
+    """Exit once the mark falls this % below its highest since entry (the entry at least)."""
+    breakeven_after_pct: NonNegFloat = 0.0
+    """Once the mark has been this % above entry, a fall back to the entry price exits."""
+    daily_profit_target_rupees: NonNegFloat = 0.0
+    """Net day P&L (after charges, marked to market) at or above this: flatten, no more entries
+    that day."""
+    daily_loss_stop_rupees: NonNegFloat = 0.0
+    """Net day P&L at or below minus this: flatten, no more entries that day (the kill switch,
+    ``risk.max_daily_loss``, stays the hard limit)."""
+    max_entries_per_contract: NonNegInt = 0
+    """Entries per contract per day, the first included (0: no cap)."""
+    theta_exit_ratio: NonNegFloat = 0.0
+    """Theta-aware exit: when |theta per day| ÷ premium reaches this and the unrealised gain no
+    longer covers the theta the rest of the session will take."""
 
 
 class RiskConfig(Base, frozen=True):
@@ -275,6 +294,32 @@ class OrdersConfig(Base, frozen=True):
     """Live: a fresh TOTP login each morning before the open (sessions die at midnight)."""
     logout_at_ist: HHMM = "15:45"
     """Live: log out after the close (exchanges require a daily logout of API sessions)."""
+
+
+class CostsConfig(Base, frozen=True):
+    """``[costs]``: charges on each index-option fill (orders/charges.py; sources in README).
+
+    Defaults as of 2026-12: Angel One's published F&O brokerage, STT per the Finance Act 2026
+    (from 2026-04-01), exchange charges per the NSE and BSE circulars effective 2024-10-01.
+    """
+
+    enabled: bool = True
+    brokerage_per_order: NonNegFloat = 20.0
+    """Rupees per executed order..."""
+    brokerage_pct: NonNegFloat = 0.25
+    """...or this % of the order's premium turnover, whichever is lower."""
+    stt_sell_pct: NonNegFloat = 0.15
+    """Securities transaction tax, % of premium, sell side (0.1 from 2024-10-01 to 2026-03-31)."""
+    exchange_pct_nse: NonNegFloat = 0.03503
+    """NSE (NFO) index options transaction charge, % of premium, both sides."""
+    exchange_pct_bse: NonNegFloat = 0.0325
+    """BSE (BFO) SENSEX/BANKEX options transaction charge, % of premium, both sides."""
+    sebi_per_crore: NonNegFloat = 10.0
+    """SEBI turnover fee, rupees per crore of premium, both sides."""
+    stamp_buy_pct: NonNegFloat = 0.003
+    """Stamp duty, % of premium, buy side."""
+    gst_pct: NonNegFloat = 18.0
+    """GST on brokerage + exchange charge + SEBI fee."""
 
 
 class ApiConfig(Base, frozen=True):
@@ -459,6 +504,100 @@ class HistoryConfig(Base, frozen=True):
     """Daily ATM-IV closes (IV rank), closing OI (next day's ΔOI) and one-minute snapshots."""
     retention_days: Annotated[int, Meta(ge=1, le=3650)] = 30
     """Intraday snapshots older than this many days are deleted (daily closes are kept)."""
+    prev_close_oi_data: bool = True
+    """At start, load the previous session's closing OI (ΔOI baselines) from Angel's historical
+    OI endpoint (the simulator's in sim mode); else, or when it fails, the previous day's own
+    record in state_dir; else ΔOI counts from the day's first print."""
+    prev_close_budget_s: Annotated[float, Meta(gt=0, le=600)] = 90.0
+    """Give up loading from the endpoint after this long (the daemon runs meanwhile)."""
+    prev_close_requests_per_s: Annotated[float, Meta(gt=0, le=3)] = 2.0
+    """Request pace; Angel publishes no limit for getOIData, so getCandleData's 3/s caps it."""
+
+
+AlertKind = Literal[
+    "signal",
+    "order_sent",
+    "order_filled",
+    "order_partial",
+    "order_rejected",
+    "kill_tripped",
+    "kill_reset",
+    "feed_stall",
+    "reconnect_storm",
+    "relogin_failed",
+    "loss_warning",
+    "daemon_start",
+    "daemon_stop",
+    "daily_summary",
+    "approval",
+]
+
+
+class TelegramConfig(Base, frozen=True):
+    """``[alerts.telegram]``: a bot that sends alerts and takes commands (token: credential)."""
+
+    enabled: bool = False
+    api_url: str = "https://api.telegram.org"
+    """Bot API server (tests point it at a local fake; a self-hosted Bot API server works too)."""
+    chat_ids: list[int] = msgspec.field(default_factory=list)
+    """Chats that receive alerts and whose commands are obeyed; any other chat is refused."""
+    commands: bool = True
+    """Poll for commands (getUpdates) from the allow-listed chats."""
+    poll_timeout_s: Annotated[int, Meta(ge=0, le=50)] = 25
+    """Long-poll timeout of getUpdates."""
+
+
+class WebhookConfig(Base, frozen=True):
+    """``[alerts.webhook]``: JSON POST of every alert, HMAC-SHA256-signed (secret: credential)."""
+
+    enabled: bool = False
+    url: str = ""
+    timeout_s: PositiveFloat = 5.0
+
+
+class AlertsConfig(Base, frozen=True):
+    """``[alerts]``: alerts and remote control, never in the order path (README "Alerts")."""
+
+    enabled: bool = False
+    kinds_off: list[AlertKind] = msgspec.field(default_factory=list)
+    """Event kinds not to send (every kind is on otherwise)."""
+    queue_size: Annotated[int, Meta(ge=1, le=100_000)] = 256
+    """Alerts waiting per sink; when full, the newest is dropped and counted."""
+    max_attempts: Annotated[int, Meta(ge=1, le=20)] = 4
+    retry_initial_s: PositiveFloat = 1.0
+    """First retry delay; doubles per failed attempt (with jitter) up to ``retry_max_s``."""
+    retry_max_s: PositiveFloat = 30.0
+    signal_interval_s: NonNegFloat = 60.0
+    """At most one tradable-signal alert per contract this often (and per underlying)."""
+    reconnect_storm: Annotated[int, Meta(ge=2)] = 5
+    """This many feed reconnects within ``reconnect_window_s`` is a storm."""
+    reconnect_window_s: PositiveFloat = 300.0
+    loss_warning_pct: Annotated[float, Meta(gt=0, lt=100)] = 80.0
+    """Warn once a day when the day's loss reaches this % of ``risk.max_daily_loss``."""
+    summary_after_close: bool = True
+    """Send the day's summary (trades, P&L, best and worst) once the market has closed."""
+    approval: Literal["auto", "manual"] = "auto"
+    """``manual``: each entry waits for Approve in Telegram; it still passes every risk check."""
+    approval_timeout_s: PositiveFloat = 60.0
+    """An entry not approved within this long is dropped (journaled as expired)."""
+    telegram: TelegramConfig = msgspec.field(default_factory=TelegramConfig)
+    webhook: WebhookConfig = msgspec.field(default_factory=WebhookConfig)
+
+    def __post_init__(self) -> None:
+        if self.webhook.enabled and not self.webhook.url.startswith(("http://", "https://")):
+            raise ValueError("alerts.webhook.url: need an http:// or https:// URL")
+        if self.telegram.enabled and not self.telegram.chat_ids:
+            raise ValueError("alerts.telegram.chat_ids: need at least one chat id to alert")
+        if self.telegram.enabled and not self.telegram.api_url.startswith(("http://", "https://")):
+            raise ValueError("alerts.telegram.api_url: need an http:// or https:// URL")
+        if self.approval == "manual" and not (
+            self.enabled and self.telegram.enabled and self.telegram.commands
+        ):
+            raise ValueError(
+                "alerts.approval = 'manual' needs alerts, alerts.telegram and its commands enabled"
+            )
+        if self.approval == "manual" and "approval" in self.kinds_off:
+            raise ValueError("alerts.kinds_off: 'approval' cannot be off with approval = 'manual'")
 
 
 class Config(Base, frozen=True):
@@ -474,13 +613,23 @@ class Config(Base, frozen=True):
     strategy: StrategyConfig = msgspec.field(default_factory=StrategyConfig)
     risk: RiskConfig = msgspec.field(default_factory=RiskConfig)
     orders: OrdersConfig = msgspec.field(default_factory=OrdersConfig)
+    costs: CostsConfig = msgspec.field(default_factory=CostsConfig)
     api: ApiConfig = msgspec.field(default_factory=ApiConfig)
     feed: FeedConfig = msgspec.field(default_factory=FeedConfig)
     sim: SimConfig = msgspec.field(default_factory=SimConfig)
     log: LogConfig = msgspec.field(default_factory=LogConfig)
     history: HistoryConfig = msgspec.field(default_factory=HistoryConfig)
+    alerts: AlertsConfig = msgspec.field(default_factory=AlertsConfig)
 
     def __post_init__(self) -> None:
+        if self.alerts.approval == "manual" and (
+            self.alerts.approval_timeout_s > self.strategy.intent_ttl_s
+        ):
+            raise ValueError(
+                f"alerts.approval_timeout_s ({self.alerts.approval_timeout_s:g}) exceeds "
+                f"strategy.intent_ttl_s ({self.strategy.intent_ttl_s:g}): an entry approved "
+                "after its TTL is refused as expired; raise strategy.intent_ttl_s"
+            )
         if self.mode == "sim" and self.orders.broker != "paper":
             raise ValueError("orders.broker must be 'paper' when mode = 'sim'")
         if self.market.expiry:
@@ -488,6 +637,16 @@ class Config(Base, frozen=True):
                 dt.date.fromisoformat(self.market.expiry)
             except ValueError:
                 raise ValueError("market.expiry must be YYYY-MM-DD or empty") from None
+        # Index and future, plus ATM ± N strikes × CE/PE of every expiry, per underlying.
+        m = self.market
+        pairs = len(m.underlyings) * (2 + m.expiries * 2 * (2 * m.strikes_each_side + 1))
+        budget = self.feed.max_sockets * self.feed.max_tokens_per_socket
+        if pairs > budget:
+            raise ValueError(
+                f"market.expiries: {m.expiries} expiries of {len(m.underlyings)} underlyings at "
+                f"ATM ± {m.strikes_each_side} strikes stream {pairs} tokens, more than the feed's "
+                f"{budget} (feed.max_sockets × feed.max_tokens_per_socket)"
+            )
         for name in self.market.underlyings:
             if not re.fullmatch(r"[A-Z0-9&-]{1,20}", name):
                 raise ValueError(f"market.underlyings: {name!r} is not a scrip-master root")
@@ -572,7 +731,16 @@ class Secret:
         return bool(self._value)
 
 
-SECRET_NAMES = ("api_key", "client_code", "pin", "totp_secret", "kill_token", "api_token")
+SECRET_NAMES = (
+    "api_key",
+    "client_code",
+    "pin",
+    "totp_secret",
+    "kill_token",
+    "api_token",
+    "telegram_token",
+    "webhook_secret",
+)
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -586,6 +754,10 @@ class Credentials:
     kill_token: Secret | None = None
     api_token: Secret | None = None
     """Required on every API route when ``[api] listen`` is not a loopback address."""
+    telegram_token: Secret | None = None
+    """The bot's token from @BotFather (``[alerts.telegram]``)."""
+    webhook_secret: Secret | None = None
+    """HMAC-SHA256 key of the webhook's signature header (``[alerts.webhook]``)."""
 
     def missing(self, names: tuple[str, ...] = SECRET_NAMES[:4]) -> list[str]:
         """Return the names (of ``names``) that have no value."""

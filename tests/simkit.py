@@ -14,7 +14,8 @@ from smartflow.config import FeedConfig, SimConfig
 from smartflow.core.clock import ScaledClock
 from smartflow.feed.session import FeedSession, Pair, headers_for, static_headers
 from smartflow.sim.market import Market
-from smartflow.sim.server import SimCredentials, SimServer, session_start
+from smartflow.sim.rest import SimCredentials
+from smartflow.sim.server import SimServer, session_start
 
 
 # Short timers so reconnects and stalls happen within a second or two.

@@ -13,9 +13,11 @@ zero-gamma search are built from a snapshot only when something reads it (the AP
 line, a history row) and cached on it. A snapshot never changes after it is made, so any thread
 may read it.
 
-ΔOI baselines. The previous session's close when known: ``set_prev_close`` (the daemon loads the
-previous day's record from ``state_dir``), or the last bar close before an IST date change when
-a session (or a tape) runs across midnight. Otherwise the contract's first print of the day.
+ΔOI baselines. The previous session's close when known: ``set_prev_close`` (the daemon loads it
+from Angel's historical OI endpoint, or the previous day's own record in ``state_dir``: see
+``smartflow.app.prevclose``), or the last bar close before an IST date change when a session (or
+a tape) runs across midnight. Otherwise the contract's first print of the day. Where the daemon
+got them is ``doi_source`` / ``doi_note`` (unset in a replay, which loads nothing).
 """
 
 from __future__ import annotations
@@ -144,8 +146,33 @@ class StrikeSummary(msgspec.Struct, frozen=True):
     pe_ltp: float | None
 
 
-class ChainSummary(msgspec.Struct, frozen=True, kw_only=True):
-    """The chain summary of one underlying and expiry at one instant (API and replay keys)."""
+class TermStructure(msgspec.Struct, frozen=True, kw_only=True):
+    """ATM IV of the near and the next expiry (``[market] expiries = 2``; IVs as fractions).
+
+    ``spread`` = next − near and ``ratio`` = next ÷ near, both from the unrounded ATM IVs;
+    ``forward_vol`` is the volatility implied between the two expiries,
+    √((σ²_next·T_next − σ²_near·T_near) ÷ (T_next − T_near)), null when that variance is not
+    positive (a calendar arbitrage in the quotes, or one IV unknown).
+    """
+
+    near_expiry: str
+    next_expiry: str
+    near_atm_iv: float | None
+    next_atm_iv: float | None
+    near_t_years: float | None
+    next_t_years: float | None
+    spread: float | None
+    ratio: float | None
+    forward_vol: float | None
+
+
+class ChainSummary(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """The chain summary of one underlying and expiry at one instant (API and replay keys).
+
+    The fields with defaults are left out of the JSON while unset: ``doi_source`` and
+    ``doi_note`` once the daemon has tried to load the previous close, ``term_structure`` and
+    ``next_expiry`` with ``[market] expiries = 2`` (the next expiry's own summary).
+    """
 
     underlying: str
     expiry: str
@@ -159,12 +186,16 @@ class ChainSummary(msgspec.Struct, frozen=True, kw_only=True):
     doi_basis: str  # "prev_close" | "first_print"
     doi_first_print_contracts: int
     doi_prev_close_contracts: int
+    doi_source: str | None = None  # "oi_data" | "own_close" | "first_print"
+    doi_note: str | None = None
     max_pain: MaxPain
     walls: Walls
     gex: Gex
     volatility: Volatility
     iv_rank: IvRank
+    term_structure: TermStructure | None = None
     strikes: list[StrikeSummary]
+    next_expiry: ChainSummary | None = None
 
 
 def _r(x: float, nd: int) -> float | None:
@@ -206,6 +237,8 @@ class ChainMeta(msgspec.Struct, frozen=True):
     rate: float
     strikes: int  # rows of the per-strike table
     iv_closes: tuple[float, ...] = ()
+    doi_source: str | None = None  # where the ΔOI baselines came from, once known
+    doi_note: str | None = None  # why, when it is a fallback
 
 
 class SummarySnapshot(msgspec.Struct):
@@ -219,6 +252,7 @@ class SummarySnapshot(msgspec.Struct):
     meta: ChainMeta
     ts_ns: int
     data: np.ndarray  # float64[strikes * ks.NK + ks.NSUM]
+    next: SummarySnapshot | None = None  # the next expiry at the same instant (expiries = 2)
     cached_zero_gamma: float | None = None
     cached_struct: ChainSummary | None = None
 
@@ -353,6 +387,8 @@ class SummarySnapshot(msgspec.Struct):
             doi_basis="prev_close" if prev > 0 else "first_print",
             doi_first_print_contracts=_i(sv[ks.S_FIRST_PRINT]),
             doi_prev_close_contracts=prev,
+            doi_source=self.meta.doi_source,
+            doi_note=self.meta.doi_note,
             max_pain=MaxPain(
                 strike=_r(sv[ks.S_MAX_PAIN], 2), payout=_r(sv[ks.S_MAX_PAIN_PAYOUT], 2)
             ),
@@ -381,7 +417,27 @@ class SummarySnapshot(msgspec.Struct):
                 iv_10d_put=_r(sv[ks.S_IV_10P], 6),
             ),
             iv_rank=iv_rank(atm, self.iv_closes),
+            term_structure=self._term() if self.next is not None else None,
             strikes=strikes,
+            next_expiry=self.next.to_struct() if self.next is not None else None,
+        )
+
+    def _term(self) -> TermStructure:
+        nxt = self.next
+        assert nxt is not None  # noqa: S101 — the caller checked
+        iv1, iv2 = self.scalar(ks.S_ATM_IV), nxt.scalar(ks.S_ATM_IV)
+        t1, t2 = self.t_years, nxt.t_years
+        fwd_var = (iv2 * iv2 * t2 - iv1 * iv1 * t1) / (t2 - t1) if t2 > t1 else math.nan
+        return TermStructure(
+            near_expiry=self.expiry,
+            next_expiry=nxt.expiry,
+            near_atm_iv=_r(iv1, 6),
+            next_atm_iv=_r(iv2, 6),
+            near_t_years=_r(t1, 8),
+            next_t_years=_r(t2, 8),
+            spread=_r(iv2 - iv1, 6),
+            ratio=_r(iv2 / iv1, 4) if iv1 > 0 else None,
+            forward_vol=_r(math.sqrt(fwd_var), 6) if fwd_var > 0 else None,
         )
 
 
@@ -413,6 +469,14 @@ class ChainSummarizer:
     @iv_closes.setter
     def iv_closes(self, closes: tuple[float, ...]) -> None:
         self.meta = msgspec.structs.replace(self.meta, iv_closes=tuple(closes))
+
+    def set_doi_source(self, source: str, note: str | None = None) -> None:
+        """Say where the ΔOI baselines came from (and why, for a fallback) in every summary."""
+        self.meta = msgspec.structs.replace(self.meta, doi_source=source, doi_note=note)
+
+    def prev_close_contracts(self) -> int:
+        """Contracts whose ΔOI baseline is a previous session's close."""
+        return int(np.count_nonzero(self.base[:, ks.B_SRC] == ks.SRC_PREV_CLOSE))
 
     def set_prev_close(self, oi_by_token: Mapping[str, int]) -> int:
         """Use these closing OIs as ΔOI baselines; returns how many contracts matched."""
@@ -455,12 +519,15 @@ class ChainSummarizer:
             self.base[:, ks.B_OI] = np.where(known, last, np.nan)
             self.base[:, ks.B_SRC] = np.where(known, ks.SRC_PREV_CLOSE, ks.SRC_NONE)
             self.base[:, ks.B_LAST_OI] = np.nan
+            if self.meta.doi_source is not None:
+                self.set_doi_source("own_close")
         return rolled
 
-    def compute(self, t_ns: int, slot: int) -> SummarySnapshot:
+    def compute(self, t_ns: int, slot: int, nxt: SummarySnapshot | None = None) -> SummarySnapshot:
         """Run the kernel on the chain as last priced (at ``t_ns``); keep and return a snapshot.
 
-        ``slot``: ring slot of the bar that closed at ``t_ns``, or -1 inside an open bar. One
+        ``slot``: ring slot of the bar that closed at ``t_ns``, or -1 inside an open bar;
+        ``nxt``: the next expiry's snapshot at the same instant (term structure). One
         allocation, one kernel call, one C-built Struct: what a cold bar close can afford.
         """
         c = self.chain
@@ -468,7 +535,7 @@ class ChainSummarizer:
         ks.summarize(
             c.q, c.f, c.bars, c.st, self.rows, self.base, data, t_ns, c.universe.expiry_ns, slot
         )
-        snap = SummarySnapshot(self.meta, t_ns, data)
+        snap = SummarySnapshot(self.meta, t_ns, data, nxt)
         self.latest = snap
         return snap
 
@@ -477,11 +544,17 @@ SnapshotHook = Callable[[SummarySnapshot, bool], None]  # (snapshot, at a bar cl
 
 
 class ChainSummaries:
-    """Every chain's summarizer, run after each bar close (off the path to an order intent)."""
+    """Every chain's summarizer, run after each bar close (off the path to an order intent).
+
+    With next-expiry chains in the book (``[market] expiries = 2``), each is summarised right
+    before its near chain, and the near snapshot carries it (``next``): hooks and readers see one
+    snapshot per underlying, with the term structure.
+    """
 
     def __init__(self, book: ChainBook) -> None:
         self.book = book
         self.by_root = {c.root: ChainSummarizer(c) for c in book.chains}
+        self.next_by_root = {c.root: ChainSummarizer(c) for c in book.followers}
         self.ordered = [self.by_root[root] for root in sorted(self.by_root)]
         # Called with each new snapshot (history, metrics); at bar closes and snapshots alike.
         self.on_snapshot: list[SnapshotHook] = []
@@ -493,13 +566,17 @@ class ChainSummaries:
         day = (bar_end_ns - 1 + IST_OFFSET_NS) // DAY_NS
         slot = seq % L.RING
         for s in self.ordered:
+            nxt = self.next_by_root.get(s.meta.underlying)
             if s.day != day:
                 ended = s.day
-                closing = s.closing_oi() if ended >= 0 else {}
+                closing = self.closing_oi(s.meta.underlying) if ended >= 0 else {}
+                if nxt is not None:
+                    nxt.roll_day(day)
                 if s.roll_day(day):
                     for hook in self.on_day_close:
                         hook(s.meta.underlying, ended, closing)
-            snap = s.compute(bar_end_ns, slot)
+            later = nxt.compute(bar_end_ns, slot) if nxt is not None else None
+            snap = s.compute(bar_end_ns, slot, later)
             for h in self.on_snapshot:
                 h(snap, True)
 
@@ -507,10 +584,27 @@ class ChainSummaries:
         """Summaries at ``t_ns`` inside the open bar (the chains priced at ``t_ns`` already)."""
         out = []
         for s in self.ordered:
-            snap = s.compute(t_ns, -1)
+            snap = self.compute_root(s.meta.underlying, t_ns)
             out.append(snap)
             for h in self.on_snapshot:
                 h(snap, False)
+        return out
+
+    def compute_root(self, root: str, t_ns: int) -> SummarySnapshot:
+        """The summary of ``root`` inside the open bar (its chains priced at ``t_ns`` already)."""
+        nxt = self.next_by_root.get(root)
+        return self.by_root[root].compute(t_ns, -1, nxt.compute(t_ns, -1) if nxt else None)
+
+    def summarizers(self, root: str) -> list[ChainSummarizer]:
+        """The near summarizer of ``root`` and, with two expiries, the next one."""
+        nxt = self.next_by_root.get(root)
+        return [self.by_root[root], *([nxt] if nxt is not None else [])]
+
+    def closing_oi(self, root: str) -> dict[str, int]:
+        """Token → OI at the last bar close, every expiry of ``root``."""
+        out: dict[str, int] = {}
+        for s in self.summarizers(root):
+            out.update(s.closing_oi())
         return out
 
     def latest(self, root: str) -> SummarySnapshot | None:

@@ -19,6 +19,8 @@ Routes (all JSON via msgspec, except ``/metrics``):
 ``GET /api/openapi.json``              this API described as OpenAPI 3.1
 ``POST /api/kill``                     trip the kill switch (``Authorization: Bearer <token>``)
 ``POST /api/kill/reset``               re-arm trading (same token)
+``GET /ui/``                           the dashboard (``smartflow.api.ui``) and its stream
+                                       ``/ui/stream`` (``smartflow.api.stream``)
 =====================================  ===========================================================
 
 The daemon runs this server in its own process (``smartflow.api.worker``) over snapshots the
@@ -48,6 +50,7 @@ import msgspec
 from aiohttp import web
 
 from smartflow.api.snapshot import Section
+from smartflow.api.ui import Dashboard
 from smartflow.config import ApiConfig, Secret
 
 
@@ -342,8 +345,10 @@ class ApiServer:
         kill_token: Secret | None,
         log: Log,
         api_token: Secret | None = None,
+        dashboard: Dashboard | None = None,
     ) -> None:
         self.cfg = cfg
+        self.dashboard = dashboard
         self.source = source
         self.kill_token = kill_token
         self.api_token = api_token.reveal().encode() if api_token else b""
@@ -357,6 +362,8 @@ class ApiServer:
         app = web.Application(middlewares=[self._guard], client_max_size=64 * 1024)
         for method, path, name in ROUTES:
             app.router.add_route(method, path, getattr(self, name))
+        if dashboard is not None:
+            dashboard.add_routes(app)
         self.app = app
         self._runner: web.AppRunner | None = None
         self._flusher: asyncio.Task[None] | None = None
@@ -372,6 +379,8 @@ class ApiServer:
                 f"too many requests (over {self.cfg.requests_per_second:g}/s)",
                 {"Retry-After": "1"},
             )
+        if self.dashboard is not None and (request.path == "/ui" or request.path[:4] == "/ui/"):
+            return await self._ui(request, handler, self.dashboard)
         if self.in_flight >= self.cfg.max_concurrent:
             self.limited.record("concurrency", limit=self.cfg.max_concurrent)
             return _error(
@@ -410,6 +419,23 @@ class ApiServer:
             return _error(500, "internal error (logged)")
         finally:
             self.in_flight -= 1
+
+    async def _ui(
+        self, request: web.Request, handler: Handler, dashboard: Dashboard
+    ) -> web.StreamResponse:
+        """A ``/ui`` request: its own access rule; a stream is not a request in flight."""
+        try:
+            return await dashboard.guard(request, handler)
+        except web.HTTPException as e:
+            if e.status >= 400:
+                self.limited.record(f"ui {e.status}")
+                return _error(e.status, e.reason)
+            raise
+        except TimeoutError:
+            return _error(504, f"not answered within {self.cfg.request_timeout_s:g} s")
+        except Exception as e:  # the per-request boundary, as for the API's routes
+            self.errors.record(error_kind(e, request.path[:40]), error=repr(e)[:300])
+            return _error(500, "internal error (logged)")
 
     async def start(self) -> None:
         """Bind ``[api] listen``."""
@@ -666,6 +692,8 @@ CHAIN_SUMMARY_SCHEMA = _obj(
         "doi_basis": {"type": "string", "enum": ["prev_close", "first_print"]},
         "doi_first_print_contracts": {"type": "integer"},
         "doi_prev_close_contracts": {"type": "integer"},
+        "doi_source": {"type": "string", "enum": ["oi_data", "own_close", "first_print"]},
+        "doi_note": {"type": "string"},
         "max_pain": _obj(_nums("strike", "payout")),
         "walls": _obj(
             {n: _WALL for n in ("resistance", "support", "resistance_added", "support_added")}
@@ -693,6 +721,21 @@ CHAIN_SUMMARY_SCHEMA = _obj(
                 "status": {"type": "string", "enum": ["ok", "insufficient_history"]},
                 "sessions": {"type": "integer"},
                 **_nums("iv_rank", "iv_percentile", "low", "high"),
+            }
+        ),
+        "term_structure": _obj(
+            {
+                "near_expiry": {"type": "string", "format": "date"},
+                "next_expiry": {"type": "string", "format": "date"},
+                **_nums(
+                    "near_atm_iv",
+                    "next_atm_iv",
+                    "near_t_years",
+                    "next_t_years",
+                    "spread",
+                    "ratio",
+                    "forward_vol",
+                ),
             }
         ),
         "strikes": {
@@ -731,6 +774,8 @@ CHAIN_SUMMARY_SCHEMA = _obj(
         },
     }
 )
+# With ``[market] expiries = 2``: the next expiry's own summary, the same fields.
+CHAIN_SUMMARY_SCHEMA["properties"]["next_expiry"] = _obj(dict(CHAIN_SUMMARY_SCHEMA["properties"]))
 
 
 def openapi(underlyings: list[str]) -> dict[str, Any]:
@@ -837,7 +882,8 @@ def openapi(underlyings: list[str]) -> dict[str, Any]:
                     "pain and pain curve, OI walls, ΔOI since the previous close (doi_basis), "
                     "GEX (rupees per 1 % move; calls +, puts −) and zero-gamma level, ATM IV at "
                     "the forward, 25Δ risk reversal and butterfly, smile, ATM straddle, expected "
-                    "move, IV rank/percentile",
+                    "move, IV rank/percentile; with [market] expiries = 2 the next expiry's "
+                    "summary (next_expiry) and the term structure of ATM IV (term_structure)",
                     "parameters": [
                         {
                             "name": "underlying",

@@ -28,8 +28,8 @@ import msgspec
 from smartflow.journal.history import HistoryStore, snapshots
 
 
-Section = Literal["zone", "contracts", "chains", "summaries", "prometheus"]
-SECTIONS: tuple[Section, ...] = ("zone", "contracts", "chains", "summaries", "prometheus")
+Section = Literal["zone", "contracts", "chains", "summaries", "prometheus", "ui"]
+SECTIONS: tuple[Section, ...] = ("zone", "contracts", "chains", "summaries", "prometheus", "ui")
 KEEP_S = 10.0
 """A section stays in the snapshots this long after it was last asked for (a request after a
 longer pause waits for one snapshot to be built: milliseconds)."""
@@ -63,6 +63,9 @@ class ApiSnapshot(msgspec.Struct, frozen=True, kw_only=True):
     until its first bar has closed)."""
     prometheus: bytes | None = None
     """Section ``prometheus``: the text exposition."""
+    ui: dict[str, Any] | None = None
+    """Section ``ui``: the dashboard's ladder, orders, positions, P&L and latencies
+    (``smartflow.app.uisource``)."""
 
 
 CONTRACT_ID = ("underlying", "token", "symbol", "strike", "option_type", "ltp")

@@ -35,6 +35,8 @@ from smartflow.api.ipc import (
 )
 from smartflow.api.server import ApiServer, Tally
 from smartflow.api.snapshot import SnapshotSource
+from smartflow.api.stream import StreamHub
+from smartflow.api.ui import Dashboard
 from smartflow.config import Secret
 
 
@@ -157,12 +159,14 @@ async def serve(fd: int) -> int:
     first = await inbox.read()
     assert isinstance(first, Snap)  # noqa: S101 — sent right after Init
     source.update(first.snapshot)
+    hub = StreamHub(source, bool(init.kill_token), log)
     server = ApiServer(
         cfg,
         source,
         Secret(init.kill_token) if init.kill_token else None,
         log,
         Secret(init.api_token) if init.api_token else None,
+        Dashboard(hub, init.api_token.encode(), cfg.request_timeout_s),
     )
     try:
         await server.start()
@@ -180,10 +184,12 @@ async def serve(fd: int) -> int:
                 return 0
             if isinstance(msg, Snap):
                 source.update(msg.snapshot)
+                hub.on_snapshot(msg.snapshot)
             elif isinstance(msg, Reply):
                 channel.reply(msg)
     finally:
         flush.cancel()
+        await hub.close()
         await server.stop()
 
 

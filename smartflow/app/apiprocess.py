@@ -16,8 +16,8 @@ import contextlib
 import socket
 import sys
 import time
-from collections.abc import Coroutine
-from typing import Any
+from collections.abc import Collection, Coroutine
+from typing import Any, Protocol
 
 from smartflow.api.ipc import (
     Command,
@@ -33,8 +33,7 @@ from smartflow.api.ipc import (
     Want,
     frame,
 )
-from smartflow.api.snapshot import KEEP_S, Section
-from smartflow.app.apisource import DaemonApiSource
+from smartflow.api.snapshot import KEEP_S, ApiSnapshot, Section
 from smartflow.app.historytools import history_path
 from smartflow.config import Config, Credentials
 from smartflow.core.errors import FatalError
@@ -43,12 +42,30 @@ from smartflow.core.errors import FatalError
 START_TIMEOUT_S = 60.0
 # Snapshots queued in the socket beyond this mean the API process is not keeping up: skip.
 MAX_BUFFERED = 4 * 1024 * 1024
+UI_INTERVAL_S = 0.25
+"""Snapshots go out this often while a dashboard is open: its ≤ 4 tick updates a second."""
+
+
+class SnapshotBuilder(Protocol):
+    """What the API process is fed from: the daemon's ``DaemonApiSource`` or a replay's."""
+
+    async def snapshot(self, full: bool = False, sections: Collection[Section] = ()) -> ApiSnapshot:
+        """The next snapshot."""
+        ...
+
+    async def kill(self, reason: str, source: str) -> dict[str, Any]:
+        """Trip the kill switch."""
+        ...
+
+    async def reset_kill(self, source: str) -> dict[str, Any]:
+        """Re-arm trading."""
+        ...
 
 
 class ApiProcess:
     """Runs the HTTP API in a child process over the trading loop's snapshots."""
 
-    def __init__(self, cfg: Config, source: DaemonApiSource, creds: Credentials, log: Any) -> None:
+    def __init__(self, cfg: Config, source: SnapshotBuilder, creds: Credentials, log: Any) -> None:
         self.cfg = cfg
         self.source = source
         self.creds = creds
@@ -145,7 +162,9 @@ class ApiProcess:
     async def _publish_loop(self) -> None:
         interval = self.cfg.api.snapshot_interval_ms / 1000
         while True:
-            await asyncio.sleep(interval)
+            # An open dashboard gets its tick updates at up to UI_INTERVAL_S.
+            watched = self.wanted.get("ui", 0.0) > time.monotonic()
+            await asyncio.sleep(min(interval, UI_INTERVAL_S) if watched else interval)
             await self.publish()
 
     def _handle(self, msg: ToDaemon) -> None:

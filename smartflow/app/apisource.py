@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import sqlite3
 import time
 from collections import deque
 from collections.abc import Collection
@@ -31,12 +32,14 @@ from smartflow.app.packet_loop import Engine
 from smartflow.app.pipeline import Pipeline
 from smartflow.app.replay import chain_rows
 from smartflow.app.trading import Trading
+from smartflow.app.uisource import UiSection
 from smartflow.chain.state import ChainState
 from smartflow.config import ApiConfig
 from smartflow.core.clock import Clock
 from smartflow.core.messages import SmartMoneySignal
 from smartflow.core.timeutil import iso_ist, ist_date
 from smartflow.feed.session import FeedSession
+from smartflow.journal.store import Journal
 from smartflow.kernels import layout as L
 
 
@@ -103,6 +106,7 @@ class DaemonApiSource:
         trading: Trading,
         feed: FeedSession,
         engine: Engine,
+        journal: Journal,
         metrics: Metrics,
         health: DaemonHealth,
         ready: asyncio.Event,
@@ -115,6 +119,7 @@ class DaemonApiSource:
         self.trading = trading
         self.feed = feed
         self.engine = engine
+        self.journal = journal
         self.metrics = metrics
         self.daemon_health = health
         self.ready = ready
@@ -130,6 +135,7 @@ class DaemonApiSource:
         """Trading-loop CPU time spent building snapshots, in total."""
         self.slice_max_ns = 0
         """The most CPU time of snapshot work between two yields to the loop."""
+        self._ui: UiSection | None = None
 
     def on_signal(self, signal: SmartMoneySignal) -> None:
         """An emitted signal, published by the daemon after its batch."""
@@ -178,11 +184,12 @@ class DaemonApiSource:
             "broker": self.trading.broker.name,
             "ready": self.ready.is_set(),
             "uptime_s": round(time.monotonic() - self.started, 1),
+            "clock_ns": self.clock.now_ns(),
             "underlyings": self.underlyings(),
             "feed": feed.stats.snapshot()
             | {"sockets": feed.connected, "tokens": len(feed.subscribed)},
             "engine": self.engine.stats(),
-            "orders": self.trading.router.stats(),
+            "orders": self.trading.router.stats() | self.trading.pnl(),
             "signals_emitted": self.pipeline.signals_emitted,
             "kill_switch": {"on": guard.killed, "reason": guard.kill_reason},
         }
@@ -247,6 +254,7 @@ class DaemonApiSource:
                 parts.append(generate_latest(_Families(family)))
                 await pace()
             exposition = b"".join(parts)
+        ui = self._ui_section().build() if "ui" in sections else None
         # Signals and whale prints last, with no await between reading and marking them sent:
         # an increment is exactly what the previous snapshot did not carry.
         kept = list(self.recent_signals)
@@ -281,7 +289,27 @@ class DaemonApiSource:
             chains=views,
             summaries=summaries,
             prometheus=exposition,
+            ui=ui,
         )
+
+    def _ui_section(self) -> UiSection:
+        if self._ui is None:
+            m = self.metrics
+            latency = {"tick_to_signal": m.tick_to_signal, "tick_to_intent": m.tick_to_intent}
+            try:
+                orders = self.journal.orders(ist_date(self.clock.now_ns()).isoformat())
+            except sqlite3.Error:  # a failing journal is reported by health; the list starts empty
+                orders = []
+            self._ui = UiSection(
+                self.book,
+                self.pipeline.detectors,
+                self.trading,
+                self.clock.now_ns,
+                latency,
+                self.daemon_health.stale,
+                orders,
+            )
+        return self._ui
 
     async def _summaries_section(self, pace: _Pace) -> dict[str, dict[str, Any]]:
         """Each chain's latest summary as plain data, converted once per bar close."""

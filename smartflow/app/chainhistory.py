@@ -60,6 +60,8 @@ def minute_summary(snap: SummarySnapshot) -> dict[str, Any]:
     """The snapshot's summary without its per-strike rows (those go to ``minute_strike``)."""
     body: dict[str, Any] = msgspec.to_builtins(snap.to_struct())
     del body["strikes"]
+    if "next_expiry" in body:
+        del body["next_expiry"]["strikes"]
     return body
 
 
@@ -86,7 +88,11 @@ class ChainHistory:
         for root, s in sorted(self.summaries.by_root.items()):
             s.iv_closes = tuple(self.store.daily_iv(root, today))
             prev_day, oi = self.store.prev_oi_close(root, today)
-            matched = s.set_prev_close(oi) if oi else 0
+            matched = (
+                sum(x.set_prev_close(oi) for x in self.summaries.summarizers(root)) if oi else 0
+            )
+            for x in self.summaries.summarizers(root)[1:]:
+                x.day = ist_day_index(now_ns)
             # The baseline belongs to today: the first bar close must not roll it over again.
             s.day = ist_day_index(now_ns)
             self.log.info(
@@ -140,7 +146,7 @@ class ChainHistory:
         """At shutdown: today's closing OI so far, for tomorrow's ΔOI."""
         self.drain()
         for root, s in sorted(self.summaries.by_root.items()):
-            closing = s.closing_oi()
+            closing = self.summaries.closing_oi(root)
             if closing and s.day >= 0:
                 self.store.put_oi_close(root, day_of(s.day), closing)
 

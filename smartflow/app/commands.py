@@ -119,6 +119,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
         return _fail(e)
     if not len(tape):
         return _fail(ValueError(f"{args.tape}: the tape holds no frames"))
+    if args.serve:
+        return _replay_serve(args, cfg, master, tape)
     out = open(args.out, "wb") if args.out else sys.stdout.buffer  # noqa: SIM115
     history = None
     if args.history:
@@ -145,6 +147,65 @@ def cmd_replay(args: argparse.Namespace) -> int:
         f"replayed {summary.frames} frames in {elapsed:.3f} s ({rate:,.0f} frames/s)",
         file=sys.stderr,
     )
+    return 0
+
+
+def _replay_serve(args: argparse.Namespace, cfg: Config, master: Any, tape: Any) -> int:
+    """``replay --serve``: the tape into the dashboard, paced at ``--speed``."""
+    import os
+
+    from smartflow.app.replayserve import serve
+
+    if not args.speed > 0:
+        return _fail(ValueError(f"--speed: expected a positive number, got {args.speed}"))
+    creds = load_credentials()
+    applog.configure(args.log_format or cfg.log.format, cfg.log.level, creds.values())
+    out = open(args.out or os.devnull, "wb")  # noqa: SIM115
+    log = structlog.get_logger()
+    try:
+        code: int = _run_async(
+            serve(cfg, creds, master, tape, out, args.speed, args.chain_every, log)
+        )
+    except FatalError as e:
+        return _fail(e)
+    finally:
+        out.close()
+        tape.close()
+    return code
+
+
+def cmd_backtest(args: argparse.Namespace) -> int:
+    """Backtest tapes (or sweep a grid of config values over them)."""
+    from smartflow.app import backtest
+    from smartflow.tape.format import TapeError
+
+    try:
+        cfg = _load(args)
+        if args.sweep:
+            grid = backtest.parse_sweep(args.sweep)
+            table = backtest.sweep(
+                cfg, grid, args.tapes, args.out, args.instruments, max(1, args.workers)
+            )
+            sys.stdout.write(backtest.render_sweep(table["runs"]))
+            print(f"{Path(args.out) / 'sweep.json'}", file=sys.stderr)
+            return 0
+        result = backtest.backtest(cfg, args.tapes, args.out, args.instruments)
+    except (ConfigError, TapeError, OSError, ValueError, msgspec.DecodeError) as e:
+        return _fail(e)
+    sys.stdout.write(msgspec.json.format(msgspec.json.encode(result["metrics"])).decode() + "\n")
+    print(f"{Path(args.out) / 'report.html'}", file=sys.stderr)
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """Re-render a backtest's report from its backtest.json; print the report's path."""
+    from smartflow.app.report import write_report
+
+    try:
+        path = write_report(Path(args.dir))
+    except (OSError, msgspec.DecodeError, KeyError) as e:
+        return _fail(ValueError(f"{args.dir}: not a backtest output directory ({e})"))
+    print(path.resolve())
     return 0
 
 

@@ -31,6 +31,7 @@ import structlog
 from smartflow.analytics.detectors import SmartMoneyDetector
 from smartflow.analytics.flow import FlowAnalyzer
 from smartflow.analytics.summary import ChainSummaries, SummarySnapshot
+from smartflow.app.alerting import Alerting
 from smartflow.app.apiprocess import ApiProcess
 from smartflow.app.apisource import DaemonApiSource
 from smartflow.app.chainhistory import ChainHistory
@@ -41,6 +42,7 @@ from smartflow.app.latency import LatencyObserver
 from smartflow.app.metrics import Metrics
 from smartflow.app.packet_loop import Engine
 from smartflow.app.pipeline import Pipeline, build_pipeline
+from smartflow.app.prevclose import run_prev_close
 from smartflow.app.sdnotify import Notifier
 from smartflow.app.stats import StatsReporter
 from smartflow.app.subscriptions import SubscriptionManager
@@ -130,6 +132,7 @@ class Daemon:
         self.shutdown_problems: list[str] = []
         self.summary = SessionSummary()
         self._ready_ns = 0
+        self.alerting: Alerting | None = None
 
     # ---- signals ------------------------------------------------------------------------
 
@@ -157,6 +160,7 @@ class Daemon:
             "daemon.starting", mode=cfg.mode, config_sha=fingerprint(cfg), pid=os.getpid()
         )
         self._check_api_exposure()
+        self.alerting = Alerting(cfg, self.creds, self.log.bind(stage="alerts"))
         self.venue = venue_for(cfg, self.creds, self.opts.live, self.log)
         self.venue.check()
         # Before the slow warm-up: a state_dir that cannot hold the journal fails at once.
@@ -214,6 +218,13 @@ class Daemon:
         self.trading.router.on_intent.append(self.observer.intent_queued)
         self.trading.router.on_event.append(self.summary.on_order_event)
         self.trading.router.on_sent.append(self.observer.order_sent)
+        self.alerting.attach(
+            self.trading,
+            self.clock,
+            self.metrics,
+            self._feed_now,
+            self.status_line,
+        )
         await self.trading.broker.start()
         # Before any new order can exist: what the journal and the broker know.
         await self.trading.restore()
@@ -274,6 +285,18 @@ class Daemon:
             cfg.feed.stall_timeout_s,
         )
         self.subs.start(self.clock.now_ns())
+        self._spawn(
+            "prev-close",
+            run_prev_close(
+                cfg,
+                self.summaries,
+                self.subs,
+                self.clock.now_ns(),
+                self.log.bind(stage="prevclose"),
+                session=self.venue.session,
+                sim=self.venue.server,
+            ),
+        )
         self.stats_sources = {
             "feed": self._feed_stats,
             "engine": self.engine.stats,
@@ -295,6 +318,7 @@ class Daemon:
                 self.trading,
                 self.feed,
                 self.engine,
+                self.journal,
                 self.metrics,
                 self.health,
                 self.ready,
@@ -316,6 +340,7 @@ class Daemon:
         # start before the open.
         self.notifier.notify("READY=1", f"STATUS={self.status_line()}")
         self._spawn("health", self._health_loop())
+        await self.alerting.start()
 
     def _check_api_exposure(self) -> None:
         """A non-loopback ``[api] listen`` needs the API token, and is said out loud."""
@@ -353,6 +378,9 @@ class Daemon:
     def _spawn(self, name: str, coro: Awaitable[Any]) -> None:
         self.tasks[name] = asyncio.ensure_future(coro)
         self.tasks[name].set_name(name)
+
+    def _feed_now(self) -> FeedSession | None:
+        return self.feed
 
     def _feed_stats(self) -> dict[str, Any]:
         assert self.feed is not None  # noqa: S101
@@ -420,6 +448,8 @@ class Daemon:
                 msgspec.json.encode(signal),
             )
         self.summary.on_signal(signal)
+        if self.alerting is not None and self.alerting.trading is not None:
+            self.alerting.on_signal(signal)  # attached (alerts enabled)
         if self.api_source is not None:
             self.api_source.on_signal(signal)
 
@@ -618,6 +648,8 @@ class Daemon:
 
     async def _release(self) -> None:
         """Close what the stages used, each step whatever the one before did."""
+        if self.alerting is not None:
+            await self._quietly("alerts.stop", self.alerting.stop())
         if self.api is not None:
             await self._quietly("api.stop", self.api.stop())
         if self.trading is not None and self._ready_ns:

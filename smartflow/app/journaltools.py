@@ -96,9 +96,17 @@ def positions(cfg: Config, out: IO[str], as_json: bool, day: str | None) -> int:
         return 0
     _table(
         out,
-        ["day", "symbol", "net_qty", "avg_price", "realised"],
+        ["day", "symbol", "net_qty", "avg_price", "realised", "charges", "net"],
         [
-            [p.day, p.symbol, p.net_quantity, f"{p.average_price:.2f}", f"{p.realised_pnl:.2f}"]
+            [
+                p.day,
+                p.symbol,
+                p.net_quantity,
+                f"{p.average_price:.2f}",
+                f"{p.realised_pnl:.2f}",
+                f"{p.charges:.2f}",
+                f"{p.realised_pnl - p.charges:.2f}",
+            ]
             for p in rows
         ],
     )
@@ -110,11 +118,20 @@ def pnl(cfg: Config, out: IO[str], as_json: bool) -> int:
     j = Journal(journal_path(cfg), readonly=True)
     try:
         by_day: dict[str, dict[str, Any]] = defaultdict(
-            lambda: {"realised": 0.0, "orders": 0, "fills": 0, "open_positions": 0}
+            lambda: {
+                "realised": 0.0,
+                "charges": 0.0,
+                "net": 0.0,
+                "orders": 0,
+                "fills": 0,
+                "open_positions": 0,
+            }
         )
         for p in j.positions():
             d = by_day[p.day]
             d["realised"] += p.realised_pnl
+            d["charges"] = round(d["charges"] + p.charges, 2)
+            d["net"] = round(d["realised"] - d["charges"], 2)
             d["open_positions"] += 1 if p.net_quantity else 0
         for o in j.orders():
             by_day[o.day]["orders"] += 1
@@ -129,11 +146,13 @@ def pnl(cfg: Config, out: IO[str], as_json: bool) -> int:
         return 0
     _table(
         out,
-        ["day", "realised", "orders", "fills", "open_positions"],
+        ["day", "realised", "charges", "net", "orders", "fills", "open_positions"],
         [
             [
                 d,
                 f"{by_day[d]['realised']:.2f}",
+                f"{by_day[d]['charges']:.2f}",
+                f"{by_day[d]['net']:.2f}",
                 by_day[d]["orders"],
                 by_day[d]["fills"],
                 by_day[d]["open_positions"],
@@ -142,7 +161,12 @@ def pnl(cfg: Config, out: IO[str], as_json: bool) -> int:
         ],
     )
     if days:
-        out.write(f"total realised: {sum(by_day[d]['realised'] for d in days):.2f}\n")
+        realised = sum(by_day[d]["realised"] for d in days)
+        charges = sum(by_day[d]["charges"] for d in days)
+        out.write(
+            f"total realised: {realised:.2f}  charges: {charges:.2f}"
+            f"  net: {realised - charges:.2f}\n"
+        )
     return 0
 
 

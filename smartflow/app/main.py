@@ -78,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="scrip master (JSON array) that goes with the tape",
     )
     _add_config(replay)
+    _add_log(replay)
     replay.add_argument("--out", metavar="FILE", help="output file (default stdout)")
     replay.add_argument(
         "--chain-every",
@@ -92,10 +93,43 @@ def build_parser() -> argparse.ArgumentParser:
         help="also record the one-minute chain history into this SQLite file (as a live run)",
     )
     replay.add_argument(
+        "--serve",
+        action="store_true",
+        help="play the tape into the dashboard (/ui on [api] listen) at --speed; Ctrl-C stops",
+    )
+    replay.add_argument(
+        "--speed",
+        type=float,
+        default=1.0,
+        metavar="X",
+        help="with --serve: tape seconds per wall second (default 1)",
+    )
+    replay.add_argument(
         "--timing",
         action="store_true",
         help="add processing_s to the summary (the output is then not reproducible)",
     )
+
+    bt = sub.add_parser(
+        "backtest", help="tapes through the paper pipeline: trades, metrics, report"
+    )
+    bt.add_argument("tapes", nargs="+", metavar="TAPE")
+    _add_config(bt)
+    bt.add_argument(
+        "--instruments",
+        metavar="FILE",
+        help="scrip master for every tape (default: instruments.json beside each tape)",
+    )
+    bt.add_argument("--out", metavar="DIR", default="backtest", help="output directory")
+    bt.add_argument(
+        "--sweep",
+        action="append",
+        metavar="KEY=V1,V2",
+        help="run every combination of these config values (repeatable), one table",
+    )
+    bt.add_argument("--workers", type=int, default=2, metavar="N", help="sweep processes (2)")
+    rpt = sub.add_parser("report", help="re-render a backtest's report.html and print its path")
+    rpt.add_argument("dir", metavar="DIR")
 
     for name, helptext in (
         ("orders", "orders from the journal"),

@@ -244,7 +244,10 @@ def _feed_families(f: dict[str, Any]) -> Iterator[Metric]:
 
 
 class _ChainSummaryGauges(Collector):
-    """PCR, max pain, ATM IV and net GEX of each underlying's latest chain summary."""
+    """PCR, max pain, ATM IV and net GEX of each underlying's latest chain summary.
+
+    With two expiries, also the next expiry's ATM IV and the term spread (next − near).
+    """
 
     def __init__(self, snapshots: Callable[[], Sequence[SummarySnapshot]]) -> None:
         self.snapshots = snapshots
@@ -274,8 +277,22 @@ class _ChainSummaryGauges(Collector):
             "Net dealer gamma exposure, rupees per 1 % move (calls +, puts −)",
             labels=["underlying"],
         )
+        nxt_atm = GaugeMetricFamily(
+            "smartflow_chain_next_atm_iv",
+            "ATM implied volatility of the next expiry (fraction; [market] expiries = 2)",
+            labels=["underlying", "expiry"],
+        )
+        spread = GaugeMetricFamily(
+            "smartflow_chain_term_spread",
+            "ATM IV of the next expiry minus the near one (fraction; > 0: upward term structure)",
+            labels=["underlying"],
+        )
         for s in snaps:
             u = s.underlying
+            if s.next is not None:
+                later = s.next.scalar(ks.S_ATM_IV)
+                nxt_atm.add_metric([u, s.next.expiry], later)
+                spread.add_metric([u], later - s.scalar(ks.S_ATM_IV))
             for by, col in (
                 ("oi", ks.S_PCR_OI),
                 ("volume", ks.S_PCR_VOL),
@@ -289,3 +306,5 @@ class _ChainSummaryGauges(Collector):
         yield pain
         yield atm
         yield gex
+        yield nxt_atm
+        yield spread

@@ -33,7 +33,7 @@ from smartflow.analytics.flow import FlowAnalyzer
 from smartflow.analytics.summary import ChainSummaries
 from smartflow.app.latency import LatencyObserver
 from smartflow.app.trading import Trading
-from smartflow.chain.state import ChainBook, ChainState, FlowParams
+from smartflow.chain.state import ChainBook, ChainState, FlowParams, next_expiry_chains
 from smartflow.config import Config
 from smartflow.core.clock import Clock
 from smartflow.core.messages import SmartMoneySignal
@@ -46,10 +46,17 @@ from smartflow.orders.port import BrokerPort
 class Pipeline:
     """Chains, detectors, flow, summaries and (optionally) trading, driven bar by bar."""
 
-    def __init__(self, cfg: Config, chains: Sequence[ChainState], clock: Clock) -> None:
+    def __init__(
+        self,
+        cfg: Config,
+        chains: Sequence[ChainState],
+        clock: Clock,
+        followers: Sequence[ChainState] = (),
+    ) -> None:
         self.cfg = cfg
         self.clock = clock
-        self.book = ChainBook(chains, cfg.detectors)
+        # Next-expiry chains (``[market] expiries = 2``) are priced and summarised only.
+        self.book = ChainBook(chains, cfg.detectors, followers)
         thresholds = cfg.detectors.thresholds()
         self.detectors = {
             c.root: SmartMoneyDetector(c, thresholds, cfg.detectors.bar_seconds)
@@ -140,4 +147,5 @@ def build_pipeline(cfg: Config, master: ScripMaster, clock: Clock) -> Pipeline:
         ChainState(select(master, root, now, expiry), cfg.model, flow)
         for root in cfg.market.underlyings
     ]
-    return Pipeline(cfg, chains, clock)
+    followers = next_expiry_chains(master, chains, now, cfg.market.expiries)
+    return Pipeline(cfg, chains, clock, followers)

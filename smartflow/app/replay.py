@@ -229,6 +229,7 @@ class Replayer:
 
     def snapshot(self, t_ns: int) -> None:
         """Write a ``chain`` line per underlying, priced at ``t_ns``."""
+        self.book.price_followers(t_ns)
         for c in self.book.chains:
             c.price_all(t_ns)
             self.writer.line(
@@ -245,7 +246,7 @@ class Replayer:
             self.writer.line(
                 "chain_summary",
                 t_ns,
-                summary_body(self.summaries.by_root[c.root].compute(t_ns, -1)),
+                summary_body(self.summaries.compute_root(c.root, t_ns)),
             )
             fut = self.flow.future_flow(c)
             if fut is not None:

@@ -11,6 +11,7 @@ from smartflow.core.clock import ScaledClock
 from smartflow.feed.session import headers_for, static_headers
 from smartflow.instruments.fetch import load_scrip_master
 from smartflow.journal.store import Journal
+from smartflow.orders.angel_session import AngelSession
 from smartflow.sim.market import Market
 from smartflow.sim.rest import SimCredentials
 from smartflow.sim.server import (
@@ -30,6 +31,7 @@ class SimVenue:
         self.cfg = cfg
         self.log = log
         self.server: SimServer | None = None
+        self.session: AngelSession | None = None
 
     def check(self) -> None:
         """The simulator knows only some underlyings (an external one says for itself)."""

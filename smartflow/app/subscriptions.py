@@ -4,7 +4,10 @@ Start-up subscribes each chain's index and future. The first price (the index, e
 centres the strike window; afterwards the window re-centres when spot has moved ``k`` strikes
 from its centre, and the feed receives only the subscribe/unsubscribe delta. If no index tick has
 arrived ``spot_fallback_s`` after the feed is up, the bare NSE index code (26000) is subscribed
-as well (angel-smartapi.md §2.9); whichever form streams lands on the same chain row.
+as well (angel-smartapi.md §2.9); whichever form streams lands on the same chain row. With
+``[market] expiries = 2`` the next expiry's ATM ± N options follow the near chain's centre (its
+index and future are the near chain's); ``Config`` refuses a set that exceeds the feed's budget
+(1000 tokens a socket, angel-smartapi.md §2.6).
 """
 
 from __future__ import annotations
@@ -34,6 +37,10 @@ class SubscriptionManager:
             c.root: StrikeWindow(c.universe, market.strikes_each_side, market.recenter_strikes)
             for c in book.chains
         }
+        self.next_windows = {
+            c.root: StrikeWindow(c.universe, market.strikes_each_side, market.recenter_strikes)
+            for c in book.followers
+        }
         self.fallback_on: set[str] = set()
         self.recenters = 0
         self._ready_ns = 0
@@ -53,6 +60,8 @@ class SubscriptionManager:
         for c in self.book.chains:
             out |= self._base(c)
             out |= self.windows[c.root].tokens()
+        for w in self.next_windows.values():
+            out |= w.tokens()
         return out
 
     def start(self, now_ns: int) -> None:
@@ -77,6 +86,9 @@ class SubscriptionManager:
         changed = False
         for c in self.book.chains:
             centre_px = self._centre_paise(c, now_ns)
+            nxt = self.next_windows.get(c.root)
+            if centre_px > 0 and nxt is not None and nxt.update(centre_px):
+                changed = True
             if centre_px > 0 and self.windows[c.root].update(centre_px):
                 changed = True
                 self.recenters += 1

@@ -3,7 +3,8 @@
 One structured ``session.summary`` log event (for machines and journald) and a one-screen block
 on stderr (for the person who ran it; stdout stays one JSON object per line when logging JSON):
 signals by recommendation, order intents and orders by purpose and final state, fills, each
-contract traded with its P&L, and the day's P&L realised and marked to market.
+contract traded with its P&L, and the day's P&L realised and marked to market, gross and net of
+the charges booked with each fill (orders/charges.py).
 """
 
 from __future__ import annotations
@@ -60,8 +61,10 @@ class SessionSummary:
                     "sold": sum(o.filled_quantity for o in sold),
                     "open_quantity": pos.net_quantity,
                     "realised": round(pos.realised_pnl, 2),
+                    "charges": round(pos.charges, 2),
                 }
             )
+        charges = sum(p.charges for p in router.positions.values()) if router is not None else 0.0
         return {
             "mode": mode,
             "seconds": round(seconds, 1),
@@ -79,6 +82,8 @@ class SessionSummary:
             "realised": round(realised, 2),
             "unrealised": round(unrealised, 2),
             "pnl": round(realised + unrealised, 2),
+            "charges": round(charges, 2),
+            "net_pnl": round(realised + unrealised - charges, 2),
         }
 
 
@@ -103,11 +108,14 @@ def render(s: dict[str, Any]) -> str:
         held = f", holding {c['open_quantity']}" if c["open_quantity"] else ", flat"
         lines.append(
             f"  {c['symbol']:<28} bought {c['bought']} sold {c['sold']}{held}"
-            f"   realised {c['realised']:+.2f}"
+            f"   realised {c['realised']:+.2f} charges {c['charges']:.2f}"
         )
     lines.append(
         f"P&L       realised {s['realised']:+.2f} · unrealised {s['unrealised']:+.2f}"
         f" · total {s['pnl']:+.2f} rupees"
+    )
+    lines.append(
+        f"net       gross {s['pnl']:+.2f} − charges {s['charges']:.2f} = {s['net_pnl']:+.2f} rupees"
     )
     lines.append("─" * 76)
     return "\n".join(lines)

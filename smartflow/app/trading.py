@@ -16,9 +16,10 @@ from smartflow.chain.state import ChainBook
 from smartflow.chain.view import ChainMarketView
 from smartflow.config import Config
 from smartflow.core.clock import Clock
-from smartflow.core.messages import SmartMoneySignal
+from smartflow.core.messages import OrderIntent, SmartMoneySignal
 from smartflow.core.timeutil import ist_date
 from smartflow.journal.store import Journal
+from smartflow.orders.charges import ChargeModel, pnl_breakdown
 from smartflow.orders.guard import RiskGuard
 from smartflow.orders.paper import PaperBroker
 from smartflow.orders.port import BrokerPort
@@ -64,16 +65,32 @@ class Trading:
             log.bind(stage="orders"),
             speed=speed,
         )
+        self.router.charges = ChargeModel(cfg.costs)
         self._contracts = self._contract_table()
+        self.entry_gate: Callable[[OrderIntent], bool] | None = None
+        """Consulted before an entry reaches the router (alerts: pause, manual approval); it can
+        only hold an entry back, and whatever it lets through passes every risk check."""
         self.strategy = Strategy(
             cfg.strategy,
             self._contracts.get,
             self.router,
             self.market,
-            self.router.submit,
+            self.submit,
             log.bind(stage="strategy"),
             tick_ns=tick_ns,
+            net_pnl=self.net_pnl,
+            theta=self.market.theta,
         )
+
+    def submit(self, intent: OrderIntent) -> bool:
+        """The strategy's way to the router: entries pass the entry gate first."""
+        if (
+            intent.purpose == "ENTRY"
+            and self.entry_gate is not None
+            and not self.entry_gate(intent)
+        ):
+            return False
+        return self.router.submit(intent)
 
     def _contract_table(self) -> dict[str, Contract]:
         out = {}
@@ -99,6 +116,16 @@ class Trading:
                 self.strategy.set_size_multiplier(underlying, conf.size_multiplier)
         for signal in signals:
             self.strategy.on_signal(signal)
+
+    def net_pnl(self) -> float:
+        """Today's P&L after charges, marked to market (the daily target and loss stop)."""
+        realised, unrealised = self.router.day_pnl()
+        return realised + unrealised - sum(p.charges for p in self.router.positions.values())
+
+    def pnl(self) -> dict[str, Any]:
+        """Today's P&L gross and net of charges (the API's status)."""
+        realised, unrealised = self.router.day_pnl()
+        return pnl_breakdown(list(self.router.positions.values()), realised, unrealised)
 
     def after_batch(self, now_ns: int) -> None:
         """After each batch of packets: paper matching, then exit checks."""

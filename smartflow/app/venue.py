@@ -54,6 +54,8 @@ class VenueStarter(Protocol):
 
     server: SimServer | None
     """The simulator this process runs (sim mode, not external), for tests and tools."""
+    session: AngelSession | None
+    """Live mode's Angel session (REST loaders share it); None in sim mode."""
 
     def check(self) -> None:
         """Refuse a configuration the venue cannot serve, before anything slow starts."""

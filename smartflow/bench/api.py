@@ -32,6 +32,7 @@ import msgspec
 import structlog
 
 from smartflow.api.snapshot import KEEP_S
+from smartflow.app.apisource import DaemonApiSource
 from smartflow.app.daemon import Daemon, RunOptions
 from smartflow.app.latency import LatencySamples
 from smartflow.app.logging import configure
@@ -104,6 +105,7 @@ async def measure(
         assert daemon.api is not None  # noqa: S101
         latency, proc = daemon.observer, daemon.api
         src = proc.source
+        assert isinstance(src, DaemonApiSource)  # noqa: S101 — the daemon's own
         await asyncio.sleep(1.0)  # the window subscription and first bars settle
 
         def phase(kind: str, since: tuple[float, int]) -> tuple[float, int]:

@@ -23,13 +23,14 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from smartflow.config import DetectorConfig, ModelConfig
 from smartflow.core.timeutil import NS_PER_S
-from smartflow.instruments.master import Instrument
-from smartflow.instruments.universe import ChainUniverse
+from smartflow.instruments.master import Instrument, ScripMaster
+from smartflow.instruments.universe import ChainUniverse, select_next
 from smartflow.kernels import chain as kc, layout as L, wire
 
 
@@ -217,6 +218,32 @@ class ChainState:
         return int(self.q[L.ROW_INDEX, L.Q_LTP])
 
 
+def next_expiry_chains(
+    master: ScripMaster,
+    chains: Sequence[ChainState],
+    now_ns: int,
+    expiries: int,
+    log: Any = None,
+) -> list[ChainState]:
+    """With ``[market] expiries = 2``, a chain of the next expiry per near chain (else none).
+
+    Raises:
+        ConfigError: an underlying lists no expiry after its near one.
+    """
+    if expiries < 2:
+        return []
+    out = [ChainState(select_next(master, c.universe, now_ns), c.model) for c in chains]
+    for c in out if log is not None else ():
+        log.info(
+            "chain.universe",
+            underlying=c.root,
+            expiry=c.universe.expiry.isoformat(),
+            strikes=len(c.universe.strikes_paise),
+            role="next_expiry",
+        )
+    return out
+
+
 @dataclass
 class Segment:
     """Packets of one chain between two bar boundaries, ready for the apply kernel."""
@@ -247,12 +274,24 @@ class ApplyStats:
 class ChainBook:
     """Every underlying's chain, the routing of packets to rows, and the bar clock."""
 
-    def __init__(self, chains: Sequence[ChainState], detectors: DetectorConfig) -> None:
+    def __init__(
+        self,
+        chains: Sequence[ChainState],
+        detectors: DetectorConfig,
+        followers: Sequence[ChainState] = (),
+    ) -> None:
         self.chains = list(chains)
+        self.by_root = {c.root: c for c in self.chains}
+        # Next-expiry chains (``[market] expiries = 2``): fed, priced and bar-closed like the
+        # others but summarised only — no detector, strategy or view iterates them. They share
+        # their root's index and future, whose packets route to the near chain and are copied.
+        self.followers = list(followers)
+        self._leaders = [self.by_root[f.root] for f in self.followers]
+        self._all = self.chains + self.followers
         self.route: dict[bytes, tuple[int, int]] = {}
-        for ci, c in enumerate(self.chains):
+        for ci, c in enumerate(self._all):
             for key, row in c.rows_by_key.items():
-                self.route[key] = (ci, row)
+                self.route.setdefault(key, (ci, row))
         self.bar_ns = detectors.bar_seconds * NS_PER_S
         self.bar_end_ns = 0
         self.bar_seq = 0
@@ -282,6 +321,10 @@ class ChainBook:
         self.last_ns = max(self.last_ns, frames[-1][0])
         for c in self.chains:
             c.price_dirty(self.last_ns)
+        if self.followers:
+            self._sync_followers()
+            for c in self.followers:
+                c.price_dirty(self.last_ns)
 
     def advance_to(self, now_ns: int) -> None:
         """Close every bar that ended at or before ``now_ns``."""
@@ -301,9 +344,22 @@ class ChainBook:
             self._close_bar(self.bar_end_ns, packet_ns or self.bar_end_ns)
             self.bar_end_ns += self.bar_ns
 
+    def _sync_followers(self) -> None:
+        """Give each next-expiry chain its root's index and future as the near chain has them."""
+        for f, lead in zip(self.followers, self._leaders, strict=True):
+            f.q[: L.ROW_FIRST_OPTION] = lead.q[: L.ROW_FIRST_OPTION]
+
+    def price_followers(self, t_ns: int) -> None:
+        """Re-price every next-expiry chain at one instant (snapshots inside an open bar)."""
+        self._sync_followers()
+        for c in self.followers:
+            c.price_all(t_ns)
+
     def _close_bar(self, bar_end_ns: int, closed_at_ns: int) -> None:
         slot = self.bar_seq % L.RING
-        for c in self.chains:
+        if self.followers:
+            self._sync_followers()
+        for c in self._all:
             c.price_all(bar_end_ns)
             c.dirty[:] = False
             kc.close_bar(c.q, c.f, c.bars, slot, bar_end_ns)
@@ -331,10 +387,11 @@ class ChainBook:
             seg.rows.append(hit[1])
             seg.recv.append(recv_ns)
         self.stats.unknown_token += unknown
+        traded = len(self.chains)
         for ci, seg in per_chain.items():
-            self._apply_segment(self.chains[ci], seg)
+            self._apply_segment(self._all[ci], seg, ci < traded)
 
-    def _apply_segment(self, c: ChainState, seg: Segment) -> None:
+    def _apply_segment(self, c: ChainState, seg: Segment, hooks: bool = True) -> None:
         m = len(seg.frames)
         lengths = np.fromiter((len(fr) for fr in seg.frames), np.int64, m)
         offsets = np.zeros(m, np.int64)
@@ -365,7 +422,7 @@ class ChainBook:
             for s in status[status != 0]:
                 name = wire.STATUS_NAMES[s] if s < len(wire.STATUS_NAMES) else "unknown_token"
                 self.stats.rejected[name] = self.stats.rejected.get(name, 0) + 1
-        if events.any():
+        if hooks and events.any():  # a next-expiry chain's events (whales) are not watched
             for i in np.flatnonzero(events):
                 bits = int(events[i])
                 if bits & kc.EV_ANOMALY:

@@ -36,3 +36,11 @@ class ChainMarketView:
             asks=tuple((px / 100, qty) for px, qty in zip(*asks, strict=True) if px > 0),
             seq=int(q[L.Q_TICKS]),
         )
+
+    def theta(self, token: str) -> float:
+        """The contract's theta (rupees per calendar day, as last priced); NaN when unknown."""
+        hit = self._where.get(token)
+        if hit is None:
+            return float("nan")
+        c, row = hit
+        return float(c.f[row, L.F_THETA])

@@ -81,6 +81,7 @@ class FeedStats:
     reconnects: int = 0
     stalls: int = 0
     auth_failures: int = 0
+    relogin_failures: int = 0
     connection_limit: int = 0
     bytes: int = 0
     last_frame_ns: int = 0
@@ -110,6 +111,7 @@ class FeedStats:
             "reconnects": self.reconnects,
             "stalls": self.stalls,
             "auth_failures": self.auth_failures,
+            "relogin_failures": self.relogin_failures,
             "connection_limit": self.connection_limit,
             "bytes": self.bytes,
             "data_stalls": self.data_stalls,
@@ -375,6 +377,7 @@ class FeedSession:
         try:
             await self._relogin(reason)
         except Exception as e:  # a failed login must not end the feed: it keeps reconnecting
+            self.stats.relogin_failures += 1
             self.log.error("feed.relogin_failed", error=f"{type(e).__name__}: {e}")
 
     async def _monitor(self) -> None:

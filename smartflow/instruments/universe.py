@@ -79,6 +79,31 @@ def _fo_segment(candidates: list[Instrument], root: str) -> str:
     return sorted(segments)[0]
 
 
+def _options(mine: list[Instrument], root: str) -> tuple[list[Instrument], str]:
+    options_all = [i for i in mine if i.kind in ("CE", "PE")]
+    segment = _fo_segment(options_all, root)
+    return [i for i in options_all if i.segment == segment], segment
+
+
+def _live_expiries(options: list[Instrument], now_ns: int) -> list[dt.date]:
+    return sorted({i.expiry for i in options if i.expiry is not None and i.expiry_ns > now_ns})
+
+
+def select_next(master: ScripMaster, near: ChainUniverse, now_ns: int) -> ChainUniverse:
+    """The chain of the expiry right after ``near``'s (``[market] expiries = 2``).
+
+    Raises:
+        ConfigError: the scrip master lists no later expiry of the root.
+    """
+    mine = [i for i in master.instruments if i.root == near.root]
+    later = [e for e in _live_expiries(_options(mine, near.root)[0], now_ns) if e > near.expiry]
+    if not later:
+        raise ConfigError(
+            f"market.expiries: {near.root} lists no expiry after {near.expiry.isoformat()}"
+        )
+    return select(master, near.root, now_ns, later[0])
+
+
 def select(
     master: ScripMaster, root: str, now_ns: int, expiry: dt.date | None = None
 ) -> ChainUniverse:
@@ -88,12 +113,8 @@ def select(
         ConfigError: the root, the expiry or the index is not in the scrip master.
     """
     mine = [i for i in master.instruments if i.root == root]
-    options_all = [i for i in mine if i.kind in ("CE", "PE")]
-    segment = _fo_segment(options_all, root)
-    options_all = [i for i in options_all if i.segment == segment]
-    live_expiries = sorted(
-        {i.expiry for i in options_all if i.expiry is not None and i.expiry_ns > now_ns}
-    )
+    options_all, segment = _options(mine, root)
+    live_expiries = _live_expiries(options_all, now_ns)
     if not live_expiries:
         raise ConfigError(f"market: every {root} expiry in the scrip master has passed")
     if expiry is None:

@@ -33,7 +33,7 @@ from smartflow.core.errors import FatalError, TransientError
 
 
 T = TypeVar("T")
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -90,7 +90,18 @@ CREATE TABLE IF NOT EXISTS positions (
     average_price REAL NOT NULL,        -- of the open quantity
     realised_pnl REAL NOT NULL,
     updated_ns INTEGER NOT NULL,
+    charges REAL NOT NULL DEFAULT 0,    -- rupees, every fill's (schema 2)
     PRIMARY KEY (day, token)
+);
+CREATE TABLE IF NOT EXISTS fill_charges (  -- schema 2: rupees, per fill (orders/charges.py)
+    fill_id TEXT PRIMARY KEY,
+    brokerage REAL NOT NULL,
+    stt REAL NOT NULL,
+    exchange REAL NOT NULL,
+    sebi REAL NOT NULL,
+    stamp REAL NOT NULL,
+    gst REAL NOT NULL,
+    total REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS signals (
     id INTEGER PRIMARY KEY,
@@ -123,6 +134,16 @@ CREATE TABLE IF NOT EXISTS kill_requests (
     mac TEXT NOT NULL,                  -- HMAC-SHA256 of nonce, action and reason (kill token)
     status TEXT NOT NULL DEFAULT 'pending',  -- pending | done | refused | expired
     ack_ns INTEGER,
+    detail TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE IF NOT EXISTS remote_commands (
+    id INTEGER PRIMARY KEY,
+    ts_ns INTEGER NOT NULL,             -- wall clock when the daemon received it
+    channel TEXT NOT NULL,              -- telegram
+    chat_id TEXT NOT NULL,
+    sender TEXT NOT NULL,               -- user id and @username as the channel gave them
+    command TEXT NOT NULL,              -- /status /pause ... or approve | reject | expire
+    status TEXT NOT NULL,               -- done | refused | failed | asked
     detail TEXT NOT NULL DEFAULT ''
 );
 """
@@ -198,6 +219,27 @@ class FillRow(msgspec.Struct, frozen=True, kw_only=True):
     price: float
 
 
+class FillCharges(msgspec.Struct, frozen=True, kw_only=True):
+    """What one fill cost besides its premium, in rupees (each component rounded to paise)."""
+
+    brokerage: float = 0.0
+    stt: float = 0.0
+    exchange: float = 0.0
+    sebi: float = 0.0
+    stamp: float = 0.0
+    gst: float = 0.0
+
+    @property
+    def total(self) -> float:
+        """Every component together."""
+        return round(
+            self.brokerage + self.stt + self.exchange + self.sebi + self.stamp + self.gst, 2
+        )
+
+
+CHARGE_PARTS = ("brokerage", "stt", "exchange", "sebi", "stamp", "gst")
+
+
 class PositionRow(msgspec.Struct, kw_only=True):
     """Net position of one contract on one day (average-cost accounting)."""
 
@@ -209,6 +251,8 @@ class PositionRow(msgspec.Struct, kw_only=True):
     average_price: float = 0.0
     realised_pnl: float = 0.0
     updated_ns: int = 0
+    charges: float = 0.0
+    """Charges of every fill of the day in this contract (net = realised − charges)."""
 
     def apply_fill(self, side: str, quantity: int, price: float) -> float:
         """Move the position by one fill; return the P&L it realised."""
@@ -304,6 +348,7 @@ class Journal:
         db.execute(f"PRAGMA synchronous={synchronous}")
         db.execute("PRAGMA foreign_keys=ON")
         db.executescript(SCHEMA)
+        _migrate(db)
         db.execute(
             "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
         )
@@ -468,8 +513,10 @@ class Journal:
 
     # ---- fills and positions ------------------------------------------------------------
 
-    async def fill(self, f: FillRow, underlying: str, order: OrderRow) -> tuple[bool, float]:
-        """Record a fill, its order's new state and the position it moves, atomically.
+    async def fill(
+        self, f: FillRow, underlying: str, order: OrderRow, charges: FillCharges | None = None
+    ) -> tuple[bool, float]:
+        """Record a fill, its charges, its order's new state and the position it moves, atomically.
 
         Returns:
             (new: False when ``fill_id`` was already recorded, realised P&L of the fill).
@@ -504,6 +551,12 @@ class Journal:
             )
             realised = pos.apply_fill(f.side, f.quantity, f.price)
             pos.updated_ns = f.ts_ns
+            if charges is not None:
+                db.execute(
+                    "INSERT INTO fill_charges VALUES (?,?,?,?,?,?,?,?)",
+                    (f.fill_id, *(getattr(charges, c) for c in CHARGE_PARTS), charges.total),
+                )
+                pos.charges = round(pos.charges + charges.total, 2)
             db.execute(
                 f"INSERT OR REPLACE INTO positions ({','.join(_POSITION_COLS)}) "  # noqa: S608
                 f"VALUES ({','.join('?' * len(_POSITION_COLS))})",
@@ -521,6 +574,13 @@ class Journal:
         else:
             rows = self.query("SELECT * FROM fills ORDER BY ts_ns, fill_id")
         return [FillRow(**dict(r)) for r in rows]
+
+    def fill_charges(self) -> dict[str, FillCharges]:
+        """Charges by fill id (empty for a journal older than schema 2, opened read-only)."""
+        if not self.query("SELECT name FROM sqlite_master WHERE name='fill_charges'"):
+            return {}
+        rows = self.query("SELECT * FROM fill_charges ORDER BY fill_id")
+        return {r["fill_id"]: FillCharges(**{c: r[c] for c in CHARGE_PARTS}) for r in rows}
 
     def positions(self, day: str | None = None) -> list[PositionRow]:
         """Positions (open and closed) of ``day`` or every day."""
@@ -565,6 +625,26 @@ class Journal:
                 (ts_ns, action, source, reason),
             ),
             "kill_event",
+        )
+
+    async def remote_command(
+        self,
+        ts_ns: int,
+        channel: str,
+        chat_id: str,
+        sender: str,
+        command: str,
+        status: str,
+        detail: str = "",
+    ) -> None:
+        """Record a remote command (or an entry's approval decision) with who sent it."""
+        await self.arun(
+            lambda db: db.execute(
+                "INSERT INTO remote_commands (ts_ns, channel, chat_id, sender, command, status, "
+                "detail) VALUES (?,?,?,?,?,?,?)",
+                (ts_ns, channel, chat_id, sender, command, status, detail),
+            ),
+            "remote_command",
         )
 
     def kill_active(self) -> tuple[bool, str]:
@@ -648,14 +728,28 @@ class Journal:
             "orders",
             "order_events",
             "fills",
+            "fill_charges",
             "positions",
             "signals",
             "risk_events",
             "kill_events",
             "kill_requests",
+            "remote_commands",
         ):
             raise ValueError(table)
         return int(self.query(f"SELECT COUNT(*) AS n FROM {table}")[0]["n"])  # noqa: S608
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    """Bring a journal written by an older version up to ``SCHEMA_VERSION`` (additive only)."""
+    cols = {r["name"] for r in db.execute("PRAGMA table_info(positions)")}
+    if "charges" not in cols:
+        # Schema 1 → 2: positions.charges (fill_charges came with the CREATE ... IF NOT EXISTS).
+        db.execute("ALTER TABLE positions ADD COLUMN charges REAL NOT NULL DEFAULT 0")
+    db.execute(
+        "UPDATE meta SET value=? WHERE key='schema_version' AND CAST(value AS INTEGER) < ?",
+        (str(SCHEMA_VERSION), SCHEMA_VERSION),
+    )
 
 
 def _why(e: BaseException) -> str:

@@ -26,11 +26,11 @@ from smartflow.journal.store import OrderRow
 from smartflow.orders.port import (
     BrokerOrder,
     BrokerPosition,
+    MarketView,
     OrderUpdateHandler,
     PlaceRequest,
     Reply,
 )
-from smartflow.orders.router import MarketView
 
 
 NS = 1_000_000_000

@@ -21,6 +21,8 @@ from typing import Literal, Protocol
 
 import msgspec
 
+from smartflow.core.messages import Quote
+
 
 Outcome = Literal["ACCEPTED", "REJECTED", "RATE_LIMITED", "UNKNOWN"]
 Side = Literal["BUY", "SELL"]
@@ -91,6 +93,14 @@ class BrokerPosition(msgspec.Struct, frozen=True, kw_only=True):
 
 
 OrderUpdateHandler = Callable[[BrokerOrder], None]
+
+
+class MarketView(Protocol):
+    """Read access to the chain for pricing, marking and paper matching."""
+
+    def quote(self, token: str) -> Quote | None:
+        """Current quote of ``token`` (None when unknown or never ticked)."""
+        ...
 
 
 class BrokerPort(Protocol):

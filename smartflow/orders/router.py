@@ -7,17 +7,16 @@ Lifecycle of one order (every state change is journalled):
 ``OPEN`` → ``PARTIAL`` → ``FILLED`` | ``CANCELLED`` | ``REJECTED`` as the broker reports;
 ``UNKNOWN``   the reply was lost (timeout, empty or non-JSON body, 5xx, dropped connection).
 
-An UNKNOWN order is never re-sent: it is reconciled by its tag (our order id, sent as Angel's
-``ordertag``) through order details, the order book and the order-update stream; only when the
-broker demonstrably never saw it (absent from the book for ``UNKNOWN_GRACE_S``) is it closed as
-REJECTED. A REJECTED or RATE_LIMITED reply had no effect. Fills are derived from the broker's
-cumulative filled quantity with a deterministic fill id, so the stream and the polls can report
-the same fill any number of times and it is booked once.
+An UNKNOWN order is never re-sent: ``reconcile.Reconciler`` finds it by its tag; only when the
+broker demonstrably never saw it is it closed as REJECTED. A REJECTED or RATE_LIMITED reply had
+no effect. Fills are derived from the broker's cumulative filled quantity with a deterministic
+fill id, so the stream and the polls can report the same fill any number of times and it is
+booked once, into ``positions.Positions``.
 
-Unfilled orders are re-priced to the current marketable level after ``chase_after_s`` (modify),
-up to ``max_chases`` for entries (then cancelled) and without limit for exits, which must
-complete. Limit prices are the opposite best ± ``protection_ticks``, clamped into the risk price
-band around the LTP.
+Unfilled orders are re-priced to the current marketable level (``pricing``) after
+``chase_after_s`` (modify), up to ``max_chases`` for entries (then cancelled) and without limit
+for exits, which must complete. An order still NEW when the kill switch trips, the daemon stops
+or a restart finds it is cancelled unsent (``_cancel_unsent``), never sent later.
 
 No order without its record: while journal writes fail, entries are refused; an order whose
 NEW or SENT record did not commit is never sent. What the broker already did (fills, replies) is
@@ -30,19 +29,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
 import sqlite3
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
 import msgspec
 
-from smartflow.config import OrdersConfig, RiskConfig, Secret
+from smartflow.config import CostsConfig, OrdersConfig, RiskConfig, Secret
 from smartflow.core.clock import Clock
-from smartflow.core.errors import TransientError
-from smartflow.core.messages import OrderIntent, Quote
+from smartflow.core.messages import OrderIntent
 from smartflow.core.timeutil import ist_date
 from smartflow.journal.store import (
     FillRow,
@@ -53,38 +50,29 @@ from smartflow.journal.store import (
     OrderRow,
     PositionRow,
 )
-from smartflow.orders.guard import Exposure, RiskGuard, kill_mac_ok
-from smartflow.orders.port import BrokerOrder, BrokerPort, PlaceRequest, Reply
+from smartflow.orders.charges import ChargeModel
+from smartflow.orders.guard import RiskGuard, kill_mac_ok
+from smartflow.orders.port import BrokerOrder, BrokerPort, MarketView, PlaceRequest, Reply
+from smartflow.orders.positions import Positions
+from smartflow.orders.pricing import Pricer
 from smartflow.orders.ratelimit import RateLimiter
+from smartflow.orders.reconcile import Reconciler
 
 
 NS = 1_000_000_000
-UNKNOWN_GRACE_S = 60.0
 INTENT_CAPACITY = 64
 TERMINAL = ("FILLED", "CANCELLED", "REJECTED")
 KILL_POLL_S = 1.0
 
 
-class MarketView(Protocol):
-    """Read access to the chain for pricing and marking."""
-
-    def quote(self, token: str) -> Quote | None:
-        """Current quote of ``token`` (None when unknown or never ticked)."""
-        ...
-
-
 EventHook = Callable[[str, OrderRow, FillRow | None], None]
-
-
-def round_to_tick(price: float, tick: float, up: bool) -> float:
-    """Round a price onto the tick grid, up or down."""
-    steps = price / tick
-    n = math.ceil(steps - 1e-9) if up else math.floor(steps + 1e-9)
-    return round(n * tick, 2)
 
 
 class OrderRouter:
     """One task that owns every order from intent to terminal state."""
+
+    charges = ChargeModel(CostsConfig())
+    """Charges booked with each fill (``Trading`` sets the configured ``[costs]``)."""
 
     def __init__(
         self,
@@ -103,7 +91,6 @@ class OrderRouter:
         self.guard = guard
         self.broker = broker
         self.journal = journal
-        self.market = market
         self.clock = clock
         self.log = log
         self.speed = speed
@@ -117,7 +104,10 @@ class OrderRouter:
         self.waiting: deque[OrderRow] = deque()  # NEW rows waiting for the rate budget
         self.orders: dict[str, OrderRow] = {}  # every non-terminal order, by our id
         self.by_broker: dict[str, str] = {}
-        self.positions: dict[str, PositionRow] = {}  # today's, by token
+        self.book = Positions(market)
+        self.positions = self.book.rows  # today's, by token (the same dict)
+        self.pricer = Pricer(market, cfg.protection_ticks, risk.price_band_pct)
+        self.reconciler = Reconciler(broker, journal, cfg.reconcile_interval_s, log)
         self.updates: deque[BrokerOrder] = deque()
         self.on_event: list[EventHook] = []
         # (order id, tick_ns of its intent, send time): tick → order-sent latency metrics.
@@ -132,10 +122,6 @@ class OrderRouter:
         self.on_intent: list[Callable[[OrderIntent], None]] = []
         self.overflow = 0
         self.fatal: str | None = None
-        self._unknown_since: dict[str, int] = {}
-        self._last_lookup_ns: dict[str, int] = {}
-        self._contracts: dict[str, tuple[int, str]] = {}  # token -> (lot size, exchange)
-        self._sent_ns: dict[str, int] = {}
         self._day = ""
         self._seq = 0
         self.kill_token: Secret | None = None
@@ -179,65 +165,17 @@ class OrderRouter:
             or any(o.token == token for o in self.orders.values())
         )
 
-    def pending_lots(self, token: str) -> int:
-        """Lots of unfilled BUY quantity in flight for ``token``."""
-        return sum(
-            (o.quantity - o.filled_quantity) // max(1, o.lot_size)
-            for o in self.orders.values()
-            if o.token == token and o.side == "BUY"
-        )
-
     def net_lots(self, token: str) -> int:
         """Open position of ``token`` in lots."""
-        pos = self.positions.get(token)
-        if pos is None or pos.net_quantity == 0:
-            return 0
-        return pos.net_quantity // self._contracts.get(token, (1, ""))[0]
+        return self.book.net_lots(token)
 
     def entry_price(self, token: str) -> float:
         """Average price of the open position in ``token`` (0 when flat)."""
-        pos = self.positions.get(token)
-        return pos.average_price if pos is not None and pos.net_quantity else 0.0
+        return self.book.entry_price(token)
 
     def day_pnl(self) -> tuple[float, float]:
         """(realised, marked-to-market unrealised) P&L of today's positions, rupees."""
-        realised = unrealised = 0.0
-        for pos in self.positions.values():
-            realised += pos.realised_pnl
-            if pos.net_quantity:
-                q = self.market.quote(pos.token)
-                mark = (q.bid if pos.net_quantity > 0 else q.ask) if q else 0.0
-                if not mark > 0:
-                    mark = q.ltp if q else pos.average_price
-                unrealised += (mark - pos.average_price) * pos.net_quantity
-        return realised, unrealised
-
-    def exposure(self, intent: OrderIntent) -> Exposure:
-        """Positions and in-flight orders relevant to ``intent``."""
-        open_tokens = {t for t, p in self.positions.items() if p.net_quantity != 0}
-        open_tokens |= {o.token for o in self.orders.values() if o.side == "BUY"}
-        lots_contract = self.net_lots(intent.token) + self.pending_lots(intent.token)
-        lots_under = 0
-        for token in open_tokens:
-            under = self._underlying_of(token)
-            if under == intent.underlying:
-                lots_under += self.net_lots(token) + self.pending_lots(token)
-        realised, unrealised = self.day_pnl()
-        return Exposure(
-            open_positions=len(open_tokens),
-            lots_in_contract=lots_contract,
-            lots_in_underlying=lots_under,
-            day_pnl=realised + unrealised,
-        )
-
-    def _underlying_of(self, token: str) -> str:
-        pos = self.positions.get(token)
-        if pos is not None:
-            return pos.underlying
-        for o in self.orders.values():
-            if o.token == token:
-                return o.underlying
-        return ""
+        return self.book.day_pnl()
 
     # ---- ids ----------------------------------------------------------------------------
 
@@ -249,25 +187,6 @@ class OrderRouter:
         self._seq += 1
         # "SF" + yymmdd + sequence: unique per day, < 20 characters (Angel's ordertag limit).
         return f"SF{day[2:4]}{day[5:7]}{day[8:10]}{self._seq:06d}", day
-
-    # ---- pricing ------------------------------------------------------------------------
-
-    def marketable_price(self, side: str, q: Quote) -> float | None:
-        """Opposite best ± protection ticks, clamped into the price band around the LTP."""
-        tick = q.tick
-        band = self.risk_cfg.price_band_pct / 100
-        ref = q.ltp if q.ltp > 0 else (q.ask if side == "BUY" else q.bid)
-        if not ref > 0:
-            return None
-        if side == "BUY":
-            base = q.ask if q.ask > 0 else ref
-            price = base + self.cfg.protection_ticks * tick
-            price = min(price, ref * (1 + band))
-            return max(tick, round_to_tick(price, tick, up=False))
-        base = q.bid if q.bid > 0 else ref
-        price = base - self.cfg.protection_ticks * tick
-        price = max(price, ref * (1 - band), tick)
-        return round_to_tick(price, tick, up=True)
 
     # ---- the loop -----------------------------------------------------------------------
 
@@ -318,23 +237,17 @@ class OrderRouter:
         if now_ns - intent.ts > intent.ttl_ns:
             await self._refuse(intent, now_ns, "expired", "intent outlived its TTL in the queue")
             return
-        q = self.market.quote(intent.token)
-        price: float | None
-        if intent.limit_price is not None:
-            price = intent.limit_price
-        else:
-            price = self.marketable_price(intent.side, q) if q else None
+        price, q = self.pricer.for_intent(intent)
         if price is None or q is None:
             await self._refuse(intent, now_ns, "no_price", f"no quote for {intent.symbol}")
             return
         if intent.purpose == "EXIT":
-            held = self.positions.get(intent.token)
             in_flight = sum(
                 o.quantity - o.filled_quantity
                 for o in self.orders.values()
                 if o.token == intent.token and o.side == intent.side
             )
-            if held is None or held.net_quantity - in_flight <= 0:
+            if self.book.held(intent.token) - in_flight <= 0:
                 return  # already flat or an exit is in flight: nothing to do
         if intent.purpose == "ENTRY" and self.journal.failing:
             await self._refuse(
@@ -344,16 +257,16 @@ class OrderRouter:
                 f"journal writes are failing ({self.journal.failing}): no entry without its record",
             )
             return
-        reason = self.guard.check(intent, price, q.ltp, self.exposure(intent), now_ns)
+        exposure = self.book.exposure(intent, self.orders.values())
+        reason = self.guard.check(intent, price, q.ltp, exposure, now_ns)
         if reason is not None:
             await self._refuse(intent, now_ns, "risk", reason)
             return
         order_id, day = self._next_id(now_ns)
-        self._contracts[intent.token] = (intent.lot_size, intent.exchange)
+        self.book.note_contract(intent.token, intent.lot_size, intent.exchange)
         quantity = intent.quantity
         if intent.purpose == "EXIT":
-            held = self.positions[intent.token]
-            quantity = min(quantity, abs(held.net_quantity))
+            quantity = min(quantity, abs(self.book.held(intent.token)))
         row = OrderRow(
             order_id=order_id,
             day=day,
@@ -441,7 +354,6 @@ class OrderRouter:
             self._forget(row)
             return
         self._emit("order", row)
-        self._sent_ns[row.order_id] = now_ns
         tick_ns = self._tick_ns.pop(row.order_id, 0)
         if tick_ns:
             for hook in self.on_sent:
@@ -488,7 +400,7 @@ class OrderRouter:
         else:
             row.state = "UNKNOWN"
             row.text = f"{reply.code} {reply.message}".strip()
-            self._unknown_since[row.order_id] = now_ns
+            self.reconciler.in_doubt(row.order_id, now_ns)
             await self._state(row, f"in doubt: {row.text}")
             self.log.warning("router.order_unknown", order_id=row.order_id, detail=row.text)
         self._emit("order", row)
@@ -508,7 +420,7 @@ class OrderRouter:
         if row.broker_order_id is None:
             row.broker_order_id = b.broker_order_id
             self.by_broker[b.broker_order_id] = row.order_id
-        self._unknown_since.pop(row.order_id, None)
+        self.reconciler.heard(row.order_id)
         if b.filled_quantity > row.filled_quantity:
             await self._book_fill(row, b, now_ns)
         status = b.status
@@ -551,8 +463,9 @@ class OrderRouter:
             quantity=qty,
             price=price,
         )
+        charges = self.charges.fill(row.exchange, row.side, qty, price, prev_qty * prev_avg)
         try:
-            new, _ = await self.journal.fill(fill, row.underlying, row)
+            new, _ = await self.journal.fill(fill, row.underlying, row, charges)
         except JournalWriteError:
             # The broker filled it whether or not the disk can say so: memory follows the
             # broker (the failure is logged and counted; a restart's reconciliation with the
@@ -560,13 +473,8 @@ class OrderRouter:
             new = True
         if not new:
             return
-        pos = self.positions.get(row.token)
-        if pos is None:
-            pos = self.positions[row.token] = PositionRow(
-                day=row.day, token=row.token, symbol=row.symbol, underlying=row.underlying
-            )
-        pos.apply_fill(row.side, qty, price)
-        pos.updated_ns = now_ns
+        pos = self.book.apply_fill(row, qty, price, now_ns)
+        pos.charges = round(pos.charges + charges.total, 2)
         self.fills += 1
         self._emit("fill", row, fill)
         self.log.info(
@@ -581,9 +489,19 @@ class OrderRouter:
 
     def _forget(self, row: OrderRow) -> None:
         self.orders.pop(row.order_id, None)
-        self._last_lookup_ns.pop(row.order_id, None)
-        self._sent_ns.pop(row.order_id, None)
-        self._unknown_since.pop(row.order_id, None)
+        self.reconciler.forget(row.order_id)
+
+    async def _cancel_unsent(self, row: OrderRow, now_ns: int, detail: str) -> None:
+        """Close a NEW (never sent) order as CANCELLED: it is never sent later.
+
+        An order this router tracks is also announced to the event hooks and dropped.
+        """
+        row.state = "CANCELLED"
+        row.updated_ns = now_ns
+        await self._state(row, detail)
+        if row.order_id in self.orders:
+            self._emit("order", row)
+            self._forget(row)
 
     def _emit(self, kind: str, row: OrderRow, fill: FillRow | None = None) -> None:
         for hook in self.on_event:
@@ -609,8 +527,7 @@ class OrderRouter:
                 row, f"cancel after {row.chases} chases: {reply.outcome} {reply.message}".strip()
             )
             return
-        q = self.market.quote(row.token)
-        price = self.marketable_price(row.side, q) if q else None
+        price = self.pricer.chase(row)
         if price is None:
             return
         reply = await self.broker.modify(row.broker_order_id, self._request(row, price))
@@ -621,50 +538,19 @@ class OrderRouter:
         await self._state(row, f"chase {row.chases} to {price}: {reply.outcome}")
 
     async def _reconcile_unknown(self, row: OrderRow, now_ns: int) -> None:
-        since = self._unknown_since.setdefault(row.order_id, now_ns)
-        if now_ns - self._last_lookup_ns.get(row.order_id, 0) < int(
-            self.cfg.reconcile_interval_s * NS
-        ):
-            return
-        self._last_lookup_ns[row.order_id] = now_ns
-        try:
-            found = await self.lookup(row)
-        except TransientError as e:
-            # Could not ask: that says nothing about the order, so the grace period does not
-            # advance on it.
-            self._unknown_since[row.order_id] = since + int(self.cfg.reconcile_interval_s * NS)
-            self.log.warning("router.lookup_failed", order_id=row.order_id, error=str(e))
-            return
-        if found is not None:
+        found = await self.reconciler.check(row, now_ns)
+        if isinstance(found, BrokerOrder):
             await self._apply_update(found, now_ns)
             if row.state == "UNKNOWN":
                 row.state = "OPEN"
                 await self._state(row, "reconciled: live at the broker")
-            return
-        if now_ns - since > int(UNKNOWN_GRACE_S * NS):
+        elif found == "absent":
             row.state = "REJECTED"
             row.text = "never reached the broker (absent from its order book)"
             row.updated_ns = now_ns
             await self._state(row, row.text)
             self._emit("order", row)
             self._forget(row)
-
-    async def lookup(self, row: OrderRow) -> BrokerOrder | None:
-        """Find ``row`` at the broker: by its broker id, else by its tag in the order book.
-
-        Returns None only when the broker answered and does not have it.
-
-        Raises:
-            TransientError: the broker could not be asked (timeout, 5xx, rate limit).
-        """
-        if row.broker_order_id:
-            found = await self.broker.order_details(row.broker_order_id)
-            if found is not None:
-                return found
-        for b in await self.broker.order_book():
-            if b.tag == row.order_id:
-                return b
-        return None
 
     # ---- risk: loss limit, kill switch ----------------------------------------------------
 
@@ -692,26 +578,21 @@ class OrderRouter:
         cancelled = 0
         for row in list(self.orders.values()):
             if row.state == "NEW":
-                row.state = "CANCELLED"
-                row.updated_ns = now_ns
-                await self._state(row, "kill switch: never sent")
-                self._emit("order", row)
-                self._forget(row)
+                await self._cancel_unsent(row, now_ns, "kill switch: never sent")
                 cancelled += 1
             elif row.broker_order_id and row.state in ("OPEN", "PARTIAL"):
                 await self.broker.cancel(row.broker_order_id)
                 cancelled += 1
         flattened = 0
         if self.risk_cfg.flatten_on_kill:
-            for pos in self.positions.values():
-                if pos.net_quantity > 0:
-                    self.exits.append(self._flatten_intent(pos, now_ns, reason))
-                    flattened += 1
+            for pos in self.book.long():
+                self.exits.append(self._flatten_intent(pos, now_ns, reason))
+                flattened += 1
         self.kicked.set()
         return {"cancelled": cancelled, "flattening": flattened}
 
     def _flatten_intent(self, pos: PositionRow, now_ns: int, reason: str) -> OrderIntent:
-        lot, exchange = self._contracts[pos.token]
+        lot, exchange = self.book.contract(pos.token)
         return OrderIntent(
             intent_id=f"kill-{pos.token}-{now_ns}",
             ts=now_ns,
@@ -785,40 +666,33 @@ class OrderRouter:
         """
         now_ns = self.clock.now_ns()
         day = ist_date(now_ns).isoformat()
-        for pos in self.journal.positions(day):
-            self.positions[pos.token] = pos
+        self.book.load(self.journal.positions(day))
         killed, why = self.journal.kill_active()
         if killed:
             self.guard.trip(why)
         counts = {"restored": 0, "cancelled_unsent": 0, "adopted": 0, "unknown": 0}
         for row in self.journal.orders(day):
-            self._contracts[row.token] = (row.lot_size, row.exchange)
+            self.book.note_contract(row.token, row.lot_size, row.exchange)
         for row in self.journal.orders(day, open_only=True):
             if row.state == "NEW":
-                row.state = "CANCELLED"
-                row.updated_ns = now_ns
-                await self._state(row, "restart: never sent, not re-sent")
+                await self._cancel_unsent(row, now_ns, "restart: never sent, not re-sent")
                 counts["cancelled_unsent"] += 1
                 continue
             self.orders[row.order_id] = row
             if row.broker_order_id:
                 self.by_broker[row.broker_order_id] = row.order_id
             counts["restored"] += 1
-            try:
-                found = await self.lookup(row)
-            except TransientError as e:
-                found = None
-                self.log.warning("router.lookup_failed", order_id=row.order_id, error=str(e))
+            found = await self.reconciler.find(row)
             if found is not None:
                 await self._apply_update(found, now_ns)
                 counts["adopted"] += 1
             elif row.state != "UNKNOWN":
                 row.state = "UNKNOWN"
                 row.updated_ns = now_ns
-                self._unknown_since[row.order_id] = now_ns
+                self.reconciler.in_doubt(row.order_id, now_ns)
                 await self._state(row, "restart: not found at the broker yet")
                 counts["unknown"] += 1
-        await self._compare_positions(day, now_ns)
+        await self.reconciler.compare_positions(day, self.book.open_quantities(), now_ns)
         # Requests left while no daemon ran (a trip queued by `smartflow kill`) count from here.
         await self.poll_kill_requests()
         self.log.info(
@@ -830,22 +704,6 @@ class OrderRouter:
         )
         return counts
 
-    async def _compare_positions(self, day: str, now_ns: int) -> None:
-        try:
-            theirs = {p.token: p.net_quantity for p in await self.broker.positions()}
-        except TransientError as e:
-            self.log.warning("router.positions_unverified", error=str(e))
-            with contextlib.suppress(JournalWriteError):
-                await self.journal.risk_event(now_ns, "positions_unverified", str(e), day)
-            return
-        ours = {t: p.net_quantity for t, p in self.positions.items() if p.net_quantity}
-        for token in sorted(set(theirs) | set(ours)):
-            if theirs.get(token, 0) != ours.get(token, 0):
-                detail = f"journal {ours.get(token, 0)} vs broker {theirs.get(token, 0)}"
-                self.log.error("router.position_mismatch", token=token, detail=detail)
-                with contextlib.suppress(JournalWriteError):
-                    await self.journal.risk_event(now_ns, "position_mismatch", detail, token)
-
     async def shutdown(self, policy: str) -> int:
         """Stop sending; ``cancel_open`` cancels every open order. Returns orders cancelled."""
         self.stopping = True
@@ -853,10 +711,7 @@ class OrderRouter:
         cancelled = 0
         for row in list(self.orders.values()):
             if row.state == "NEW":
-                row.state = "CANCELLED"
-                row.updated_ns = now_ns
-                await self._state(row, "shutdown: never sent")
-                self._forget(row)
+                await self._cancel_unsent(row, now_ns, "shutdown: never sent")
                 cancelled += 1
             elif (
                 policy == "cancel_open" and row.broker_order_id and row.state in ("OPEN", "PARTIAL")

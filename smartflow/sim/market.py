@@ -178,6 +178,8 @@ class Contract:
     hidden_bid_qty: int = 0
     displayed_bid_qty: int = 0
     last_packet: bytes = b""
+    prev_close_oi: int = 0
+    """OI at the previous session's close (served by the historical OI endpoint)."""
 
 
 @dataclass
@@ -223,6 +225,8 @@ class Market:
         # Streams of their own, so neither the OI publication schedule nor the scenario draws
         # change the trades a seed makes.
         self._oi_rng = random.Random(f"oi-schedule:{cfg.seed}")
+        # Yesterday's closing OI has a stream of its own too: serving it changes no trade.
+        self._prev_rng = random.Random(f"prev-close:{cfg.seed}")
         for root in roots:
             self._build_chain(root)
         self._pending = self._plan(roots)
@@ -264,6 +268,9 @@ class Market:
             c.volume = lots * c.inst.lot_size
             oi_lots = c.weight * self.cfg.oi_lots_atm * rng.uniform(0.7, 1.3)
             c.oi = max(1, int(oi_lots)) * c.inst.lot_size
+            # The session opens with the OI traded since yesterday's close already on it.
+            overnight = self._prev_rng.uniform(-0.15, 0.15)
+            c.prev_close_oi = max(1, round(int(oi_lots) * (1 - overnight))) * c.inst.lot_size
             # Publication phases spread over the mean period, so prints do not come in waves.
             mean_period = sum(self.cfg.oi_period_s) / 2
             c.next_oi_ns = self.start_ns + int(self._oi_rng.uniform(0, mean_period) * NS_PER_S)
@@ -295,6 +302,20 @@ class Market:
             cum.append(total)
         chain.cum_weights = cum
         chain.weights_spot = chain.spot
+
+    def prev_session_date(self) -> dt.date:
+        """The weekday before the session date (the simulator lists no holidays)."""
+        day = self.session_date - dt.timedelta(days=1)
+        while day.weekday() >= 5:
+            day -= dt.timedelta(days=1)
+        return day
+
+    def prev_close_oi(self, token: str) -> int | None:
+        """OI of an option or future at the previous session's close (None: not listed)."""
+        c = self.by_token.get(token)
+        if c is None or c.inst.kind == "INDEX":
+            return None
+        return c.prev_close_oi
 
     # ---- pricing ------------------------------------------------------------------------
 

@@ -16,6 +16,12 @@ Mounted on the ``SimServer``'s aiohttp app. What it copies from Angel (angel-sma
 * **Orders** are validated and matched by ``SimOms`` (LIMIT/DAY only). place + modify + cancel
   share 9 requests per second per client code in a sliding window; the excess gets HTTP 403 with
   the plain text ``Access denied because of exceeding rate limit`` and has no effect.
+* **Historical OI** (``historical/v1/getOIData``, body ``exchange, symboltoken, interval,
+  fromdate, todate`` as ``YYYY-MM-DD HH:MM`` IST): ``data`` is a list of ``{"time", "oi"}``
+  records, here the previous session's closing OI of the contract when that session lies in the
+  range (``time`` its 15:30 close, or midnight for ``ONE_DAY``), else ``[]``. Angel does not
+  publish this endpoint's rate limit; the simulator applies getCandleData's 3 requests per second
+  (angel-smartapi.md §4.7) per client code and answers the excess like an order over budget.
 * **Order updates** at ``/smart-order-update`` (``Authorization: Bearer <jwt>``; 401 for an unknown
   token, 403 for an expired one, 429 past three sockets per client): an ``AB00`` frame first, then
   one message per status change with ``orderData``; text ``ping`` is answered ``pong``.
@@ -44,6 +50,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import datetime as dt
 import secrets
 import time
 from collections import defaultdict, deque
@@ -72,6 +79,7 @@ LOGOUT_PATH = f"{SECURE_ROOT}/user/v1/logout"
 ORDER_ROOT = f"{SECURE_ROOT}/order/v1"
 ORDER_UPDATE_PATH = "/smart-order-update"
 
+HISTORICAL_OI_PATH = f"{SECURE_ROOT}/historical/v1/getOIData"
 ORDER_ENDPOINTS = ("placeOrder", "modifyOrder", "cancelOrder")
 READ_ENDPOINTS = ("getOrderBook", "getTradeBook", "getPosition", "details")
 ENDPOINTS = (
@@ -81,7 +89,18 @@ ENDPOINTS = (
     "logout",
     *ORDER_ENDPOINTS,
     *READ_ENDPOINTS,
+    "getOIData",
 )
+INTERVALS = {
+    "ONE_MINUTE": 1,
+    "THREE_MINUTE": 3,
+    "FIVE_MINUTE": 5,
+    "TEN_MINUTE": 10,
+    "FIFTEEN_MINUTE": 15,
+    "THIRTY_MINUTE": 30,
+    "ONE_HOUR": 60,
+    "ONE_DAY": 0,
+}
 FAULTS = (
     "timeout",
     "empty_200",
@@ -210,12 +229,15 @@ class SimRest:
         *,
         partial_fills: bool = False,
         orders_per_second: int = 9,
+        historical_per_second: int = 3,
         fault_delay_s: float = 30.0,
     ) -> None:
+        self.market = market
         self.creds = creds
         self.log = log
         self.oms = SimOms(market, clock.now_ns, self._on_order_change, partial_fills)
         self.orders_per_second = orders_per_second
+        self.historical_per_second = historical_per_second
         self.fault_delay_s = fault_delay_s
         self.rate_clock: Callable[[], int] = time.monotonic_ns
         """Time source of the order rate limit; tests may freeze it."""
@@ -245,6 +267,7 @@ class SimRest:
         r.add_get(f"{ORDER_ROOT}/getPosition", self._route("getPosition", self._positions))
         r.add_get(f"{ORDER_ROOT}/details/{{oid}}", self._route("details", self._details))
         r.add_get(ORDER_UPDATE_PATH, self._order_updates)
+        r.add_post(HISTORICAL_OI_PATH, self._route("getOIData", self._oi_data, historical=True))
 
     def on_market(self) -> None:
         """Re-check resting orders; called by the server each time the market advances."""
@@ -328,7 +351,13 @@ class SimRest:
     # ---- request plumbing ---------------------------------------------------------------
 
     def _route(
-        self, endpoint: str, fn: Handler, *, secure: bool = True, order: bool = False
+        self,
+        endpoint: str,
+        fn: Handler,
+        *,
+        secure: bool = True,
+        order: bool = False,
+        historical: bool = False,
     ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         async def handle(request: web.Request) -> web.StreamResponse:
             raw = await request.read()
@@ -342,7 +371,9 @@ class SimRest:
                 body = {"orderid": request.match_info["oid"]}
             rec = SimRequest(len(self.requests) + 1, endpoint, request.method, body or {})
             self.requests.append(rec)
-            resp = await self._serve(request, rec, body, fn, secure=secure, order=order)
+            resp = await self._serve(
+                request, rec, body, fn, secure=secure, order=order, historical=historical
+            )
             rec.http_status = resp.status
             return resp
 
@@ -357,6 +388,7 @@ class SimRest:
         *,
         secure: bool,
         order: bool,
+        historical: bool = False,
     ) -> web.StreamResponse:
         queue = self._faults.get(rec.endpoint)
         fault = queue.popleft() if queue else None
@@ -379,6 +411,14 @@ class SimRest:
         if not isinstance(body, dict):
             return web.json_response(fail("AB1007", "Invalid request: body is not JSON"))
         if order and session is not None and not self._take_budget(session.client_code):
+            return web.Response(status=403, text=RATE_LIMIT_TEXT)
+        if (
+            historical
+            and session is not None
+            and not self._take_budget(
+                "historical:" + session.client_code, self.historical_per_second
+            )
+        ):
             return web.Response(status=403, text=RATE_LIMIT_TEXT)
         status, payload = fn(rec, session)
         return await self._late_fault(fault, request, web.json_response(payload, status=status))
@@ -431,12 +471,12 @@ class SimRest:
             request.transport.abort()
         return resp
 
-    def _take_budget(self, client_code: str) -> bool:
+    def _take_budget(self, key: str, per_second: int | None = None) -> bool:
         now = self.rate_clock()
-        stamps = self._stamps[client_code]
+        stamps = self._stamps[key]
         while stamps and stamps[0] <= now - 1_000_000_000:
             stamps.popleft()
-        if len(stamps) >= self.orders_per_second:
+        if len(stamps) >= (per_second or self.orders_per_second):
             return False
         stamps.append(now)
         return True
@@ -526,6 +566,36 @@ class SimRest:
         if o is None:
             return 200, fail("AB1013", "Order not found")
         return 200, ok(o.record("details"))
+
+    # ---- historical OI ------------------------------------------------------------------
+
+    def _oi_data(self, rec: SimRequest, s: SimSession | None) -> tuple[int, Any]:
+        _need(s)
+        b = rec.body
+        interval = str(b.get("interval", ""))
+        if interval not in INTERVALS:
+            return 200, fail("AB1007", f"Invalid interval {interval!r}")
+        try:
+            lo = dt.datetime.strptime(str(b.get("fromdate", "")), "%Y-%m-%d %H:%M")
+            hi = dt.datetime.strptime(str(b.get("todate", "")), "%Y-%m-%d %H:%M")
+        except ValueError:
+            return 200, fail("AB1007", "Invalid date format, expected yyyy-MM-dd HH:mm")
+        token = str(b.get("symboltoken", ""))
+        oi = self.market.prev_close_oi(token)
+        inst = self.market.by_token[token].inst if oi is not None else None
+        if inst is None or inst.segment != str(b.get("exchange", "")):
+            return 200, fail("AB1018", "Failed to get symbol details")
+        day = self.market.prev_session_date()
+        minutes = INTERVALS[interval]
+        close = dt.datetime.combine(day, dt.time(15, 30))
+        stamp = (
+            close - dt.timedelta(minutes=minutes)
+            if minutes
+            else dt.datetime.combine(day, dt.time())
+        )
+        if not lo <= close <= hi and not lo <= stamp <= hi:
+            return 200, ok([])
+        return 200, ok([{"time": stamp.strftime("%Y-%m-%dT%H:%M:%S+05:30"), "oi": oi}])
 
     # ---- order-update socket ------------------------------------------------------------
 

@@ -20,11 +20,14 @@ Exits (checked on every batch of ticks for each held contract, marked at the bes
     (1 − trap probability at entry)) — a riskier entry gets a tighter stop; time: from
     ``exit_cutoff_ist``, or ``expiry_day_cutoff_ist`` on expiry day, before theta crush; contrary
     signal: the opposite recommendation with probability ≥ ``contrary_min_probability``.
+    Then the rules of strategy/exits.py (trailing stop, break-even, theta, daily target and loss
+    stop, re-entry cap), each off unless configured.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -32,6 +35,7 @@ from typing import Any, Protocol
 from smartflow.config import StrategyConfig
 from smartflow.core.messages import OrderIntent, Quote, SmartMoneySignal
 from smartflow.core.timeutil import NS_PER_S, ist_date, ist_datetime, parse_hhmm
+from smartflow.strategy.exits import ExitRules
 
 
 class PositionBook(Protocol):
@@ -83,6 +87,8 @@ class Held:
     target_pct: float
     stop_pct: float
     direction: int  # +1 bought a call (bullish), -1 bought a put
+    peak: float = 0.0
+    """Highest mark since entry (trailing stop, break-even)."""
 
 
 class Strategy:
@@ -97,8 +103,13 @@ class Strategy:
         submit: Callable[[OrderIntent], bool],
         log: Any,
         tick_ns: Callable[[], int] = lambda: 0,
+        net_pnl: Callable[[], float] = lambda: 0.0,
+        theta: Callable[[str], float] = lambda _token: math.nan,
     ) -> None:
         self.cfg = cfg
+        self.net_pnl = net_pnl
+        self.theta = theta
+        self.rules = ExitRules(cfg)
         self.tick_ns = tick_ns
         self.contracts = contracts
         self.book = book
@@ -179,6 +190,9 @@ class Strategy:
         dte = (contract.expiry - ist_date(now_ns)).days
         if dte < self.cfg.min_dte_for_entry or self.past_cutoff(now_ns, contract.expiry):
             return
+        day = ist_date(now_ns).isoformat()
+        if self.rules.entry_refusal(day, token) is not None:
+            return
         q = self.quotes.quote(token)
         premium = (q.ask if q and q.ask > 0 else q.ltp) if q else 0.0
         lots = self.size(signal, aggressive, premium, contract.lot_size)
@@ -204,6 +218,7 @@ class Strategy:
         )
         if self.submit(intent):
             self.entries += 1
+            self.rules.entered(day, token)
             self.held[token] = Held(
                 contract=contract,
                 target_pct=self.cfg.target_pct * (1 + strength),
@@ -231,7 +246,11 @@ class Strategy:
     # ---- ticks --------------------------------------------------------------------------
 
     def on_market(self, now_ns: int) -> None:
-        """Check every held contract for its target, stop or time exit."""
+        """Check every held contract for its target, stop, time and exits.py exits."""
+        halted = ""
+        if self.cfg.daily_profit_target_rupees or self.cfg.daily_loss_stop_rupees:
+            self.rules.day_exit(ist_date(now_ns).isoformat(), self.net_pnl())
+            halted = self.rules.days.halted
         for token in list(self.held):
             held = self.held[token]
             lots = self.book.net_lots(token)
@@ -244,6 +263,9 @@ class Strategy:
             if self.past_cutoff(now_ns, held.contract.expiry):
                 self._exit(token, now_ns, "time exit before theta crush")
                 continue
+            if halted:
+                self._exit(token, now_ns, halted)
+                continue
             entry = self.book.entry_price(token)
             q = self.quotes.quote(token)
             mark = (q.bid if q.bid > 0 else q.ltp) if q else 0.0
@@ -254,6 +276,11 @@ class Strategy:
                 self._exit(token, now_ns, f"target +{change:.1f}% (≥ {held.target_pct:.1f}%)")
             elif change <= -held.stop_pct:
                 self._exit(token, now_ns, f"stop {change:.1f}% (≤ -{held.stop_pct:.1f}%)")
+            else:
+                held.peak = max(held.peak, mark)
+                why = self.rules.position_exit(entry, held.peak, mark, self.theta(token), now_ns)
+                if why is not None:
+                    self._exit(token, now_ns, why)
 
     def _exit(self, token: str, now_ns: int, reason: str) -> None:
         held = self.held.get(token)

@@ -271,6 +271,8 @@ async def test_status(api: Api) -> None:
     assert s["signals_emitted"] >= 2
     assert s["kill_switch"] == {"on": False, "reason": ""}
     assert isinstance(s["orders"], dict)
+    o = s["orders"]  # paper P&L gross and net of the fills' charges
+    assert o["net_pnl"] == pytest.approx(o["gross_pnl"] - o["charges"], abs=0.011)
 
 
 async def test_metrics_view(api: Api) -> None:

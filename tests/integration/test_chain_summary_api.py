@@ -29,6 +29,7 @@ from smartflow.config import (
     Config,
     Credentials,
     DetectorConfig,
+    HistoryConfig,
     MarketConfig,
     SimConfig,
 )
@@ -51,6 +52,8 @@ def _config(state_dir: Path) -> Config:
         market=MarketConfig(strikes_each_side=5),
         detectors=DetectorConfig(bar_seconds=2),
         sim=SimConfig(ticks_per_second=60.0, speed=3.0, strikes_each_side=10),
+        # The baselines under test are state_dir's (test_term_structure_daemon: getOIData's).
+        history=HistoryConfig(prev_close_oi_data=False),
     )
 
 
@@ -109,7 +112,8 @@ async def test_summary_history_gauges_and_openapi_of_a_running_daemon(tmp_path: 
             validate(spec)
             route = spec["paths"]["/api/chain/{underlying}/summary"]["get"]
             schema = route["responses"]["200"]["content"]["application/json"]["schema"]
-            assert set(schema["properties"]) == set(s)
+            # Every key is documented; only the two-expiry ones are absent with one expiry.
+            assert set(schema["properties"]) - set(s) == {"term_structure", "next_expiry"}
             assert set(schema["properties"]["strikes"]["items"]["properties"]) == set(
                 s["strikes"][0]
             )
@@ -134,6 +138,8 @@ async def _check_summary(s: dict[str, Any], closes: list[float]) -> None:
     assert s["doi_basis"] == "prev_close"
     assert s["doi_prev_close_contracts"] >= 22
     assert s["doi_first_print_contracts"] == 0
+    assert s["doi_source"] == "own_close"
+    assert s["doi_note"] == "getOIData not asked ([history] prev_close_oi_data = false)"
     for k in s["strikes"]:
         if k["ce_oi"]:
             assert k["ce_oi_change"] == k["ce_oi"] - PREV_OI, k

@@ -151,6 +151,8 @@ def test_out_of_range_names_key(text: str, key: str) -> None:
         ("[detectors]\nprofile = 'wild'\n", "detectors.profile"),
         ("[orders]\nbroker = 'zerodha'\n", "orders.broker"),
         ("[feed]\nmode = 'depth'\n", "feed.mode"),
+        ("[market]\nexpiries = 3\n", "market.expiries"),
+        ("[market]\nexpiries = 0\n", "market.expiries"),
     ],
 )
 def test_bad_enum_names_key(text: str, key: str) -> None:
@@ -178,10 +180,24 @@ def test_sim_mode_refuses_the_angel_broker() -> None:
         ("[api]\nlisten = 'localhost:99999'\n", "api.listen must be HOST:PORT"),
         ("[market]\nexpiry = '25-11-2026'\n", "market.expiry must be YYYY-MM-DD"),
         ("[market]\nunderlyings = ['nifty']\n", "market.underlyings"),
+        (
+            "[market]\nexpiries = 2\nstrikes_each_side = 200\nunderlyings = ['NIFTY', 'SENSEX']\n",
+            "market.expiries: 2 expiries of 2 underlyings at ATM ± 200 strikes stream 3212 tokens,"
+            " more than the feed's 3000",
+        ),
+        ("[history]\nprev_close_requests_per_s = 4\n", "history.prev_close_requests_per_s"),
     ],
 )
 def test_cross_field_checks(text: str, fragment: str) -> None:
     assert fragment in _error(text)
+
+
+def test_two_expiries_within_the_feed_budget() -> None:
+    cfg = decode(
+        "[market]\nexpiries = 2\nstrikes_each_side = 100\nunderlyings = ['NIFTY', 'SENSEX']\n"
+    )
+    assert cfg.market.expiries == 2
+    assert decode("").market.expiries == 1
 
 
 def test_load_reads_file_and_names_it(tmp_path: Path) -> None:

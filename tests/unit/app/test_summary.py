@@ -106,12 +106,15 @@ def _summary() -> dict[str, Any]:
                 "sold": 75,
                 "open_quantity": 0,
                 "realised": 888.75,
+                "charges": 61.3,
             }
         ],
         "open_positions": 0,
         "realised": 888.75,
         "unrealised": 0.0,
         "pnl": 888.75,
+        "charges": 61.3,
+        "net_pnl": 827.45,
     }
 
 
@@ -123,7 +126,8 @@ def test_renders_one_screen() -> None:
     assert "signals      9   BUY_CALL 7 · NEUTRAL 2   (tradable 3)" in lines
     assert "orders       2   ENTRY 1 · EXIT 1   (FILLED 2)" in lines
     assert any("NIFTY06DEC2624000CE" in line and "flat" in line for line in lines)
-    assert lines[-2].endswith("total +888.75 rupees")
+    assert lines[-3].endswith("total +888.75 rupees")
+    assert lines[-2] == "net       gross +888.75 − charges 61.30 = +827.45 rupees"
 
 
 def test_report_logs_one_event_and_prints_the_block() -> None:

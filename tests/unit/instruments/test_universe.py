@@ -10,7 +10,7 @@ import pytest
 from smartflow.core.errors import ConfigError
 from smartflow.core.timeutil import expiry_ns, ns_at_ist
 from smartflow.instruments.master import parse
-from smartflow.instruments.universe import StrikeWindow, select
+from smartflow.instruments.universe import StrikeWindow, select, select_next
 
 
 DAY = dt.date(2026, 11, 23)
@@ -192,6 +192,23 @@ def test_configured_expiry_and_errors() -> None:
     after_all = ns_at_ist(dt.date(2027, 1, 1), dt.time(10, 0))
     with pytest.raises(ConfigError, match="passed"):
         select(m, "SENSEX", after_all)
+
+
+def test_next_expiry_after_the_near_one() -> None:
+    m = parse(_master(), {"NIFTY", "SENSEX"})
+    near = select(m, "NIFTY", NOW)
+    nxt = select_next(m, near, NOW)
+    assert (near.expiry, nxt.expiry) == (dt.date(2026, 11, 25), dt.date(2026, 12, 2))
+    assert nxt.index.token == near.index.token
+    assert nxt.future is not None
+    assert near.future is not None
+    assert nxt.future.token == near.future.token
+    assert not set(nxt.calls.values()) & set(near.calls.values())
+    # A configured expiry with nothing after it: the error names market.expiries.
+    with pytest.raises(
+        ConfigError, match=r"market\.expiries: NIFTY lists no expiry after 2026-12-02"
+    ):
+        select_next(m, nxt, NOW)
 
 
 def test_window_recentres_by_delta_keeping_slots() -> None:

@@ -1,0 +1,1 @@
+"""Alerts and remote control: Telegram and webhooks, never in the order path."""
