@@ -95,7 +95,7 @@ def _summaries(rig: Rig) -> tuple[ChainBook, ChainSummaries]:
     near = ChainState(select(rig.master, "NIFTY", rig.start_ns), CFG.model)
     book = ChainBook([near], CFG.detectors, next_expiry_chains(rig.master, [near], rig.start_ns, 2))
     sums = ChainSummaries(book)
-    sums.attach()
+    book.on_close = lambda end, seq, _at: sums.on_bar(end, seq)
     return book, sums
 
 
