@@ -214,7 +214,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     elif which == "greeks":
         from smartflow.bench.greeks import run_greeks_bench
 
-        print(run_greeks_bench(args.contracts, peers=not args.no_peers))
+        print(run_greeks_bench(args.contracts))
     elif which == "detectors":
         from smartflow.bench.detectors import run_detectors_bench
 
