@@ -230,7 +230,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     elif which == "e2e":
         from smartflow.bench.e2e import run_e2e_bench
 
-        rates = tuple(args.rate) if args.rate else (1000, 2000, 5000, 10000, 20000)
+        rates = tuple(args.rate) if args.rate else (500, 1000, 2000, 5000, 10000, 20000)
         print(run_e2e_bench(rates, args.seconds))
     elif which == "api":
         from smartflow.bench.api import run_api_bench

@@ -160,9 +160,14 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         action="append",
         metavar="R",
-        help="packets/s (repeatable; default 1k 2k 5k 10k 20k)",
+        help="packets/s (repeatable; default 500 1k 2k 5k 10k 20k)",
     )
-    e2e.add_argument("--seconds", type=float, default=8.0, help="measured per rate")
+    e2e.add_argument(
+        "--seconds",
+        type=float,
+        default=240.0,
+        help="most measured per rate (stops at 200 bar decisions and 200 intents)",
+    )
     api = bench_sub.add_parser("api", help="tick → decision with and without 200 API clients")
     api.add_argument("--rate", type=float, default=2000.0, help="packets/s fed to the daemon")
     api.add_argument("--seconds", type=float, default=6.0, help="per quiet or loaded phase")
