@@ -18,8 +18,9 @@ market has a scenario every few seconds, the detectors' thresholds are low
 (``DENSE_DETECTORS``: the same kernels do the same work at every bar whatever the thresholds),
 and the strategy enters on any tradable signal with no cool-down and exits on the next tick's
 move either way.
-Even so, entries come from bar closes (one a second) and each waits for the previous round
-trip, so about one intent a second: 200 take minutes at each rate.
+Even so, entries come only from bar closes (one a second) whose signal is tradable, and each
+waits for the previous round trip: about 0.7 intents a second, so 200 take about five minutes
+at each rate (``seconds`` caps the run).
 
 A flood run (the simulator sending as fast as it can) gives both ceilings; the report states the
 highest rate at which the daemon keeps up with tick → decision and tick → bar decision p99 under
@@ -92,11 +93,12 @@ _KINDS: tuple[ScenarioKind, ...] = (
     "short_covering",
     "long_unwinding",
 )
-# The e2e bench's market: a strong scenario every 6 s on alternating sides and strikes, at a
-# packet density that plays the tape at about real time at 1,000 packets/s.
+# The e2e bench's market: a strong scenario every 6 s on alternating sides and strikes, with
+# about 650 window packets a market second, so the tape plays at about real time at the rates a
+# real chain sends (500-1,000 packets/s) and the detectors see the scenarios unfold as they would.
 DENSE_SIM = msgspec.structs.replace(
     SIM,
-    ticks_per_second=1000,
+    ticks_per_second=800,
     scenarios=[
         ScenarioConfig(
             kind=_KINDS[k % len(_KINDS)],
@@ -106,7 +108,7 @@ DENSE_SIM = msgspec.structs.replace(
             strike_offset=k % 5 - 2,
             strength="strong",
         )
-        for k in range(40)
+        for k in range(70)
     ],
 )
 MIN_SAMPLES = 200
@@ -330,7 +332,7 @@ GOAL_RATES = (500.0, 10_000.0)
 
 def run_e2e_bench(
     rates: tuple[float, ...] = (500, 1000, 2000, 5000, 10000, 20000),
-    seconds: float = 240.0,
+    seconds: float = 360.0,
     flood: float = 200_000,
     flood_seconds: float = 20.0,
     bare_seconds: float = 8.0,
@@ -351,7 +353,9 @@ def run_e2e_bench(
         with tempfile.TemporaryDirectory() as tmpdir:
             tmp = Path(tmpdir)
             tape = tmp / "window.sft"
-            pairs = record_window(tape, 200.0, DENSE_SIM)
+            # Long enough not to loop at 500-1,000 packets/s: the market's jump back to its
+            # start would read as a burst of OI changes.
+            pairs = record_window(tape, 420.0, DENSE_SIM)
             for rate in (*rates, flood):
                 with feeder(tape, rate, tmp) as url:
                     bare = await bare_loop(url, pairs, bare_seconds)
