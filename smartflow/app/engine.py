@@ -80,8 +80,12 @@ class Engine:
                 pass
             if left > 1.0:
                 return
-        # A timer cannot wake this precisely; the spin is bounded by EARLY_S.
-        while end and not len(mailbox) and self.clock.now_ns() < end:  # noqa: ASYNC110
+        # A timer cannot wake this precisely. The spin is bounded in real time too, so a wall
+        # clock stepped back cannot turn it into a busy loop.
+        stop = time.perf_counter() + 2 * EARLY_S
+        while (  # noqa: ASYNC110
+            end and not len(mailbox) and self.clock.now_ns() < end and time.perf_counter() < stop
+        ):
             await asyncio.sleep(0)
 
     async def run(self) -> None:
