@@ -275,7 +275,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     elif which == "greeks":
         from smartflow.bench.greeks import run_greeks_bench
 
-        print(run_greeks_bench(args.contracts, peers=not args.no_peers))
+        print(run_greeks_bench(args.contracts))
     elif which == "detectors":
         from smartflow.bench.detectors import run_detectors_bench
 
@@ -291,7 +291,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     elif which == "e2e":
         from smartflow.bench.e2e import run_e2e_bench
 
-        rates = tuple(args.rate) if args.rate else (1000, 2000, 5000, 10000, 20000)
+        rates = tuple(args.rate) if args.rate else (500, 1000, 2000, 5000, 10000, 20000)
         print(run_e2e_bench(rates, args.seconds))
     elif which == "api":
         from smartflow.bench.api import run_api_bench

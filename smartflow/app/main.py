@@ -168,13 +168,14 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--interval", choices=["1m", "5m", "15m"], default="1m")
     _add_config(exp)
 
-    bench = sub.add_parser("bench", help="measure speed against peers, in one run")
+    bench = sub.add_parser(
+        "bench", help="measure our speed on this machine (peer tables: benchmarks/peers.py)"
+    )
     bench_sub = bench.add_subparsers(dest="bench_command", required=True, metavar="YARDSTICK")
-    dec = bench_sub.add_parser("decode", help="our decoder vs the official SDK's parser")
+    dec = bench_sub.add_parser("decode", help="our decoder: batch kernel, check, dict")
     dec.add_argument("--frames", type=int, default=30_000, metavar="N")
-    gr = bench_sub.add_parser("greeks", help="IV + greeks for a chain vs py_vollib, QuantLib…")
+    gr = bench_sub.add_parser("greeks", help="IV + greeks for a chain and one contract")
     gr.add_argument("--contracts", type=int, default=400)
-    gr.add_argument("--no-peers", action="store_true", help="skip peer libraries")
     det = bench_sub.add_parser("detectors", help="full detector update of a 50-strike chain")
     det.add_argument("--seconds", type=float, default=300.0, help="simulated session length")
     summ = bench_sub.add_parser("summary", help="chain summary of a 41-strike chain per bar")
@@ -184,7 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=620.0,
         help="simulated session length (2 × ≥ 200 bar closes)",
     )
-    rep = bench_sub.add_parser("replay", help="whole-pipeline replay vs the SDK parsing only")
+    rep = bench_sub.add_parser("replay", help="whole-pipeline replay of a tape")
     rep.add_argument("tape", nargs="?", help="a tape (default: record a simulator session)")
     rep.add_argument("--instruments", metavar="FILE", help="scrip master for TAPE")
     e2e = bench_sub.add_parser("e2e", help="simulator → loopback → daemon latency at a rate")
@@ -193,9 +194,14 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         action="append",
         metavar="R",
-        help="packets/s (repeatable; default 1k 2k 5k 10k 20k)",
+        help="packets/s (repeatable; default 500 1k 2k 5k 10k 20k)",
     )
-    e2e.add_argument("--seconds", type=float, default=8.0, help="measured per rate")
+    e2e.add_argument(
+        "--seconds",
+        type=float,
+        default=360.0,
+        help="most measured per rate (stops at 200 bar decisions and 200 intents)",
+    )
     api = bench_sub.add_parser("api", help="tick → decision with and without 200 API clients")
     api.add_argument("--rate", type=float, default=2000.0, help="packets/s fed to the daemon")
     api.add_argument("--seconds", type=float, default=6.0, help="per quiet or loaded phase")

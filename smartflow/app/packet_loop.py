@@ -22,6 +22,10 @@ from smartflow.core.clock import Clock
 from smartflow.core.mailbox import Conflator
 
 
+EARLY_S = 0.002
+"""How long before a bar's end the idle engine stops sleeping (see ``Engine._wait``)."""
+
+
 class Engine:
     """Drains packets into the pipeline; closes quiet bars by the clock."""
 
@@ -51,12 +55,33 @@ class Engine:
         """Fault injection for the service tests: stop making progress after ``seconds``."""
         self._hang_at_ns = time.monotonic_ns() + int(seconds * 1e9)
 
-    def _timeout(self) -> float | None:
+    async def _wait(self) -> None:
+        """Until a packet is pending, the current bar has ended, or a second has passed.
+
+        The loop's timers have millisecond resolution and fire up to ~2 ms late (uvloop rounds
+        a delay to whole milliseconds against a clock it reads once per iteration), and with no
+        packet arriving a bar is closed by this wake-up: its decision would come that late. So
+        the timer is set ``EARLY_S`` before the bar's end and the rest is spent yielding to the
+        loop, which still reads the sockets on every turn.
+        """
+        mailbox = self.mailbox
         end = self.book.bar_end_ns
-        if end == 0:
-            return 1.0
-        now = self.clock.now_ns()
-        return max(0.0, (end - now) / 1e9 / self.speed) + 0.001
+        left = 1.0 if end == 0 else (end - self.clock.now_ns()) / 1e9 / self.speed - EARLY_S
+        if left > 0:
+            try:
+                async with asyncio.timeout(min(left, 1.0)):
+                    await mailbox.wait()
+            except TimeoutError:
+                pass
+            if left > 1.0:
+                return
+        # A timer cannot wake this precisely. The spin is bounded in real time too, so a wall
+        # clock stepped back cannot turn it into a busy loop.
+        stop = time.perf_counter() + 2 * EARLY_S
+        while (  # noqa: ASYNC110
+            end and not len(mailbox) and self.clock.now_ns() < end and time.perf_counter() < stop
+        ):
+            await asyncio.sleep(0)
 
     async def run(self) -> None:
         """Run until cancelled."""
@@ -67,11 +92,7 @@ class Engine:
             if self._hang_at_ns and self.heartbeat_ns >= self._hang_at_ns:
                 await asyncio.Event().wait()  # a stage that is alive but stuck
             if not len(mailbox):
-                try:
-                    async with asyncio.timeout(min(self._timeout() or 1.0, 1.0)):
-                        await mailbox.wait()
-                except TimeoutError:
-                    pass
+                await self._wait()
             frames = mailbox.take()
             t0 = time.perf_counter_ns()
             if frames:

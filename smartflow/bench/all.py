@@ -1,4 +1,7 @@
-"""``smartflow bench all``: every yardstick in one run, as one Markdown report."""
+"""``smartflow bench all``: every yardstick in one run, as one Markdown report (ours only).
+
+The tables that compare with peer libraries are ``benchmarks/peers.py all`` in a checkout.
+"""
 
 from __future__ import annotations
 
@@ -30,7 +33,8 @@ def run_all() -> str:
     cpu = platform.processor() or platform.machine()
     head = (
         f"# smartflow bench all\n\n{os.cpu_count()} CPUs ({cpu}), Python "
-        f"{platform.python_version()}, {time.strftime('%Y-%m-%d %H:%M %Z')}; every ratio "
-        f"is measured in this run. Total {time.perf_counter() - t0:.0f} s.\n"
+        f"{platform.python_version()}, {time.strftime('%Y-%m-%d %H:%M %Z')}; our own speed "
+        f"on this machine (peer tables: benchmarks/peers.py in a checkout). "
+        f"Total {time.perf_counter() - t0:.0f} s.\n"
     )
     return head + "\n".join(f"\n## {title}\n\n{body}" for title, body in parts)

@@ -1,29 +1,26 @@
-"""``bench greeks``: the IV + greeks yardstick against the peers, in one run, on one chain.
+"""``bench greeks``: our IV + greeks kernels timed on one chain, on this machine.
 
-Inputs (the same arrays for every implementation): a NIFTY-like chain, spot 24000, strikes every
-50 points around the money (half the contracts CE, half PE), two calendar days to expiry, a smile
-``sigma(k) = 12 % - 10 % k + 80 % k²`` in ``k = ln(K/F)``, and Black-76 premiums on the forward
-``F = S*exp(rT)`` discounted at ``r = 6.5 %``. Many far strikes of such a chain have less than
-half a tick of time value; they are rejected cheaply by our kernel, so the report also times the
-"solvable" subset (time value >= half a tick) on its own, which is where the per-option
-comparison with the peers is fair.
+Inputs: a NIFTY-like chain, spot 24000, strikes every 50 points around the money (half the
+contracts CE, half PE), two calendar days to expiry, a smile ``sigma(k) = 12 % - 10 % k + 80 %
+k²`` in ``k = ln(K/F)``, and Black-76 premiums on the forward ``F = S*exp(rT)`` discounted at
+``r = 6.5 %``. Many far strikes of such a chain have less than half a tick of time value; they are
+rejected cheaply by our kernel, so the report also times the "solvable" subset (time value >=
+half a tick) on its own, which is where a per-option comparison with other libraries is fair.
 
 Timings use ``time.perf_counter_ns`` around whole calls; medians and 99th percentiles over the
-repeats. Peers that cannot run are reported as "skipped: why" rows, never as a crash. Nothing
-runs or prints at import.
+repeats. Nothing here imports a library that is not a runtime dependency: the comparison with
+peer libraries (vollib, QuantLib) is ``benchmarks/peers.py greeks`` in a checkout, with the
+peers from the ``[test]`` extra. Nothing runs or prints at import.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
 import time
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -37,14 +34,6 @@ RATE = 0.065
 DAYS = 2.0
 STRIKE_STEP = 50.0
 HALF_TICK = 0.025
-VENV_ROOT = Path.home() / ".cache" / "smartflow" / "bench-venvs"
-PVV_PACKAGES = (
-    "py_vollib==1.0.1",
-    "py_lets_be_rational==1.0.1",
-    "py_vollib_vectorized==0.1.1",
-    "numpy",
-    "numba",
-)
 TARGET_CHAIN_US = 150.0
 TARGET_TICK_NS = 1000.0
 TICK_CALLS = 100  # calls per timed sample of the one-contract rows
@@ -101,7 +90,8 @@ def build_chain(n_contracts: int = 400) -> Chain:
     return Chain(price, np.full(n, F), K, np.full(n, T), np.full(n, SPOT), sigma, is_call, solvable)
 
 
-def _time_ns(fn: Callable[[], object], repeat: int) -> NDArray[np.int64]:
+def time_ns(fn: Callable[[], object], repeat: int) -> NDArray[np.int64]:
+    """Nanoseconds of each of ``repeat`` calls of ``fn``."""
     samples = np.empty(repeat, dtype=np.int64)
     for i in range(repeat):
         t0 = time.perf_counter_ns()
@@ -131,16 +121,19 @@ def _time_per_call_ns(
     return out
 
 
-def _row(impl: str, what: str, n: int, samples: NDArray[np.int64], **kw: Any) -> Row:
+def row(impl: str, what: str, n: int, samples: NDArray[np.int64], **kw: Any) -> Row:
+    """A report row with the median and p99 of ``samples``."""
     return Row(impl, what, n, float(np.median(samples)), float(np.percentile(samples, 99)), **kw)
 
 
-def _skipped(impl: str, why: str) -> Row:
+def skipped(impl: str, why: str) -> Row:
+    """A row for an implementation that could not run, and why."""
     return Row(impl, "-", 0, math.nan, math.nan, note=f"skipped: {why}")
 
 
 # --- ours ---------------------------------------------------------------------------------------
-def _bench_ours(ch: Chain, repeat: int) -> list[Row]:
+def bench_ours(ch: Chain, repeat: int) -> list[Row]:
+    """Our chain and one-contract timings on ``ch``, and the timer's own cost."""
     from smartflow.kernels.black import greeks_rows
     from smartflow.kernels.iv import (
         IV_OK,
@@ -171,35 +164,35 @@ def _bench_ours(ch: Chain, repeat: int) -> list[Row]:
     err = float(np.abs(iv[ok] - ch.sigma[ok]).max()) if solved else math.nan
     sub = ch.solvable
     rows = [
-        _row(
+        row(
             "ours",
             "IV+greeks, full chain",
             n,
-            _time_ns(full(every), repeat),
+            time_ns(full(every), repeat),
             max_iv_err=err,
             note=f"{solved} solved, {n - solved} rejected (< half tick)",
         ),
-        _row(
+        row(
             "ours",
             "IV+greeks, solvable rows",
             sub.size,
-            _time_ns(full(sub), repeat),
+            time_ns(full(sub), repeat),
             max_iv_err=err,
         ),
-        _row(
+        row(
             "ours",
             "greeks only (given vol), full chain",
             n,
-            _time_ns(
+            time_ns(
                 lambda: greeks_rows(every, ch.F, ch.K, ch.T, ch.sigma, RATE, ch.S, ch.is_call, *g),
                 repeat,
             ),
         ),
-        _row(
+        row(
             "ours",
             "IV only, full chain",
             n,
-            _time_ns(
+            time_ns(
                 lambda: implied_vol_rows(
                     every, ch.price, ch.F, ch.K, ch.T, RATE, ch.is_call, HALF_TICK, iv, status
                 ),
@@ -231,16 +224,16 @@ def _bench_ours(ch: Chain, repeat: int) -> list[Row]:
         TICK_CALLS,
     )
     rows += [
-        _row("ours", f"tick: 1 contract via iv_greeks_tick {each}", 1, t_tick),
-        _row("ours", f"tick: 1 contract via iv_greeks_one {each}", 1, t_one),
-        _row("ours", f"tick: 1 dirty row via iv_greeks_rows {each}", 1, t_rows),
+        row("ours", f"tick: 1 contract via iv_greeks_tick {each}", 1, t_tick),
+        row("ours", f"tick: 1 contract via iv_greeks_one {each}", 1, t_one),
+        row("ours", f"tick: 1 dirty row via iv_greeks_rows {each}", 1, t_rows),
     ]
     rows.append(
-        _row(
+        row(
             "timer",
             "perf_counter_ns pair, empty call (what timing one call alone would add)",
             1,
-            _time_ns(lambda: None, ticks),
+            time_ns(lambda: None, ticks),
         )
     )
     return rows
@@ -276,279 +269,10 @@ def _bench_cold_start() -> list[Row]:
                 )
                 seconds = float(out.stdout.strip().splitlines()[-1])
                 ns = np.array([int(seconds * 1e9)])
-                rows.append(_row("ours", f"start-up {what}", 1, ns, note="import + warm_up()"))
+                rows.append(row("ours", f"start-up {what}", 1, ns, note="import + warm_up()"))
             except (subprocess.SubprocessError, ValueError, IndexError) as e:
-                rows.append(_skipped(f"ours start-up {what}", repr(e)[:160]))
+                rows.append(skipped(f"ours start-up {what}", repr(e)[:160]))
     return rows
-
-
-# --- in-process peers ---------------------------------------------------------------------------
-def _bench_vollib(ch: Chain, repeat: int) -> list[Row]:
-    try:
-        from vollib.black import implied_volatility as vbiv
-        from vollib.black.greeks import analytical as vga
-    except ImportError as e:
-        return [_skipped("vollib", f"not importable: {e}")]
-    iv_fn = vbiv.implied_volatility
-    greek_fns = (vga.delta, vga.gamma, vga.theta, vga.vega)
-    flags = ["c" if c else "p" for c in ch.is_call]
-    out = np.full(ch.K.size, np.nan)
-
-    def chain(rows: NDArray[np.int64]) -> Callable[[], object]:
-        def run() -> None:
-            for i in rows:
-                f, k, t = ch.F[i], ch.K[i], ch.T[i]
-                try:
-                    sig = iv_fn(ch.price[i], f, k, RATE, t, flags[i])
-                except Exception:  # noqa: S112 - vollib raises for prices it cannot invert
-                    continue
-                out[i] = sig
-                for fn in greek_fns:
-                    fn(flags[i], f, k, t, RATE, sig)
-
-        return run
-
-    every = np.arange(ch.K.size, dtype=np.int64)
-    reps = max(min(repeat, 20), 3)
-    chain(ch.solvable)()
-    err = float(np.nanmax(np.abs(out[ch.solvable] - ch.sigma[ch.solvable])))
-    return [
-        _row(
-            "vollib 1.0.11 (pure-Python LBR)",
-            "IV+4 greeks loop, full chain",
-            ch.K.size,
-            _time_ns(chain(every), reps),
-        ),
-        _row(
-            "vollib 1.0.11 (pure-Python LBR)",
-            "IV+4 greeks loop, solvable rows",
-            ch.solvable.size,
-            _time_ns(chain(ch.solvable), reps),
-            max_iv_err=err,
-        ),
-    ]
-
-
-def _bench_quantlib(ch: Chain, repeat: int) -> list[Row]:
-    try:
-        import QuantLib as ql
-    except ImportError as e:
-        return [_skipped("QuantLib", f"not importable: {e}")]
-    out = np.full(ch.K.size, np.nan)
-    kinds = [ql.Option.Call if c else ql.Option.Put for c in ch.is_call]
-
-    def chain(rows: NDArray[np.int64]) -> Callable[[], object]:
-        def run() -> None:
-            for i in rows:
-                f, k, t = ch.F[i], ch.K[i], ch.T[i]
-                df = math.exp(-RATE * t)
-                try:
-                    sd = ql.blackFormulaImpliedStdDev(
-                        kinds[i], k, f, ch.price[i], df, 0.0, ql.nullDouble(), 1e-12, 100
-                    )
-                except RuntimeError:
-                    continue
-                out[i] = sd / math.sqrt(t)
-                bc = ql.BlackCalculator(ql.PlainVanillaPayoff(kinds[i], k), f, sd, df)
-                bc.delta(SPOT)
-                bc.gamma(SPOT)
-                bc.theta(SPOT, t)
-                bc.vega(t)
-
-        return run
-
-    every = np.arange(ch.K.size, dtype=np.int64)
-    reps = max(min(repeat, 50), 3)
-    chain(ch.solvable)()
-    err = float(np.nanmax(np.abs(out[ch.solvable] - ch.sigma[ch.solvable])))
-    name = f"QuantLib {ql.__version__}"
-    return [
-        _row(
-            name,
-            "blackFormulaImpliedStdDev + BlackCalculator, full chain",
-            ch.K.size,
-            _time_ns(chain(every), reps),
-        ),
-        _row(
-            name,
-            "blackFormulaImpliedStdDev + BlackCalculator, solvable rows",
-            ch.solvable.size,
-            _time_ns(chain(ch.solvable), reps),
-            max_iv_err=err,
-        ),
-    ]
-
-
-# --- peers in their own virtual environments ----------------------------------------------------
-def _ensure_venv(name: str, packages: tuple[str, ...], python: str, probe: str) -> Path:
-    """Create (once) a venv with ``packages`` and check that ``probe`` imports there.
-
-    The outcome is remembered in a marker file next to the venv (keyed by the package list), so
-    a peer that does not install is not re-downloaded on every run; delete the venv to retry.
-    """
-    path = VENV_ROOT / name
-    exe = path / "bin" / "python"
-    marker = path / ".smartflow-bench.json"
-    spec = " ".join(packages)
-    if marker.exists():
-        state = json.loads(marker.read_text())
-        if state.get("spec") == spec and state.get("python") == python:
-            if state.get("error"):
-                raise RuntimeError(state["error"] + " (cached; delete the venv to retry)")
-            return exe
-    shutil.rmtree(path, ignore_errors=True)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run([python, "-m", "venv", str(path)], check=True, capture_output=True, timeout=300)
-    error = ""
-    res = subprocess.run(
-        [str(exe), "-m", "pip", "install", "-q", *packages],
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    if res.returncode != 0:
-        error = "pip install failed: " + _last_line(res.stderr)
-    else:
-        res = subprocess.run(
-            [str(exe), "-c", f"import {probe}"], capture_output=True, text=True, timeout=300
-        )
-        if res.returncode != 0:
-            error = f"installs but does not import: {_last_line(res.stderr)}"
-    marker.write_text(json.dumps({"spec": spec, "python": python, "error": error}))
-    if error:
-        raise RuntimeError(error)
-    return exe
-
-
-def _last_line(text: str) -> str:
-    # The last meaningful stderr line, without file paths ("ImportError: /x/y.so: undefined
-    # symbol: Z" becomes "undefined symbol: Z").
-    lines = [ln for ln in text.strip().splitlines() if ln.strip() and "WARNING" not in ln]
-    last = lines[-1] if lines else text.strip()
-    parts = [p for p in last.split(": ") if "/" not in p]
-    return ": ".join(parts[-2:])[:160]
-
-
-_PVV_SCRIPT = """
-import json, sys, time, warnings
-import numpy as np
-warnings.simplefilter("ignore")
-d = np.load(sys.argv[1]); repeat = int(sys.argv[2]); r = float(d["r"])
-import py_vollib_vectorized as pvv
-flag = np.where(d["is_call"], "c", "p")
-def run(idx):
-    iv = pvv.vectorized_implied_volatility_black(d["price"][idx], d["F"][idx], d["K"][idx], r,
-        d["T"][idx], flag[idx], return_as="numpy", on_error="ignore")
-    pvv.get_all_greeks(flag[idx], d["F"][idx], d["K"][idx], d["T"][idx], r, iv, model="black",
-        return_as="dict")
-    return iv
-res = {}
-for name, idx in (("full", np.arange(d["K"].size)), ("solvable", d["solvable"])):
-    iv = run(idx)
-    ts = []
-    for _ in range(repeat):
-        t0 = time.perf_counter_ns(); run(idx); ts.append(time.perf_counter_ns() - t0)
-    res[name] = [float(np.median(ts)), float(np.percentile(ts, 99)), int(idx.size),
-                 float(np.nanmax(np.abs(iv - d["sigma"][idx])))]
-print(json.dumps(res))
-"""
-
-_OPENGREEKS_SCRIPT = """
-import json, sys, time
-import numpy as np
-d = np.load(sys.argv[1]); repeat = int(sys.argv[2]); r = float(d["r"])
-from opengreeks import black76 as b
-def run(idx):
-    out = np.empty(idx.size)
-    for flag, sel in (("c", d["is_call"][idx]), ("p", ~d["is_call"][idx])):
-        j = idx[sel]
-        F, K, T = d["F"][j], d["K"][j], d["T"][j]
-        iv = b.implied_volatility_array(d["price"][j], F, K, r, T, flag)
-        for fn in (b.delta_array, b.gamma_array, b.theta_array, b.vega_array):
-            fn(flag, F, K, T, r, iv)
-        out[sel] = iv
-    return out
-res = {}
-for name, idx in (("full", np.arange(d["K"].size)), ("solvable", d["solvable"])):
-    try:
-        iv = run(idx)
-    except Exception as e:
-        res[name] = repr(e)[:160]
-        continue
-    ts = []
-    for _ in range(repeat):
-        t0 = time.perf_counter_ns(); run(idx); ts.append(time.perf_counter_ns() - t0)
-    res[name] = [float(np.median(ts)), float(np.percentile(ts, 99)), int(idx.size),
-                 float(np.nanmax(np.abs(iv - d["sigma"][idx])))]
-print(json.dumps(res))
-"""
-
-
-def _run_venv_peer(impl: str, exe: Path, script: str, ch: Chain, repeat: int) -> list[Row]:
-    with tempfile.TemporaryDirectory(prefix="sf-bench-") as tmp:
-        npz = Path(tmp) / "chain.npz"
-        np.savez(
-            npz,
-            price=ch.price,
-            F=ch.F,
-            K=ch.K,
-            T=ch.T,
-            sigma=ch.sigma,
-            is_call=ch.is_call,
-            solvable=ch.solvable,
-            r=RATE,
-        )
-        res = subprocess.run(
-            [str(exe), "-c", script, str(npz), str(repeat)],
-            capture_output=True,
-            text=True,
-            timeout=900,
-        )
-    if res.returncode != 0:
-        return [_skipped(impl, "run failed: " + _last_line(res.stderr))]
-    data = json.loads(res.stdout.strip().splitlines()[-1])
-    rows = []
-    for name, what in (("full", "IV+greeks, full chain"), ("solvable", "IV+greeks, solvable rows")):
-        v = data.get(name)
-        if not isinstance(v, list):
-            rows.append(_skipped(f"{impl} ({what})", f"raised {v}"))
-            continue
-        err = v[3] if name == "solvable" else math.nan
-        rows.append(Row(impl, what, v[2], v[0], v[1], max_iv_err=err, note="own venv"))
-    return rows
-
-
-def _bench_pvv(ch: Chain, repeat: int) -> list[Row]:
-    impl = "py_vollib_vectorized 0.1.1 (numba LBR)"
-    try:
-        exe = _ensure_venv("pvv", PVV_PACKAGES, sys.executable, "py_vollib_vectorized")
-    except (RuntimeError, OSError, subprocess.SubprocessError) as e:
-        return [_skipped(impl, str(e))]
-    return _run_venv_peer(impl, exe, _PVV_SCRIPT, ch, repeat)
-
-
-def _bench_opengreeks(ch: Chain, repeat: int) -> list[Row]:
-    # The 0.2.0 wheel is tagged abi3/cp39 but calls a CPython 3.12 API, so on 3.11 it installs
-    # and then fails to import; fall back to a newer interpreter if one is on PATH.
-    errors = []
-    candidates = [sys.executable]
-    for version in ("3.12", "3.13"):
-        found = shutil.which(f"python{version}")
-        pyenv = sorted(Path.home().glob(f".pyenv/versions/{version}*/bin/python{version}"))
-        candidates += [str(p) for p in (*pyenv, found) if p][:1]
-    for python in candidates:
-        tag = "py" + (Path(python).name.removeprefix("python") or "")
-        try:
-            exe = _ensure_venv(f"opengreeks-{tag}", ("opengreeks", "numpy"), python, "opengreeks")
-        except (RuntimeError, OSError, subprocess.SubprocessError) as e:
-            errors.append(f"{Path(python).name}: {e}")
-            continue
-        note = "" if python == sys.executable else f" (on {Path(python).name})"
-        rows = _run_venv_peer(f"opengreeks{note}", exe, _OPENGREEKS_SCRIPT, ch, repeat)
-        if errors:
-            rows = [r._replace(note=r.note + "; " + "; ".join(errors)[:200]) for r in rows]
-        return rows
-    return [_skipped("opengreeks", "not installable: " + " | ".join(errors))]
 
 
 # --- report -------------------------------------------------------------------------------------
@@ -589,31 +313,33 @@ def _table(rows: list[Row], ours_full: Row | None, ours_sub: Row | None) -> list
     return lines
 
 
-def run_greeks_bench(n_contracts: int = 400, repeat: int = 200, peers: bool = True) -> str:
-    """Run the greeks/IV benchmark and return a Markdown report.
+def run_greeks_bench(n_contracts: int = 400, repeat: int = 200) -> str:
+    """Run the greeks/IV benchmark (ours only) and return a Markdown report.
 
     Args:
         n_contracts: chain size (half CE, half PE, strikes every 50 points around the money).
-        repeat: timed repetitions of each chain call (pure-Python peers use at most 20-50).
-        peers: also time vollib, QuantLib, py_vollib_vectorized (own venv, created on demand
-            under ``~/.cache/smartflow/bench-venvs``) and opengreeks (idem).
+        repeat: timed repetitions of each chain call.
 
     Returns:
-        The report: inputs, a table of median / p99 timings with each peer's time per option
-        relative to ours, and whether the latency targets were met.
+        The report: inputs, a table of median / p99 timings, and whether the latency targets
+        were met.
     """
     ch = build_chain(n_contracts)
-    rows = _bench_ours(ch, repeat)
-    rows += _bench_cold_start()
-    if peers:
-        for bench in (_bench_vollib, _bench_quantlib, _bench_pvv, _bench_opengreeks):
-            try:
-                with warnings.catch_warnings():
-                    # vollib divides by zero on the far wings; the warnings are not our report.
-                    warnings.simplefilter("ignore")
-                    rows += bench(ch, repeat)
-            except Exception as e:  # a broken peer must not end the bench
-                rows.append(_skipped(bench.__name__.removeprefix("_bench_"), repr(e)[:200]))
+    return report(ch, bench_ours(ch, repeat) + _bench_cold_start(), repeat)
+
+
+def report(ch: Chain, rows: list[Row], repeat: int) -> str:
+    """The Markdown report of ``rows`` timed on ``ch``; rows of other implementations get ratios.
+
+    Args:
+        ch: the chain every row was timed on.
+        rows: ``bench_ours`` rows first, then any other implementation's.
+        repeat: timed repetitions of each of our chain calls (stated in the header).
+
+    Returns:
+        Inputs, the table (each other implementation's time per option relative to ours on the
+        same rows), and whether the latency targets were met.
+    """
     ours_full = next(r for r in rows if r.impl == "ours" and r.what.endswith("full chain"))
     ours_sub = next(r for r in rows if r.impl == "ours" and r.what.endswith("solvable rows"))
     tick = next(r for r in rows if r.what.startswith("tick: 1 contract via iv_greeks_tick"))
