@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from smartflow.config import RiskConfig
 from smartflow.core.messages import OrderIntent
-from smartflow.core.timeutil import ist_datetime, parse_hhmm
+from smartflow.core.timeutil import is_market_hours, ist_datetime, parse_hhmm
 
 
 @dataclass
@@ -51,8 +51,7 @@ class RiskGuard:
         """True on a weekday between the configured open and close (IST)."""
         if not self.cfg.enforce_market_hours:
             return True
-        local = ist_datetime(now_ns)
-        return local.weekday() < 5 and self.open_at <= local.time() < self.close_at
+        return is_market_hours(now_ns, self.open_at, self.close_at)
 
     def check(
         self, intent: OrderIntent, price: float, ltp: float, exposure: Exposure, now_ns: int

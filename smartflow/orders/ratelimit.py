@@ -53,7 +53,3 @@ class RateLimiter:
         self._stamps.append(now_ns)
         self.granted += 1
         return True
-
-    def in_window(self, now_ns: int, span_ns: int) -> int:
-        """Requests granted in the last ``span_ns`` (for stats and tests)."""
-        return sum(1 for t in self._stamps if t > now_ns - span_ns)
