@@ -10,6 +10,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import structlog
+from support.orders import Quotes
 
 from smartflow.alerts.events import Alert
 from smartflow.app.alerting import Alerting
@@ -27,19 +28,11 @@ from smartflow.orders.router import OrderRouter
 T0 = ns_at_ist(dt.date(2026, 11, 23), dt.time(15, 0))  # a Monday, half an hour before the close
 
 
-class Book:
-    def __init__(self) -> None:
-        self.quotes: dict[str, Quote] = {}
-
-    def quote(self, token: str) -> Quote | None:
-        return self.quotes.get(token)
-
-
 async def test_loss_warning_kill_switch_and_the_summary_at_the_close(tmp_path: Path) -> None:
     risk = RiskConfig(max_daily_loss=1000.0)
     cfg = Config(risk=risk, alerts=AlertsConfig(enabled=True, loss_warning_pct=80.0))
     clock = ReplayClock(T0)
-    book = Book()
+    book = Quotes()
     orders = OrdersConfig(paper_latency_ms=0)
     broker = PaperBroker(orders, book, clock, structlog.get_logger())
     journal = Journal(tmp_path / "journal.sqlite3")

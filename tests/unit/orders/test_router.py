@@ -8,10 +8,11 @@ from pathlib import Path
 import msgspec
 import pytest
 import structlog
+from support.orders import Quotes
 
 from smartflow.config import OrdersConfig, RiskConfig
 from smartflow.core.clock import ReplayClock
-from smartflow.core.messages import OrderIntent, Quote
+from smartflow.core.messages import OrderIntent
 from smartflow.core.timeutil import ns_at_ist
 from smartflow.journal.store import Journal
 from smartflow.orders.guard import RiskGuard
@@ -24,28 +25,6 @@ from smartflow.orders.router import OrderRouter
 NS = 1_000_000_000
 # A Monday, 10:00 IST: inside market hours.
 T0 = ns_at_ist(dt.date(2026, 11, 23), dt.time(10, 0))
-
-
-class Book:
-    """Quotes the tests set by hand (our own MarketView protocol, standing in for the chain)."""
-
-    def __init__(self) -> None:
-        self.quotes: dict[str, Quote] = {}
-
-    def set(self, token: str, bid: float, ask: float, qty: int = 750) -> None:
-        seq = self.quotes[token].seq + 1 if token in self.quotes else 1
-        self.quotes[token] = Quote(
-            bid=bid,
-            ask=ask,
-            ltp=round((bid + ask) / 2, 2),
-            tick=0.05,
-            bids=((bid, qty), (round(bid - 0.05, 2), qty)),
-            asks=((ask, qty), (round(ask + 0.05, 2), qty)),
-            seq=seq,
-        )
-
-    def quote(self, token: str) -> Quote | None:
-        return self.quotes.get(token)
 
 
 class Recording(PaperBroker):
@@ -70,9 +49,9 @@ class Recording(PaperBroker):
 
 def _setup(
     tmp_path: Path, risk: RiskConfig | None = None, orders: OrdersConfig | None = None
-) -> tuple[OrderRouter, Recording, Book, ReplayClock, Journal]:
+) -> tuple[OrderRouter, Recording, Quotes, ReplayClock, Journal]:
     clock = ReplayClock(T0)
-    book = Book()
+    book = Quotes()
     orders = orders or OrdersConfig(paper_latency_ms=0, chase_after_s=1000)
     risk = risk or RiskConfig()
     broker = Recording(orders, book, clock, structlog.get_logger())
