@@ -126,6 +126,8 @@ DENSE_DETECTORS = DetectorConfig(
         "min_net_vote": 0.05,
         "min_signal_probability": 0.0,
         "trap_block_probability": 1.0,
+        # Any gamma rise reads EXPLOSIVE, a PROCEED pattern: ~60 % of bars can trade, not ~30 %.
+        "explosive_gamma_rise_pct": 0.01,
     },
 )
 DENSE_STRATEGY = StrategyConfig(

@@ -588,3 +588,59 @@ def hidden_liquidity(
         return 0.0
     h = traded_qty_at_price - max(displayed_qty_at_start, 0.0)
     return h if h > 0 else 0.0
+
+
+# ---------------------------------------------------------------------------------------------
+# bar windows
+# ---------------------------------------------------------------------------------------------
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def window_sums(
+    bars: np.ndarray, row: int, cols: IntArray, head: int, n: int, out: FloatArray
+) -> None:
+    """``out[i]`` = NaN-as-0 sum of ``bars[row, cols[i]]`` over the ``n`` newest ring slots.
+
+    The newest slot is ``head``; ``n`` ≤ 128 and the ring's length. Additions are done in
+    numpy's order for a contiguous block this short — newest first, eight running sums from the
+    eighth element on, folded pairwise — so each sum is bit-identical to ``np.nansum`` of the
+    newest-first slots (what the flow views summed before; the test checks it).
+    """
+    size = bars.shape[2]
+    r = np.empty(8)
+    for ci in range(cols.size):
+        col = cols[ci]
+        res = 0.0
+        if n < 8:
+            for k in range(n):
+                s = head - k
+                if s < 0:
+                    s += size
+                x = bars[row, col, s]
+                res += x if x == x else 0.0
+        else:
+            for j in range(8):
+                s = head - j
+                if s < 0:
+                    s += size
+                x = bars[row, col, s]
+                r[j] = x if x == x else 0.0
+            k = 8
+            whole = n - n % 8
+            while k < whole:
+                for j in range(8):
+                    s = head - k - j
+                    if s < 0:
+                        s += size
+                    x = bars[row, col, s]
+                    r[j] += x if x == x else 0.0
+                k += 8
+            res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]))
+            while k < n:
+                s = head - k
+                if s < 0:
+                    s += size
+                x = bars[row, col, s]
+                res += x if x == x else 0.0
+                k += 1
+        out[ci] = res
