@@ -35,6 +35,8 @@ class LatencySamples:
     """Packet that closed a bar → the strategy has acted on every underlying's signal."""
     intent: list[int] = field(default_factory=list)
     """Packet behind a decision → its order intent queued."""
+    entry: list[int] = field(default_factory=list)
+    """The entries among ``intent`` (decided at bar closes; exits are decided after batches)."""
 
 
 class LatencyObserver:
@@ -109,6 +111,8 @@ class LatencyObserver:
             self.metrics.tick_to_intent.observe(waited / 1e9)
         if self.samples is not None:
             self.samples.intent.append(waited)
+            if intent.purpose == "ENTRY":
+                self.samples.entry.append(waited)
 
     def order_sent(self, _order_id: str, tick_ns: int, sent_ns: int) -> None:
         """The router sent an order request (router ``on_sent`` hook)."""

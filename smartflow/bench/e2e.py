@@ -252,6 +252,7 @@ class DaemonRun:
     bar_ns: list[int] = field(default_factory=list)
     signal_ns: list[int] = field(default_factory=list)
     intent_ns: list[int] = field(default_factory=list)
+    entry_ns: list[int] = field(default_factory=list)
 
 
 async def daemon_run(url: str, seconds: float, tmp: Path) -> DaemonRun:
@@ -278,7 +279,11 @@ async def daemon_run(url: str, seconds: float, tmp: Path) -> DaemonRun:
         observer, book = daemon.observer, daemon.book
         await asyncio.sleep(1.0)  # the window subscription and first bars settle
         observer.samples = LatencySamples(
-            decision=out.decision_ns, signal=out.signal_ns, bar=out.bar_ns, intent=out.intent_ns
+            decision=out.decision_ns,
+            signal=out.signal_ns,
+            bar=out.bar_ns,
+            intent=out.intent_ns,
+            entry=out.entry_ns,
         )
         assert daemon.feed is not None  # noqa: S101
         assert daemon.mailbox is not None  # noqa: S101
@@ -402,6 +407,7 @@ def _report(results: list[tuple[float, float, DaemonRun]], flood: float) -> str:
                 _pct(run.bar_ns),
                 _pct(run.signal_ns),
                 _pct(run.intent_ns),
+                _pct(run.entry_ns),
             ]
         )
     bare_ceiling = results[-1][1]
@@ -424,6 +430,7 @@ def _report(results: list[tuple[float, float, DaemonRun]], flood: float) -> str:
             "tick → bar decision",
             "tick → signal",
             "tick → intent",
+            "of which entries",
         ],
         rows,
     )
