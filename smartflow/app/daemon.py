@@ -3,7 +3,9 @@
 Start-up order (style.md rule 10): config and logging (done by the caller) → the venue's checks
 (live gating; the simulator's known underlyings) → journal and kernel warm-up → the venue
 (app/venue.py: Angel login, or the simulator in sim mode) and its scrip master → the pipeline
-(app/pipeline.py) → stage tasks → feed connected and subscribed → ready. Health (app/health.py)
+(app/pipeline.py) and every stage around it, built at once into ``Stages`` → the broker and the
+restart reconciliation → stage tasks → feed connected and subscribed → ready. Health and the
+systemd watchdog (app/health.py), telemetry (app/observe.py: metrics, stats lines, status line)
 and latency observation (app/latency.py) are their own objects. Shutdown: stop intake
 (unsubscribe, close sockets) → stop the engine → flush the tape → close the venue. The first
 SIGINT/SIGTERM asks for that; a second one exits at once. A stage task that ends on its own is a
@@ -32,7 +34,7 @@ from smartflow.app.alerting import Alerting
 from smartflow.app.apiprocess import ApiProcess
 from smartflow.app.apisource import DaemonApiSource
 from smartflow.app.chainhistory import ChainHistory
-from smartflow.app.health import DaemonHealth, LoopTime, StageHealth, feed_health
+from smartflow.app.health import DaemonHealth, LoopTime, StageHealth, Watchdog
 from smartflow.app.historytools import history_path
 from smartflow.app.journaltools import hold_daemon_lock, journal_path
 from smartflow.app.observe import Telemetry
@@ -131,8 +133,6 @@ class Daemon:
         self.summary = SessionSummary()
         self.shutdown_problems: list[str] = []
         self._signals = 0
-        self._last_stale: list[str] = []
-        self._last_feed_problems: list[str] = []
         self._lock_file: Any = None
         self._ready_ns = 0
 
@@ -257,7 +257,8 @@ class Daemon:
         # READY=1 once connected, subscribed and warm — not on the first tick: the daemon may
         # start before the open.
         self.notifier.notify("READY=1", f"STATUS={s.telemetry.status_line()}")
-        self._spawn("health", self._health_loop(s))
+        watchdog = Watchdog(s.health, s.telemetry.status_line, self.notifier, self.log)
+        self._spawn("health", watchdog.run())
         await self.alerting.start()
 
     def _build(self, venue: Venue, journal: Journal, now: int) -> Stages:
@@ -467,27 +468,6 @@ class Daemon:
         if self._stages is None:
             return ["daemon not started"]
         return self._stages.health.stale()
-
-    async def _health_loop(self, s: Stages) -> None:
-        interval = (self.notifier.watchdog_s or 10.0) / 2
-        while True:
-            stale = s.health.stale()
-            problems = feed_health(s.feed).problems
-            if problems != self._last_feed_problems:
-                if problems:
-                    self.log.warning("health.feed", problems=problems)
-                else:
-                    self.log.info("health.feed_ok")
-                self._last_feed_problems = problems
-            status = s.telemetry.status_line()
-            lines = [f"STATUS={status}{'; ' if problems else ''}{'; '.join(problems)}"]
-            if not stale:
-                lines.insert(0, "WATCHDOG=1")
-            elif stale != self._last_stale:
-                self.log.error("health.stale", stages=stale, note="watchdog pings withheld")
-            self._last_stale = stale
-            self.notifier.notify(*lines)
-            await asyncio.sleep(interval)
 
     # ---- run ----------------------------------------------------------------------------
 
