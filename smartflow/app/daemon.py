@@ -24,6 +24,7 @@ import signal
 import sqlite3
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -276,17 +277,6 @@ class Daemon:
                 index=universe.index.token,
                 future=universe.future.token if universe.future else None,
             )
-        history = None
-        if cfg.history.enabled:
-            history = ChainHistory(
-                HistoryStore(history_path(cfg)),
-                pipeline.summaries,
-                cfg.history.retention_days,
-                self.log.bind(stage="history"),
-            )
-        trading = pipeline.trade(journal, self.log, broker=venue.broker, speed=speed)
-        trading.router.kill_token = self.creds.kill_token
-        mailbox: Conflator[bytes, tuple[int, bytes]] = Conflator(max_keys=4096)
         recorder = None
         if self.opts.record:
             recorder = TapeWriter(
@@ -298,6 +288,17 @@ class Daemon:
                     "started_ns": now,
                 },
             )
+        history = None
+        if cfg.history.enabled:
+            history = ChainHistory(
+                HistoryStore(history_path(cfg)),
+                pipeline.summaries,
+                cfg.history.retention_days,
+                self.log.bind(stage="history"),
+            )
+        trading = pipeline.trade(journal, self.log, broker=venue.broker, speed=speed)
+        trading.router.kill_token = self.creds.kill_token
+        mailbox: Conflator[bytes, tuple[int, bytes]] = Conflator(max_keys=4096)
         feed = FeedSession(
             cfg.feed,
             venue.url,
@@ -536,21 +537,18 @@ class Daemon:
         """Close what the stages used, each step whatever the one before did."""
         if self.alerting is not None:
             await self._quietly("alerts.stop", self.alerting.stop())
-        if s is not None and s.api is not None:
-            await self._quietly("api.stop", s.api.stop())
-        if s is not None and self._ready_ns:
-            self._step("session.summary", lambda: self._report_summary(s))
-        recorder = s.recorder if s is not None else None
-        if recorder is not None:
-            self._step("tape.close", lambda: self._close_tape(recorder))
         if s is not None:
+            if s.api is not None:
+                await self._quietly("api.stop", s.api.stop())
+            if self._ready_ns:
+                self._step("session.summary", partial(self._report_summary, s))
+            if s.recorder is not None:
+                self._step("tape.close", partial(self._close_tape, s.recorder))
             await self._quietly("broker.close", s.trading.broker.close())
-        history = s.history if s is not None else None
-        if history is not None:
-            self._step("history.close", lambda: self._close_history(history))
-        journal = self.journal
-        if journal is not None:
-            self._step("journal.close", lambda: self._close_journal(journal))
+            if s.history is not None:
+                self._step("history.close", partial(self._close_history, s.history))
+        if self.journal is not None:
+            self._step("journal.close", partial(self._close_journal, self.journal))
         if self._lock_file is not None:
             self._step("state_dir.unlock", self._lock_file.close)
         for what, closing in self.venue.closers():
