@@ -364,20 +364,20 @@ class Daemon:
             )
             api = ApiProcess(cfg, api_source, self.creds, self.log.bind(stage="api"))
         return Stages(
-            clock,
-            speed,
-            pipeline,
-            trading,
-            mailbox,
-            feed,
-            subs,
-            engine,
-            telemetry,
-            health,
-            history,
-            recorder,
-            api,
-            api_source,
+            clock=clock,
+            speed=speed,
+            pipeline=pipeline,
+            trading=trading,
+            mailbox=mailbox,
+            feed=feed,
+            subs=subs,
+            engine=engine,
+            telemetry=telemetry,
+            health=health,
+            history=history,
+            recorder=recorder,
+            api=api,
+            api_source=api_source,
         )
 
     def _check_api_exposure(self) -> None:
