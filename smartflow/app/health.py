@@ -31,6 +31,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from smartflow.app.sdnotify import Notifier
 from smartflow.core.clock import Clock
 from smartflow.feed.session import STALL_STEPS, FeedSession
 from smartflow.journal.store import Journal
@@ -208,3 +209,42 @@ class DaemonHealth:
         if self.broker.auth_failed:
             problems.append(f"broker login refused: {self.broker.auth_failed}")
         return problems
+
+
+class Watchdog:
+    """systemd's watchdog pings and STATUS line, the pings withheld while a stage is stale."""
+
+    def __init__(
+        self, health: DaemonHealth, status: Callable[[], str], notifier: Notifier, log: Any
+    ) -> None:
+        self.health = health
+        self.status = status
+        self.notifier = notifier
+        self.log = log
+        self._last_stale: list[str] = []
+        self._last_feed_problems: list[str] = []
+
+    def beat(self) -> None:
+        """One ping (unless a stage is stale) and the status; a change is logged once."""
+        stale = self.health.stale()
+        problems = feed_health(self.health.feed).problems
+        if problems != self._last_feed_problems:
+            if problems:
+                self.log.warning("health.feed", problems=problems)
+            else:
+                self.log.info("health.feed_ok")
+            self._last_feed_problems = problems
+        lines = [f"STATUS={self.status()}{'; ' if problems else ''}{'; '.join(problems)}"]
+        if not stale:
+            lines.insert(0, "WATCHDOG=1")
+        elif stale != self._last_stale:
+            self.log.error("health.stale", stages=stale, note="watchdog pings withheld")
+        self._last_stale = stale
+        self.notifier.notify(*lines)
+
+    async def run(self) -> None:
+        """Beat at half systemd's watchdog interval (every 5 s without one) until cancelled."""
+        interval = (self.notifier.watchdog_s or 10.0) / 2
+        while True:
+            self.beat()
+            await asyncio.sleep(interval)

@@ -101,9 +101,8 @@ async def measure(
     out = Phases()
     try:
         await daemon.start()
-        assert daemon.observer is not None  # noqa: S101 — set by start()
-        assert daemon.api is not None  # noqa: S101
-        latency, proc = daemon.observer, daemon.api
+        assert daemon.api is not None  # noqa: S101 — [api] enabled
+        latency, proc = daemon.stages.pipeline.observer, daemon.api
         src = proc.source
         assert isinstance(src, DaemonApiSource)  # noqa: S101 — the daemon's own
         await asyncio.sleep(1.0)  # the window subscription and first bars settle

@@ -274,9 +274,8 @@ async def daemon_run(url: str, seconds: float, tmp: Path) -> DaemonRun:
     out = DaemonRun()
     try:
         await daemon.start()
-        assert daemon.observer is not None  # noqa: S101 — set by start()
-        assert daemon.book is not None  # noqa: S101
-        observer, book = daemon.observer, daemon.book
+        stages = daemon.stages
+        observer, book = stages.pipeline.observer, stages.pipeline.book
         await asyncio.sleep(1.0)  # the window subscription and first bars settle
         observer.samples = LatencySamples(
             decision=out.decision_ns,
@@ -285,9 +284,7 @@ async def daemon_run(url: str, seconds: float, tmp: Path) -> DaemonRun:
             intent=out.intent_ns,
             entry=out.entry_ns,
         )
-        assert daemon.feed is not None  # noqa: S101
-        assert daemon.mailbox is not None  # noqa: S101
-        feed, mailbox = daemon.feed.stats, daemon.mailbox
+        feed, mailbox = stages.feed.stats, stages.mailbox
         received0 = sum(feed.frames.values())
         applied0, conflated0 = book.stats.applied, mailbox.conflated
         t0 = time.perf_counter()

@@ -68,7 +68,7 @@ class Row(NamedTuple):
 
 def build_chain(n_contracts: int = 400) -> Chain:
     """Build the benchmark chain with Black-76 premiums (see the module docstring)."""
-    from smartflow.kernels.black import price_rows
+    from smartflow.kernels.greeks_bench import price_rows
 
     n_strikes = max(n_contracts // 2, 1)
     T = DAYS / 365.0
@@ -134,17 +134,16 @@ def skipped(impl: str, why: str) -> Row:
 # --- ours ---------------------------------------------------------------------------------------
 def bench_ours(ch: Chain, repeat: int) -> list[Row]:
     """Our chain and one-contract timings on ``ch``, and the timer's own cost."""
-    from smartflow.kernels.black import greeks_rows
-    from smartflow.kernels.iv import (
-        IV_OK,
+    from smartflow.kernels.greeks_bench import (
         NT,
         T_IV,
+        greeks_rows,
         implied_vol_rows,
-        iv_greeks_one,
         iv_greeks_rows,
         iv_greeks_tick,
         warm_up,
     )
+    from smartflow.kernels.iv import IV_OK, iv_greeks_one
 
     warm_up()
     n = ch.K.size
@@ -241,7 +240,7 @@ def bench_ours(ch: Chain, repeat: int) -> list[Row]:
 
 _COLD_SCRIPT = (
     "import time; t0 = time.perf_counter()\n"
-    "from smartflow.kernels.iv import warm_up\n"
+    "from smartflow.kernels.greeks_bench import warm_up\n"
     "warm_up()\n"
     "print(time.perf_counter() - t0)\n"
 )

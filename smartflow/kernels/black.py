@@ -37,15 +37,14 @@ exactly the Black-Scholes-Merton theta ``-S e^{-qT} phi sigma/(2 sqrt T) + q S e
 and ``b_carry = 0`` (theta holding the forward fixed, Black-76 / futures style). Vega is
 ``df*F*phi(d1)*sqrt(T)`` per 1.00 of vol in both cases.
 
-Row kernels report theta per calendar day (per-year value / 365) and vega per volatility point
-(per-1.00 value / 100); :func:`black_greeks_raw` exposes the per-year / per-1.00 values.
+:func:`black_greeks` reports theta per calendar day (per-year value / 365) and vega per volatility
+point (per-1.00 value / 100); :func:`black_greeks_raw` exposes the per-year / per-1.00 values.
 """
 
 import math
 
 import numpy as np
 from numba import njit
-from numpy.typing import NDArray
 
 
 SQRT_2PI = 2.5066282746310002
@@ -288,20 +287,6 @@ def greeks_core(
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def greeks_at(
-    F: float, K: float, T: float, sigma: float, r: float, S: float, is_call: bool, price: float
-) -> tuple[float, float, float, float]:
-    """Raw greeks of an option whose discounted premium ``price`` is already known.
-
-    Inputs must be valid (``F, K, T, sigma > 0``, finite). Returns ``(delta, gamma, theta_yr,
-    vega_unit)`` as :func:`greeks_core`.
-    """
-    return greeks_core(
-        F, K, T, math.sqrt(T), sigma, math.exp(-r * T), math.log(F / K), r, S, is_call, price
-    )
-
-
-@njit(cache=True, nogil=True, error_model="numpy")
 def black_greeks_raw(
     F: float, K: float, T: float, sigma: float, r: float, S: float, is_call: bool
 ) -> tuple[float, float, float, float, float]:
@@ -347,113 +332,3 @@ def black_greeks(
     """
     price, delta, gamma, theta, vega = black_greeks_raw(F, K, T, sigma, r, S, is_call)
     return price, delta, gamma, theta / DAYS_PER_YEAR, vega / VOL_POINTS
-
-
-@njit(cache=True, nogil=True, error_model="numpy")
-def price_rows(
-    rows: NDArray[np.int64],
-    F: NDArray[np.float64],
-    K: NDArray[np.float64],
-    T: NDArray[np.float64],
-    sigma: NDArray[np.float64],
-    r: float,
-    is_call: NDArray[np.bool_],
-    out_price: NDArray[np.float64],
-) -> int:
-    """Discounted Black-76 premiums for a subset of rows.
-
-    Args:
-        rows: int64[m], indices into the row arrays.
-        F: float64[n], forward (points).
-        K: float64[n], strike (points).
-        T: float64[n], years to expiry (ACT/365); ``<= 0`` prices at discounted intrinsic.
-        sigma: float64[n], Black volatility (fraction).
-        r: float, continuously compounded rate.
-        is_call: bool_[n], call or put.
-        out_price: float64[n], premium (points) written at ``rows``; NaN for invalid inputs.
-
-    Returns:
-        Number of rows given a finite premium.
-    """
-    n_ok = 0
-    for j in range(rows.shape[0]):
-        i = rows[j]
-        t = T[i]
-        df = math.exp(-r * t) if t > 0.0 else 1.0
-        p = black_price(F[i], K[i], t, sigma[i], df, is_call[i])
-        out_price[i] = p
-        if math.isfinite(p):
-            n_ok += 1
-    return n_ok
-
-
-@njit(cache=True, nogil=True, error_model="numpy")
-def greeks_rows(
-    rows: NDArray[np.int64],
-    F: NDArray[np.float64],
-    K: NDArray[np.float64],
-    T: NDArray[np.float64],
-    sigma: NDArray[np.float64],
-    r: float,
-    S: NDArray[np.float64],
-    is_call: NDArray[np.bool_],
-    out_delta: NDArray[np.float64],
-    out_gamma: NDArray[np.float64],
-    out_theta: NDArray[np.float64],
-    out_vega: NDArray[np.float64],
-) -> int:
-    """Greeks at given volatilities for a subset of rows.
-
-    Args:
-        rows: int64[m], indices into the row arrays.
-        F: float64[n], forward (points).
-        K: float64[n], strike (points).
-        T: float64[n], years to expiry (ACT/365).
-        sigma: float64[n], Black volatility (fraction).
-        r: float, continuously compounded rate.
-        S: float64[n], spot index (points); ``<= 0`` or NaN for greeks per unit of F.
-        is_call: bool_[n], call or put.
-        out_delta: float64[n], delta per spot point.
-        out_gamma: float64[n], gamma per spot point².
-        out_theta: float64[n], theta per calendar day (points per day, negative for decay).
-        out_vega: float64[n], vega per volatility point (points per 1 % of vol).
-
-    Returns:
-        Number of rows with finite greeks; rows with invalid inputs (``T``, ``sigma``, ``F``, ``K``
-        not positive, or NaN) get NaN in every output.
-    """
-    n_ok = 0
-    for j in range(rows.shape[0]):
-        i = rows[j]
-        f = F[i]
-        k = K[i]
-        t = T[i]
-        sig = sigma[i]
-        if not (
-            f > 0.0 and k > 0.0 and t > 0.0 and sig > 0.0 and math.isfinite(f + k + t + sig + r)
-        ):
-            out_delta[i] = np.nan
-            out_gamma[i] = np.nan
-            out_theta[i] = np.nan
-            out_vega[i] = np.nan
-            continue
-        # price=NaN: theta's r*V term from N(d1)/N(d2), half the cost of the tail-accurate price.
-        d, g, th, v = greeks_core(
-            f,
-            k,
-            t,
-            math.sqrt(t),
-            sig,
-            math.exp(-r * t),
-            math.log(f / k),
-            r,
-            S[i],
-            is_call[i],
-            np.nan,
-        )
-        out_delta[i] = d
-        out_gamma[i] = g
-        out_theta[i] = th / DAYS_PER_YEAR
-        out_vega[i] = v / VOL_POINTS
-        n_ok += 1
-    return n_ok

@@ -420,9 +420,8 @@ async def test_with_the_webhook_down_orders_are_unaffected_and_drops_are_counted
     rig: Rig,
 ) -> None:
     trading = rig.daemon.trading
-    metrics = rig.daemon.metrics
+    metrics = rig.daemon.stages.telemetry.metrics
     assert trading is not None
-    assert metrics is not None
     await rig.hook.stop()
     intent = await _quoted_intent(rig, lots=1)
     held = _net(rig, intent.token)

@@ -687,8 +687,7 @@ async def test_the_engine_keeps_applying_ticks_under_api_load(api: Api) -> None:
     """200 clients hammer the API from another process (bounded in requests and time) while
     the engine keeps applying packets and closing bars; the API answers every request with
     data or a fast 429/503, never a 500 or a dropped connection."""
-    engine = api.daemon.engine
-    assert engine is not None
+    engine = api.daemon.stages.engine
     assert api.daemon.api is not None
     base = f"http://127.0.0.1:{api.daemon.api.port}"
     proc = await asyncio.create_subprocess_exec(

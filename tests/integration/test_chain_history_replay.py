@@ -79,8 +79,7 @@ async def test_live_history_equals_the_replay_of_its_tape(tmp_path: Path) -> Non
             if n >= 3:
                 day = _date(days[0])
                 break
-        assert daemon.mailbox is not None
-        conflated = daemon.mailbox.conflated
+        conflated = daemon.stages.mailbox.conflated
     finally:
         await daemon.shutdown()
     tape = open_tape(tape_path)

@@ -349,7 +349,6 @@ async def test_journal_write_failures_in_a_running_daemon(tmp_path: Path) -> Non
         journal = daemon.journal
         assert journal is not None
         assert daemon.trading is not None
-        assert daemon.metrics is not None
         for table in ("signals", "orders", "order_events", "fills", "risk_events", "kill_events"):
             journal.query(
                 f"CREATE TEMP TRIGGER full_{table} BEFORE INSERT ON {table} "
@@ -357,8 +356,9 @@ async def test_journal_write_failures_in_a_running_daemon(tmp_path: Path) -> Non
             )
         await _eventually(lambda: journal.write_failures.get("signal"), 120, "a failed signal")
         assert "journal writes" in daemon.stale_stages()
-        assert "JOURNAL-FAILING" in daemon.status_line()
-        exposition = daemon.metrics.exposition().decode()
+        telemetry = daemon.stages.telemetry
+        assert "JOURNAL-FAILING" in telemetry.status_line()
+        exposition = telemetry.metrics.exposition().decode()
         assert 'smartflow_journal_write_failures_total{kind="signal"}' in exposition
         router = daemon.trading.router
         await _eventually(lambda: router.refused_by_kind.get("journal"), 120, "a refused entry")

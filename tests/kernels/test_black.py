@@ -14,13 +14,12 @@ from smartflow.kernels.black import (
     black_price,
     erfcx,
     forward_from_spot,
-    greeks_rows,
     norm_cdf,
     norm_pdf,
     normalised_black,
-    price_rows,
     synthetic_forward,
 )
+from smartflow.kernels.greeks_bench import greeks_rows, price_rows
 
 
 # --- greeks.md §1.1: textbook values ------------------------------------------------------------

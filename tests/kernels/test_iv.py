@@ -14,19 +14,9 @@ from smartflow.kernels.black import (
     black_greeks,
     black_price,
     forward_from_spot,
-    greeks_rows,
-    price_rows,
     synthetic_forward,
 )
-from smartflow.kernels.iv import (
-    IV_ABOVE_BOUND,
-    IV_BAD_INPUT,
-    IV_BELOW_INTRINSIC,
-    IV_EXPIRED,
-    IV_NO_CONVERGENCE,
-    IV_OK,
-    IV_STATUS_NAMES,
-    IV_TIME_VALUE_TOO_SMALL,
+from smartflow.kernels.greeks_bench import (
     NT,
     T_F,
     T_HALF_TICK,
@@ -37,10 +27,22 @@ from smartflow.kernels.iv import (
     T_R,
     T_S,
     T_T,
-    implied_vol,
-    iv_greeks_one,
+    greeks_rows,
     iv_greeks_rows,
     iv_greeks_tick,
+    price_rows,
+)
+from smartflow.kernels.iv import (
+    IV_ABOVE_BOUND,
+    IV_BAD_INPUT,
+    IV_BELOW_INTRINSIC,
+    IV_EXPIRED,
+    IV_NO_CONVERGENCE,
+    IV_OK,
+    IV_STATUS_NAMES,
+    IV_TIME_VALUE_TOO_SMALL,
+    implied_vol,
+    iv_greeks_one,
     normalised_implied_s,
 )
 
@@ -399,15 +401,15 @@ def test_one_minute_to_expiry_deep_wings():
             assert abs(iv - sig) <= 1e-8
 
 
-def test_warm_up_compiles_every_kernel_of_black_and_iv():
+def test_warm_up_compiles_every_kernel_of_black_iv_and_greeks_bench():
     # In a fresh interpreter: here, earlier tests have compiled most kernels already. Private
     # helpers are compiled inside their callers (and not at all when those load from the cache),
     # so the public kernels are the ones a caller from Python would otherwise compile late.
     script = (
         "from numba.core.registry import CPUDispatcher\n"
-        "from smartflow.kernels import black, iv\n"
-        "iv.warm_up()\n"
-        "for m in (black, iv):\n"
+        "from smartflow.kernels import black, greeks_bench, iv\n"
+        "greeks_bench.warm_up()\n"
+        "for m in (black, iv, greeks_bench):\n"
         "    for name, obj in vars(m).items():\n"
         "        public = isinstance(obj, CPUDispatcher) and not name.startswith('_')\n"
         "        if public and obj.__module__ == m.__name__:\n"
@@ -417,7 +419,7 @@ def test_warm_up_compiles_every_kernel_of_black_and_iv():
         [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=300
     ).stdout
     counts = {tuple(line.split()[:2]): int(line.split()[2]) for line in out.splitlines()}
-    assert ("smartflow.kernels.iv", "iv_greeks_rows") in counts
+    assert ("smartflow.kernels.greeks_bench", "iv_greeks_rows") in counts
     assert ("smartflow.kernels.black", "black_price") in counts
     cold = [name for name, n in counts.items() if n == 0]
     assert not cold, cold
