@@ -50,7 +50,7 @@ async def test_live_history_equals_the_replay_of_its_tape(tmp_path: Path) -> Non
         market=MarketConfig(strikes_each_side=4),
         detectors=DetectorConfig(bar_seconds=2),
         strategy=StrategyConfig(enabled=False),
-        sim=SimConfig(ticks_per_second=20.0, speed=4.0, strikes_each_side=6),
+        sim=SimConfig(ticks_per_second=20.0, speed=8.0, strikes_each_side=6),
         # Baselines fetched from getOIData while running are not in the tape; a replay measures
         # ΔOI from the first print, so the live run must too for the series to match.
         history=HistoryConfig(prev_close_oi_data=False),
@@ -69,7 +69,7 @@ async def test_live_history_equals_the_replay_of_its_tape(tmp_path: Path) -> Non
             master = await r.read()
         day = None
         deadline = time.monotonic() + 120
-        while True:  # three minutes of the simulated session (about 45 s here)
+        while True:  # three minutes of the simulated session (about 23 s here)
             assert time.monotonic() < deadline, "no three minutes of history"
             await asyncio.sleep(0.5)
             store = HistoryStore(live_db, readonly=True)

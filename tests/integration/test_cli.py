@@ -16,7 +16,9 @@ import pytest
 
 pytestmark = pytest.mark.slow
 
-CONFIG = "[log]\nstats_interval_s = 1\n"
+# A free port for the API: the default 8321 may be taken (another daemon, a parallel test).
+CONFIG = '[api]\nlisten = "127.0.0.1:0"\n[log]\nstats_interval_s = 1\n'
+
 # The first run in a fresh numba cache compiles every kernel.
 TIMEOUT_S = 180
 

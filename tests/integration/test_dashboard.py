@@ -159,7 +159,10 @@ def test_ladder_fills(page: Any) -> None:
 
 def test_signal_appears_and_expands(page: Any) -> None:
     page.wait_for_selector("#signals li", timeout=WAIT_S * 1000)
-    first = page.locator("#signals li").first
+    # Pinned by its timestamp: a newer signal arriving meanwhile goes on top, and ``.first``
+    # would then be that one (still collapsed).
+    ts = page.locator("#signals li").first.get_attribute("data-ts")
+    first = page.locator(f'#signals li[data-ts="{ts}"]').first
     rec = first.locator(".rec").inner_text()
     assert rec in {"BUY_CALL", "BUY_PUT", "NEUTRAL", "AVOID", "WAIT"}, rec
     assert first.locator(".evidence").is_hidden()

@@ -84,8 +84,10 @@ def test_replaying_a_tape_twice_gives_identical_bytes(tmp_path: Path) -> None:
 # live == replay
 # ---------------------------------------------------------------------------------------------
 
-SPEED = 4.0
-LIVE_WALL_S = 45.0  # 180 simulated seconds
+# The market is event-driven in simulated time (the same packets at any speed); the speed only
+# sets how long the test waits for them.
+SPEED = 12.0
+LIVE_WALL_S = 180.0 / SPEED  # three simulated minutes
 LIVE_SIM = SimConfig(
     seed=9, speed=SPEED, ticks_per_second=60, days_to_expiry=2, scenarios=SCENARIOS
 )
@@ -219,8 +221,10 @@ async def test_live_signals_equal_the_replay_of_their_tape(tmp_path: Path) -> No
 async def test_live_equals_replay_when_the_first_packet_is_late(tmp_path: Path) -> None:
     cfg = Config(sim=LIVE_SIM)
     tape_path = tmp_path / "late.sft"
-    # The engine idles 2.5 wall seconds (10 simulated) before the market starts flowing.
-    live, master, conflated = await _live_session(tape_path, cfg, 10.0, engine_first_s=2.5)
+    # The engine idles 10 simulated seconds before the market starts flowing, then 40 more.
+    live, master, conflated = await _live_session(
+        tape_path, cfg, 40.0 / SPEED, engine_first_s=10.0 / SPEED
+    )
     assert conflated == 0
     live_b, replay_b = await asyncio.to_thread(_compare, cfg, tape_path, master, live)
     assert live_b

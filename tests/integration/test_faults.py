@@ -187,7 +187,9 @@ def _tmpfs(where: Path, options: str) -> Iterator[Path]:
 
 
 def test_cli_kill_reaches_a_daemon_without_the_api(tmp_path: Path) -> None:
-    _config(tmp_path)
+    # The scenario's entry comes 15 wall seconds after the simulator starts (plus the detectors'
+    # reaction): room for the two CLI calls below to trip the switch first.
+    _config(tmp_path, scenario_s=120.0)
     db = tmp_path / "state" / "journal.sqlite3"
     daemon = Daemon(tmp_path)
     try:

@@ -2,10 +2,13 @@
 config.toml places a paper entry and its exit, and prints the session summary when it stops.
 
 The daemon is a real subprocess on the embedded simulator, run from the repository's own
-config.toml with one change: the API listens on a free port (port 0) so the test cannot collide
-with a daemon already running. Once the journal holds a filled exit (or the duration ends), the
-daemon is asked to stop with SIGINT, so the test takes as long as the trade does, never more
-than the two minutes plus start-up.
+config.toml with two changes: the API listens on a free port (port 0) so the test cannot collide
+with a daemon already running, and the simulator runs at four times the shipped speed for a
+quarter of the duration. The market is event-driven in simulated time and ``--duration`` starts
+once the daemon is ready (kernels warm, simulator started), so this is the same two simulated
+minutes a first run trades in, in 30 wall seconds. Once the journal holds a filled exit (or the
+duration ends), the daemon is asked to stop with SIGINT, so the test takes as long as the trade
+does, never more than the two simulated minutes plus start-up.
 """
 
 from __future__ import annotations
@@ -27,8 +30,9 @@ pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[2]
 # Start-up compiles the kernels on a cold numba cache (up to a minute on a loaded VM), then the
-# run itself is at most 120 s of simulated time at speed 1.
+# run itself is at most 120 s of simulated time, 30 s at speed 4.
 TIMEOUT_S = 420
+SPEED = 4
 
 
 def _env() -> dict[str, str]:
@@ -56,13 +60,14 @@ def _exit_filled(db: Path) -> bool:
 def test_default_config_trades_in_and_out_within_two_minutes(tmp_path: Path) -> None:
     shipped = (REPO / "config.toml").read_text(encoding="utf-8")
     listen = 'listen = "127.0.0.1:8321"'
+    speed = "speed = 1.0 "
     assert listen in shipped
-    (tmp_path / "config.toml").write_text(
-        shipped.replace(listen, 'listen = "127.0.0.1:0"'), encoding="utf-8"
-    )
+    assert shipped.count(speed) == 1
+    changed = shipped.replace(listen, 'listen = "127.0.0.1:0"').replace(speed, f"speed = {SPEED}.0")
+    (tmp_path / "config.toml").write_text(changed, encoding="utf-8")
     cmd = [sys.executable, "-m", "smartflow", "run", "--config", "config.toml"]
     proc = subprocess.Popen(
-        [*cmd, "--duration", "120", "--log-format", "json"],
+        [*cmd, "--duration", str(120 // SPEED), "--log-format", "json"],
         cwd=tmp_path,
         env=_env(),
         stdout=subprocess.PIPE,

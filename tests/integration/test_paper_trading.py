@@ -32,10 +32,12 @@ from smartflow.config import (
 from smartflow.journal.store import FillRow, Journal, PositionRow
 
 
+# Three back to back, from the detectors' first half minute: the session's 180 simulated seconds
+# (18 wall seconds at speed 10) trade each of them.
 SCENARIOS = [
-    ScenarioConfig(kind="fresh_position", start_s=60, duration_s=40, side="CE"),
-    ScenarioConfig(kind="long_build_up", start_s=150, duration_s=40, side="PE", strike_offset=-1),
-    ScenarioConfig(kind="short_build_up", start_s=240, duration_s=40, side="CE", strike_offset=1),
+    ScenarioConfig(kind="fresh_position", start_s=30, duration_s=40, side="CE"),
+    ScenarioConfig(kind="long_build_up", start_s=75, duration_s=40, side="PE", strike_offset=-1),
+    ScenarioConfig(kind="short_build_up", start_s=120, duration_s=40, side="CE", strike_offset=1),
 ]
 
 
@@ -75,7 +77,7 @@ async def test_paper_session_trades_and_reconciles(tmp_path: Path) -> None:
         log=LogConfig(stats_interval_s=60),
         orders=OrdersConfig(paper_partial_fill_pct=30.0),
     )
-    daemon = Daemon(cfg, Credentials(), RunOptions(duration=36.0), structlog.get_logger())
+    daemon = Daemon(cfg, Credentials(), RunOptions(duration=18.0), structlog.get_logger())
     with jit_compiles_once(lambda: daemon.kernels_warm) as late:
         assert await daemon.run() == 0
     # The warm-up compiled every kernel the session called: no tick of the day pays for JIT.
@@ -116,7 +118,7 @@ speed = 8.0
 ticks_per_second = 150.0
 [[sim.scenarios]]
 kind = "fresh_position"
-start_s = 160.0
+start_s = 60.0
 duration_s = 60.0
 side = "CE"
 [orders]

@@ -11,7 +11,7 @@ both OI shapes (``support.scoring.SHAPES``): OI moving with each trade, and OI p
 lumps every 30-90 s. Scoring (episodes, truth windows, the quiet rate) is in
 ``support.scoring``.
 
-The full table is printed (``pytest -s`` or ``-rP`` shows it); ``FLOORS`` holds what each
+The full table is printed (``pytest -n 0 -s`` or ``-rP`` shows it); ``FLOORS`` holds what each
 detector must at least reach on each shape, set below the measured values with room for seed
 noise (see README, "Precision and recall").
 """

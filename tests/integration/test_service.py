@@ -150,10 +150,17 @@ def test_a_hung_stage_stops_the_watchdog(service: tuple[Notifications, Path, int
     proc = _start(tmp, notes, {"SMARTFLOW_FAULT_HANG": "engine:3"})
     try:
         ready = notes.wait_for("READY=1", within=120)
-        # The engine stops after 3 s; its heartbeat goes stale 5 s later; watch 12 s more.
-        notes.poll(ready + 20)
-        pings = notes.times("WATCHDOG=1")
-        statuses = [t for t, m in notes.seen if "STATUS=" in m]
+        # The engine stops after 3 s; its heartbeat goes stale 5 s later. Watch until a status
+        # line comes more than 6 s after the last ping (a minute at most on a loaded machine).
+        deadline = ready + 60
+        pings: list[float] = []
+        statuses: list[float] = []
+        while time.monotonic() < deadline:
+            notes.poll(min(deadline, time.monotonic() + 0.5))
+            pings = notes.times("WATCHDOG=1")
+            statuses = [t for t, m in notes.seen if "STATUS=" in m]
+            if pings and statuses and max(statuses) - max(pings) > 6:
+                break
         proc.send_signal(signal.SIGTERM)
         proc.communicate(timeout=60)
     finally:
