@@ -1,10 +1,12 @@
-"""Shared bench plumbing: timing statistics and Markdown tables."""
+"""Shared bench plumbing: timing statistics, Markdown tables, the host-jitter probe."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
+from numba import njit
 
 
 def percentiles(samples_ns: Sequence[int] | np.ndarray) -> dict[str, float]:
@@ -32,3 +34,15 @@ def markdown_table(headers: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     return "\n".join(lines)
+
+
+@njit(cache=True)
+def fixed_work(n: int) -> float:
+    """A serial chain of square roots: the same instructions and no memory traffic every call."""
+    s = 0.0
+    for i in range(n):
+        s = math.sqrt(s + i)
+    return s
+
+
+JITTER_STEPS = 7_000  # ~50 µs: the scale of the update it is compared with

@@ -27,16 +27,14 @@ Bars are 1 s here (5 s in the default config) so a 300 s session gives ~225 bar 
 from __future__ import annotations
 
 import gc
-import math
 import time
 
 import msgspec
 import numpy as np
-from numba import njit
 
 from smartflow.app.daemon import settle_heap
 from smartflow.app.pipeline import Pipeline
-from smartflow.bench.common import markdown_table, percentiles
+from smartflow.bench.common import JITTER_STEPS, fixed_work, markdown_table, percentiles
 from smartflow.chain.state import ChainState
 from smartflow.config import Config, DetectorConfig, ScenarioConfig, SimConfig
 from smartflow.core.clock import ReplayClock
@@ -70,18 +68,6 @@ def _session(seconds: float) -> tuple[Pipeline, list[tuple[int, bytes]]]:
     return pipeline, frames
 
 
-@njit(cache=True)
-def _fixed_work(n: int) -> float:
-    """A serial chain of square roots: the same instructions and no memory traffic every call."""
-    s = 0.0
-    for i in range(n):
-        s = math.sqrt(s + i)
-    return s
-
-
-JITTER_STEPS = 7_000  # ~50 µs: the scale of the update it is compared with
-
-
 def run_detectors_bench(seconds: float = 300.0) -> str:
     """Return the Markdown report of one run."""
     pipeline, frames = _session(seconds)
@@ -104,7 +90,7 @@ def _measure(pipeline: Pipeline, frames: list[tuple[int, bytes]]) -> str:
     kernels: list[int] = []
     in_explain: list[int] = []
     jitter: list[int] = []
-    _fixed_work(JITTER_STEPS)
+    fixed_work(JITTER_STEPS)
 
     def timed(end: int, seq: int, closed_at: int) -> None:
         pipeline.close_bar(end, seq, closed_at)  # reads what the bar close just measured
@@ -112,7 +98,7 @@ def _measure(pipeline: Pipeline, frames: list[tuple[int, bytes]]) -> str:
         kernels.append(det.kernel_ns)
         in_explain.append(det.explain_ns)
         t = time.perf_counter_ns()
-        _fixed_work(JITTER_STEPS)
+        fixed_work(JITTER_STEPS)
         jitter.append(time.perf_counter_ns() - t)
 
     book.on_close = timed

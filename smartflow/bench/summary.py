@@ -34,8 +34,7 @@ import numpy as np
 from smartflow.analytics.summary import ChainSummaries
 from smartflow.app.daemon import settle_heap
 from smartflow.app.pipeline import Pipeline
-from smartflow.bench.common import markdown_table, percentiles
-from smartflow.bench.detectors import JITTER_STEPS, _fixed_work
+from smartflow.bench.common import JITTER_STEPS, fixed_work, markdown_table, percentiles
 from smartflow.chain.state import ChainBook, ChainState
 from smartflow.config import Config, DetectorConfig, SimConfig
 from smartflow.core.clock import ReplayClock
@@ -118,7 +117,7 @@ def run_summary_bench(seconds: float = 300.0) -> str:
     peer: list[int] = []
     agree = [0, 0]
     seen = [0]
-    _fixed_work(JITTER_STEPS)
+    fixed_work(JITTER_STEPS)
 
     def daemon_like(book: ChainBook, summaries: ChainSummaries) -> BarHook:
         # Pass 1: only what the daemon does at a close (plus the jitter probe after it).
@@ -127,7 +126,7 @@ def run_summary_bench(seconds: float = 300.0) -> str:
             summaries.on_bar(end, seq)
             added.append(time.perf_counter_ns() - t)
             t = time.perf_counter_ns()
-            _fixed_work(JITTER_STEPS)
+            fixed_work(JITTER_STEPS)
             jitter.append(time.perf_counter_ns() - t)
 
         return hook
