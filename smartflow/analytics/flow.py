@@ -259,6 +259,8 @@ class WhaleAlert:
 
 
 class _Core(NamedTuple):
+    """One contract's flow numbers that both its view and its underlying's confluence read."""
+
     q: list[int]
     f: list[float]
     dev: float
