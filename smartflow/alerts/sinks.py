@@ -1,4 +1,6 @@
-"""Where alerts go: a Telegram chat (aiogram) and a signed webhook, each behind its own outbox.
+"""Where alerts go: each sink behind its own outbox; the signed webhook sink.
+
+The Telegram sink is in ``smartflow.alerts.telegram`` (the one module that imports aiogram).
 
 An ``Outbox`` is one sink's bounded queue and the one task that drains it. ``put`` never
 blocks: when the queue is full the *newest* alert is dropped and counted (``queue_full``), so
@@ -25,9 +27,6 @@ from typing import Any, Protocol
 
 import aiohttp
 import msgspec
-from aiogram import Bot
-from aiogram.exceptions import TelegramBadRequest, TelegramForbiddenError, TelegramRetryAfter
-from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 
 from smartflow.alerts.events import Alert
 from smartflow.config import AlertsConfig, Secret
@@ -52,37 +51,9 @@ class Sink(Protocol):
         ...
 
 
-def keyboard(buttons: tuple[tuple[str, str], ...]) -> InlineKeyboardMarkup | None:
-    """One row of inline buttons (None without buttons)."""
-    if not buttons:
-        return None
-    row = [InlineKeyboardButton(text=label, callback_data=data) for label, data in buttons]
-    return InlineKeyboardMarkup(inline_keyboard=[row])
+class RetryAfter(Exception):
+    """The sink asked to wait ``seconds`` before the next attempt (a 429's retry-after)."""
 
-
-class TelegramSink:
-    """One allow-listed chat of the bot."""
-
-    def __init__(self, bot: Bot, chat_id: int) -> None:
-        self.bot = bot
-        self.chat_id = chat_id
-        self.name = f"telegram:{chat_id}"
-
-    async def send(self, alert: Alert) -> float | None:
-        """``sendMessage`` as plain text (no parse mode: symbols need no escaping)."""
-        try:
-            await self.bot.send_message(
-                self.chat_id, alert.text[:4096], reply_markup=keyboard(alert.buttons)
-            )
-        except TelegramRetryAfter as e:
-            raise _RetryAfter(float(e.retry_after)) from None
-        except (TelegramBadRequest, TelegramForbiddenError) as e:
-            # A wrong chat id, a bot blocked by the user, a malformed text: not transient.
-            raise PermanentSinkError(e.message) from None
-        return None
-
-
-class _RetryAfter(Exception):
     def __init__(self, seconds: float) -> None:
         super().__init__(f"rate limited: retry after {seconds:g} s")
         self.seconds = seconds
@@ -148,7 +119,7 @@ class WebhookSink:
             why = f"HTTP {r.status}"
             if r.status == 429:
                 with contextlib.suppress(ValueError):
-                    raise _RetryAfter(float(r.headers.get("Retry-After", "")))
+                    raise RetryAfter(float(r.headers.get("Retry-After", "")))
             if 400 <= r.status < 500 and r.status not in (408, 429):
                 raise PermanentSinkError(why)
             raise ConnectionError(why)
@@ -207,7 +178,7 @@ class Outbox:
                     self.dropped["failed"] += 1
                     return
                 wait = delay * (0.5 + random.random())  # jitter: sinks recovering are not stampeded
-                if isinstance(e, _RetryAfter):
+                if isinstance(e, RetryAfter):
                     wait = max(wait, e.seconds)
                 await asyncio.sleep(wait)
                 delay = min(delay * 2, self.cfg.retry_max_s)

@@ -17,14 +17,10 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from aiogram import Bot
-from aiogram.client.session.aiohttp import AiohttpSession
-from aiogram.client.telegram import TelegramAPIServer
-from aiogram.utils.token import TokenValidationError
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from smartflow.alerts.commands import EntryGate, TelegramCommands
+from smartflow.alerts.commands import EntryGate
 from smartflow.alerts.events import (
     Alert,
     SignalThrottle,
@@ -33,7 +29,7 @@ from smartflow.alerts.events import (
     order_alert,
     signal_alert,
 )
-from smartflow.alerts.sinks import Outbox, Sink, TelegramSink, WebhookSink
+from smartflow.alerts.sinks import Outbox, Sink, WebhookSink
 from smartflow.config import Config, Credentials
 from smartflow.core.errors import FatalError
 from smartflow.core.messages import OrderIntent, SmartMoneySignal
@@ -43,6 +39,9 @@ from smartflow.orders.angel import AngelGateway
 
 
 if TYPE_CHECKING:
+    from aiogram import Bot
+
+    from smartflow.alerts.telegram import TelegramCommands
     from smartflow.app.metrics import Metrics
     from smartflow.app.trading import Trading
     from smartflow.core.clock import Clock
@@ -72,15 +71,12 @@ class Alerting:
         tg = self.acfg.telegram
         if self.acfg.enabled and tg.enabled:
             token = _required(creds, "telegram_token", "alerts.telegram.enabled")
-            try:
-                self.bot = Bot(
-                    token, session=AiohttpSession(api=TelegramAPIServer.from_base(tg.api_url))
-                )
-            except TokenValidationError:
-                raise FatalError(
-                    "credential telegram_token is not a bot token (@BotFather's 123456:ABC…)"
-                ) from None
-            sinks += [TelegramSink(self.bot, chat) for chat in tg.chat_ids]
+            # Here, not at the top: aiogram takes seconds to import, which only a daemon with
+            # Telegram on should pay at start (tests/unit/alerts/test_lazy_telegram.py checks it).
+            from smartflow.alerts import telegram
+
+            self.bot = telegram.make_bot(token, tg.api_url)
+            sinks += [telegram.TelegramSink(self.bot, chat) for chat in tg.chat_ids]
         if self.acfg.enabled and self.acfg.webhook.enabled:
             secret = creds.webhook_secret
             _required(creds, "webhook_secret", "alerts.webhook.enabled")
@@ -137,6 +133,8 @@ class Alerting:
         )
         trading.entry_gate = self.gate
         if self.bot is not None and self.acfg.telegram.commands:
+            from smartflow.alerts.telegram import TelegramCommands  # loaded with the bot
+
             self.commands = TelegramCommands(
                 self.bot,
                 self.acfg.telegram.chat_ids,
