@@ -17,10 +17,15 @@ that a run has order intents to measure, the daemon trades on a hair trigger: th
 market has a scenario every few seconds, the detectors' thresholds are low
 (``DENSE_DETECTORS``: the same kernels do the same work at every bar whatever the thresholds),
 and the strategy enters on any tradable signal with no cool-down and exits on the next tick's
-move either way.
-Even so, entries come only from bar closes (one a second) whose signal is tradable, and each
-waits for the previous round trip: about 0.7 intents a second, so 200 take about five minutes
-at each rate (``seconds`` caps the run).
+move either way. Even so, entries come only from bar closes (one a second) whose signal can
+trade (about 40 % of them: the cross-validation and trap verdicts are the market's), and each
+waits for the previous round trip: about 0.7 intents a second at 500-1,000 packets/s, so 200
+take about five minutes at each rate (``seconds`` caps the run). Entries are also shown alone:
+they are decided at bar closes, exits after batches.
+
+The last column times a fixed piece of arithmetic (~50 µs of square roots, no memory traffic)
+right after each bar close, in the daemon's own loop: its p99 ÷ p50 is what the host alone does
+to a tail at that rate, the yardstick for the latencies next to it.
 
 A flood run (the simulator sending as fast as it can) gives both ceilings; the report states the
 highest rate at which the daemon keeps up with tick → decision and tick → bar decision p99 under
