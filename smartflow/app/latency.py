@@ -50,6 +50,7 @@ class LatencyObserver:
         self.trigger_ns = 0
         """Receive time of the packet behind the latest decision point (a bar close or the end
         of a batch); order intents carry it as their ``tick_ns``."""
+        self._signal_waits: list[int] = []
 
     def _wall_ns(self, since_ns: int, now_ns: int | None = None) -> int:
         now = self.clock.now_ns() if now_ns is None else now_ns
@@ -71,8 +72,8 @@ class LatencyObserver:
     def signal_decided(self) -> None:
         """A detector decided a material signal."""
         waited = self._wall_ns(self.trigger_ns)
-        if self.metrics is not None:
-            self.metrics.tick_to_signal.observe(waited / 1e9)
+        # Into the histogram once the bar is explained: off the path to the strategy.
+        self._signal_waits.append(waited)
         if self.samples is not None:
             self.samples.signal.append(waited)
 
@@ -90,6 +91,9 @@ class LatencyObserver:
         if self.metrics is not None:
             for det in detectors:
                 self.metrics.signal_explain.observe(det.explain_ns / 1e9)
+            for waited in self._signal_waits:
+                self.metrics.tick_to_signal.observe(waited / 1e9)
+        self._signal_waits.clear()
 
     def batch_done(self, spent_ns: int, oldest_recv_ns: int) -> None:
         """The engine finished a batch that took ``spent_ns`` of its own time."""

@@ -199,7 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
     e2e.add_argument(
         "--seconds",
         type=float,
-        default=360.0,
+        default=600.0,
         help="most measured per rate (stops at 200 bar decisions and 200 intents)",
     )
     api = bench_sub.add_parser("api", help="tick → decision with and without 200 API clients")

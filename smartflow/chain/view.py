@@ -22,19 +22,20 @@ class ChainMarketView:
         if hit is None:
             return None
         c, row = hit
-        q = c.q[row]
+        # One conversion of the row to Python ints (the entry path reads it on a cold cache).
+        q: list[int] = c.q[row].tolist()
         if q[L.Q_TICKS] == 0:
             return None
-        levels = q[L.Q_BID_PX : L.Q_BID_PX + 5].tolist(), q[L.Q_BID_QTY : L.Q_BID_QTY + 5].tolist()
-        asks = q[L.Q_ASK_PX : L.Q_ASK_PX + 5].tolist(), q[L.Q_ASK_QTY : L.Q_ASK_QTY + 5].tolist()
+        bid_px, bid_qty = q[L.Q_BID_PX : L.Q_BID_PX + 5], q[L.Q_BID_QTY : L.Q_BID_QTY + 5]
+        ask_px, ask_qty = q[L.Q_ASK_PX : L.Q_ASK_PX + 5], q[L.Q_ASK_QTY : L.Q_ASK_QTY + 5]
         return Quote(
-            bid=int(q[L.Q_BID_PX]) / 100,
-            ask=int(q[L.Q_ASK_PX]) / 100,
-            ltp=int(q[L.Q_LTP]) / 100,
-            tick=max(1, int(q[L.Q_TICK])) / 100,
-            bids=tuple((px / 100, qty) for px, qty in zip(*levels, strict=True) if px > 0),
-            asks=tuple((px / 100, qty) for px, qty in zip(*asks, strict=True) if px > 0),
-            seq=int(q[L.Q_TICKS]),
+            bid=q[L.Q_BID_PX] / 100,
+            ask=q[L.Q_ASK_PX] / 100,
+            ltp=q[L.Q_LTP] / 100,
+            tick=max(1, q[L.Q_TICK]) / 100,
+            bids=tuple((px / 100, qty) for px, qty in zip(bid_px, bid_qty, strict=True) if px > 0),
+            asks=tuple((px / 100, qty) for px, qty in zip(ask_px, ask_qty, strict=True) if px > 0),
+            seq=q[L.Q_TICKS],
         )
 
     def theta(self, token: str) -> float:

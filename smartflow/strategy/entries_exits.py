@@ -34,7 +34,7 @@ from typing import Any, Protocol
 
 from smartflow.config import StrategyConfig
 from smartflow.core.messages import OrderIntent, Quote, SmartMoneySignal
-from smartflow.core.timeutil import NS_PER_S, ist_date, ist_datetime, parse_hhmm
+from smartflow.core.timeutil import NS_PER_S, ist_datetime, parse_hhmm
 from smartflow.strategy.exits import ExitRules
 
 
@@ -137,7 +137,9 @@ class Strategy:
 
     def past_cutoff(self, now_ns: int, expiry: dt.date) -> bool:
         """True once new risk must not be taken and held positions must go."""
-        local = ist_datetime(now_ns)
+        return self._past_cutoff(ist_datetime(now_ns), expiry)
+
+    def _past_cutoff(self, local: dt.datetime, expiry: dt.date) -> bool:
         if local.date() >= expiry and local.time() >= self.expiry_cutoff:
             return True
         return local.time() >= self.cutoff
@@ -187,10 +189,12 @@ class Strategy:
             return
         if now_ns - self.last_exit_ns.get(token, -(10**18)) < self.cfg.cooldown_s * NS_PER_S:
             return
-        dte = (contract.expiry - ist_date(now_ns)).days
-        if dte < self.cfg.min_dte_for_entry or self.past_cutoff(now_ns, contract.expiry):
+        local = ist_datetime(now_ns)
+        today = local.date()
+        dte = (contract.expiry - today).days
+        if dte < self.cfg.min_dte_for_entry or self._past_cutoff(local, contract.expiry):
             return
-        day = ist_date(now_ns).isoformat()
+        day = today.isoformat()
         if self.rules.entry_refusal(day, token) is not None:
             return
         q = self.quotes.quote(token)
@@ -247,9 +251,13 @@ class Strategy:
 
     def on_market(self, now_ns: int) -> None:
         """Check every held contract for its target, stop, time and exits.py exits."""
+        day_rules = bool(self.cfg.daily_profit_target_rupees or self.cfg.daily_loss_stop_rupees)
+        if not (self.held or day_rules):
+            return
+        local = ist_datetime(now_ns)
         halted = ""
-        if self.cfg.daily_profit_target_rupees or self.cfg.daily_loss_stop_rupees:
-            self.rules.day_exit(ist_date(now_ns).isoformat(), self.net_pnl())
+        if day_rules:
+            self.rules.day_exit(local.date().isoformat(), self.net_pnl())
             halted = self.rules.days.halted
         for token in list(self.held):
             held = self.held[token]
@@ -260,7 +268,7 @@ class Strategy:
                     self.held.pop(token, None)
                     self._exit_queued_ns.pop(token, None)
                 continue
-            if self.past_cutoff(now_ns, held.contract.expiry):
+            if self._past_cutoff(local, held.contract.expiry):
                 self._exit(token, now_ns, "time exit before theta crush")
                 continue
             if halted:
