@@ -4,11 +4,11 @@ At start, per underlying: the stored daily ATM-IV closes before today (IV rank a
 and the latest earlier day's closing OI (today's ΔOI baseline, ``doi_basis = "prev_close"``).
 
 While running, the first bar close of each IST minute is queued (one deque append on the
-bar-close path) and a task writes it once a second: the summary and per-strike OI, ΔOI, IV and
-LTP; in market hours the same ATM IV as the day's close so far. When a session runs across
-midnight, the ended day's closing OI is written as the date rolls; at shutdown, today's. Since
-minutes are picked by the bar clock and summaries are a function of the packets, a replay of
-the day's tape selects the same minutes with the same values.
+bar-close path) and a task writes it as soon as the bar close is done: the summary and
+per-strike OI, ΔOI, IV and LTP; in market hours the same ATM IV as the day's close so far. When
+a session runs across midnight, the ended day's closing OI is written as the date rolls; at
+shutdown, today's. Since minutes are picked by the bar clock and summaries are a function of the
+packets, a replay of the day's tape selects the same minutes with the same values.
 """
 
 from __future__ import annotations
@@ -81,6 +81,7 @@ class ChainHistory:
         self.purged_day = -1
         self.written = 0
         self.failures = 0
+        self._queued = asyncio.Event()
 
     def load(self, now_ns: int) -> None:
         """Daily IV closes and the previous session's closing OI, for every underlying."""
@@ -117,10 +118,12 @@ class ChainHistory:
             return
         self.last_minute[snap.underlying] = minute
         self.pending.append(snap)
+        self._queued.set()
 
     def on_day_close(self, root: str, day: int, closing: dict[str, int]) -> None:
         """A date rolled over while running: record the ended day's closing OI."""
         self.closed_days.append((root, day, closing))
+        self._queued.set()
 
     def drain(self) -> None:
         """Write what is queued."""
@@ -150,14 +153,19 @@ class ChainHistory:
             if closing and s.day >= 0:
                 self.store.put_oi_close(root, day_of(s.day), closing)
 
-    async def run(self, interval_s: float = 1.0) -> None:
-        """Write queued snapshots every ``interval_s`` until cancelled.
+    async def run(self) -> None:
+        """Write what is queued, right after the bar close that queued it, until cancelled.
+
+        The writes take ~2 ms of the event loop once a minute. Started as the bar close yields,
+        they have the whole bar to finish before the next close; a task polling once a second
+        at its own phase held a close back by that much whenever the two phases met.
 
         History is analytics, not a record trading depends on: a failed write (disk full, a
         locked file) is logged and counted, and never stops the daemon.
         """
         while True:
-            await asyncio.sleep(interval_s)
+            await self._queued.wait()
+            self._queued.clear()
             try:
                 self.drain()
             except sqlite3.Error as e:
