@@ -178,19 +178,19 @@ def _free_port() -> int:
         return port
 
 
-def split_cpus() -> tuple[set[int], set[int]]:
+def split_cpus() -> tuple[set[int], set[int]] | None:
     """(the daemon's CPUs, the simulator's CPU): the load generator off the measured cores.
 
     A real feed is generated on Angel's servers, not next to the daemon. Sharing a core, the
     simulator process preempts the daemon for ~0.5 ms at a time (seen as 0.5-0.7 ms gaps in the
-    engine's pre-bar spin at 1,000 packets/s, none once the two were on separate cores). Both
-    sets are the whole machine when it has one CPU or cannot pin.
+    engine's pre-bar spin at 1,000 packets/s, none once the two were on separate cores). None
+    when the machine has one CPU or this OS cannot pin.
     """
     if not hasattr(os, "sched_getaffinity"):
-        return set(), set()
+        return None
     cpus = sorted(os.sched_getaffinity(0))
     if len(cpus) < 2:
-        return set(cpus), set(cpus)
+        return None
     return set(cpus[:-1]), {cpus[-1]}
 
 
@@ -391,7 +391,8 @@ def run_e2e_bench(
         flood_seconds: how long the ceiling run lasts.
         bare_seconds: how long the bare websockets loop counts at each rate.
     """
-    ours, theirs = split_cpus()
+    split = split_cpus()
+    theirs = split[1] if split else None
 
     async def main() -> list[tuple[float, float, DaemonRun]]:
         results = []
@@ -412,18 +413,18 @@ def run_e2e_bench(
 
     # The daemon logs as it does in production (JSON lines), into /dev/null: the cost of
     # logging is part of the pipeline, the text is not part of the report.
-    before = os.sched_getaffinity(0) if ours != theirs else set()
+    before = os.sched_getaffinity(0) if split else None
     with open(os.devnull, "w") as devnull:
         configure("json", "info", stream=devnull)
         try:
-            if before:
-                os.sched_setaffinity(0, ours)
+            if split:
+                os.sched_setaffinity(0, split[0])
             results = _run(main)
         finally:
             if before:
                 os.sched_setaffinity(0, before)
             structlog.reset_defaults()
-    return _report(results, flood, ours, theirs)
+    return _report(results, flood, split)
 
 
 def _run(main: Any) -> list[tuple[float, float, DaemonRun]]:
@@ -437,8 +438,7 @@ def _run(main: Any) -> list[tuple[float, float, DaemonRun]]:
 def _report(
     results: list[tuple[float, float, DaemonRun]],
     flood: float,
-    ours: set[int],
-    theirs: set[int],
+    split: tuple[set[int], set[int]] | None,
 ) -> str:
     rows = []
     held = 0.0
@@ -480,8 +480,8 @@ def _report(
         "trigger); latencies from each packet's receive time, µs, p50 / p99 (samples), "
         f"printed from ≥ {MIN_SAMPLES} samples; "
         + (
-            f"daemon and bare loop on CPU {_cpus(ours)}, simulator on CPU {_cpus(theirs)}"
-            if ours != theirs
+            f"daemon and bare loop on CPU {_cpus(split[0])}, simulator on CPU {_cpus(split[1])}"
+            if split
             else "simulator and daemon share the CPUs (one CPU, or no affinity on this OS)"
         )
         + "\n\n"
