@@ -28,9 +28,13 @@ after batches.
 The simulator process runs on its own CPU (``split_cpus``): sharing the daemon's, it preempted
 the daemon for half a millisecond at a time, a cost of the bench and not of a real feed.
 
-The last column times a fixed piece of arithmetic (~50 µs of square roots, no memory traffic)
-right after each bar close, in the daemon's own loop: its p99 ÷ p50 is what the host alone does
-to a tail at that rate, the yardstick for the latencies next to it.
+Two measures say what the host itself does to a tail. Before the runs, a spin on the daemon's
+CPU counts the time a thread that never blocks does not run (this machine, a 2-vCPU VM: 0.4-2.5 %
+of the time, in stalls up to several ms). In the runs, each entry's bar close is timed twice,
+wall clock and the thread's CPU time (which leaves out the hypervisor's steal); nothing in a close
+blocks, so the difference is time the host took, and an entry of 1 ms or more whose close lost
+≥ 0.3 ms that way is counted as the host's. The last column times a fixed piece of arithmetic
+(~50 µs of square roots, no memory traffic) right after each bar close, in the daemon's own loop.
 
 A flood run (the simulator sending as fast as it can) gives both ceilings; the report states the
 highest rate at which the daemon keeps up with tick → decision and tick → bar decision p99 under
@@ -74,6 +78,7 @@ from smartflow.config import (
     SimConfig,
     StrategyConfig,
 )
+from smartflow.core.messages import OrderIntent
 from smartflow.feed import protocol as p
 from smartflow.feed.session import headers_for
 from smartflow.instruments.master import parse
@@ -284,6 +289,9 @@ class DaemonRun:
     signal_ns: list[int] = field(default_factory=list)
     intent_ns: list[int] = field(default_factory=list)
     entry_ns: list[int] = field(default_factory=list)
+    entry_off_cpu_ns: list[int] = field(default_factory=list)
+    """Per entry (aligned with ``entry_ns``): the time the daemon's thread did not run between
+    the start of its bar close and the intent."""
     host_ns: list[int] = field(default_factory=list)
 
 
@@ -324,14 +332,30 @@ async def daemon_run(url: str, seconds: float, tmp: Path) -> DaemonRun:
         close_bar = book.on_close
         assert close_bar is not None  # noqa: S101 — the pipeline's bar close
 
+        # Off CPU: wall time minus the thread's CPU time (which leaves out the hypervisor's
+        # steal) from the start of a bar close to an entry it queues. Nothing in a close blocks,
+        # so that difference is time the host took, not time our code spent.
+        close_start = [0, 0]
+
         def close_and_probe(bar_end_ns: int, seq: int, closed_at_ns: int) -> None:
+            close_start[:] = time.perf_counter_ns(), time.thread_time_ns()
             close_bar(bar_end_ns, seq, closed_at_ns)
+            close_start[0] = 0
             t = time.perf_counter_ns()
             fixed_work(JITTER_STEPS)
             out.host_ns.append(time.perf_counter_ns() - t)
 
+        def entry_queued(intent: OrderIntent) -> None:
+            # After the observer's own hook: ``entry_ns`` has this entry if it is sampled.
+            if close_start[0] and intent.purpose == "ENTRY" and observer.samples is not None:
+                wall = time.perf_counter_ns() - close_start[0]
+                cpu = time.thread_time_ns() - close_start[1]
+                out.entry_off_cpu_ns.append(max(0, wall - cpu))
+
         fixed_work(JITTER_STEPS)
         book.on_close = close_and_probe
+        router = stages.trading.router
+        router.on_intent.append(entry_queued)
         feed, mailbox = stages.feed.stats, stages.mailbox
         received0 = sum(feed.frames.values())
         applied0, conflated0 = book.stats.applied, mailbox.conflated
@@ -348,9 +372,46 @@ async def daemon_run(url: str, seconds: float, tmp: Path) -> DaemonRun:
         out.conflated = mailbox.conflated - conflated0
         observer.samples = None
         book.on_close = close_bar
+        router.on_intent.remove(entry_queued)
     finally:
         await daemon.shutdown()
     return out
+
+
+HOST_STALL_NS = 300_000
+"""Off-CPU time in one entry's bar close that counts as the host's stall (a close is ~0.4 ms)."""
+
+
+def host_stalls(seconds: float) -> tuple[float, float, float]:
+    """Spin on this CPU for ``seconds``: what the host takes from a thread that never blocks.
+
+    Returns the share of the time it did not run, stalls ≥ 1 ms a minute and the longest stall
+    (ms); a stall is any gap over 50 µs between two clock reads.
+    """
+    clock = time.perf_counter_ns
+    stalled = over_1ms = longest = 0
+    last = clock()
+    end = last + int(seconds * NS)
+    while last < end:
+        now = clock()
+        gap = now - last
+        if gap > 50_000:
+            stalled += gap
+            over_1ms += gap >= 1_000_000
+            longest = max(longest, gap)
+        last = now
+    return stalled / (seconds * NS), over_1ms * 60 / seconds, longest / 1e6
+
+
+def entries_over_1ms(run: DaemonRun) -> str:
+    """Entries at 1 ms or more, and how many of them the host stalled: "k of n (h host)"."""
+    over = [i for i, ns in enumerate(run.entry_ns) if ns >= 1_000_000]
+    stalls = sum(
+        1
+        for i in over
+        if i < len(run.entry_off_cpu_ns) and run.entry_off_cpu_ns[i] >= HOST_STALL_NS
+    )
+    return f"{len(over)} of {len(run.entry_ns)} ({stalls} host)"
 
 
 def _cpus(cpus: set[int]) -> str:
@@ -380,6 +441,7 @@ def run_e2e_bench(
     flood: float = 200_000,
     flood_seconds: float = 20.0,
     bare_seconds: float = 8.0,
+    host_seconds: float = 10.0,
 ) -> str:
     """Return the Markdown report of one run.
 
@@ -390,9 +452,12 @@ def run_e2e_bench(
         flood: the simulator's rate for the ceiling run.
         flood_seconds: how long the ceiling run lasts.
         bare_seconds: how long the bare websockets loop counts at each rate.
+        host_seconds: how long the host's own stalls are measured (a spin on the daemon's CPU,
+            before any run).
     """
     split = split_cpus()
     theirs = split[1] if split else None
+    stalls = (0.0, 0.0, 0.0)
 
     async def main() -> list[tuple[float, float, DaemonRun]]:
         results = []
@@ -419,12 +484,13 @@ def run_e2e_bench(
         try:
             if split:
                 os.sched_setaffinity(0, split[0])
+            stalls = host_stalls(host_seconds)
             results = _run(main)
         finally:
             if before:
                 os.sched_setaffinity(0, before)
             structlog.reset_defaults()
-    return _report(results, flood, split)
+    return _report(results, flood, split, stalls)
 
 
 def _run(main: Any) -> list[tuple[float, float, DaemonRun]]:
@@ -439,6 +505,7 @@ def _report(
     results: list[tuple[float, float, DaemonRun]],
     flood: float,
     split: tuple[set[int], set[int]] | None,
+    stalls: tuple[float, float, float],
 ) -> str:
     rows = []
     held = 0.0
@@ -469,6 +536,7 @@ def _report(
                 _pct(run.signal_ns),
                 _pct(run.intent_ns),
                 _pct(run.entry_ns),
+                entries_over_1ms(run),
                 _pct(run.host_ns),
             ]
         )
@@ -483,6 +551,11 @@ def _report(
             f"daemon and bare loop on CPU {_cpus(split[0])}, simulator on CPU {_cpus(split[1])}"
             if split
             else "simulator and daemon share the CPUs (one CPU, or no affinity on this OS)"
+        )
+        + (
+            f"; host alone (a spin on the daemon's CPU before the runs): off CPU "
+            f"{stalls[0]:.1%} of the time, {stalls[1]:.0f} stalls ≥ 1 ms a minute, longest "
+            f"{stalls[2]:.1f} ms"
         )
         + "\n\n"
     )
@@ -499,6 +572,7 @@ def _report(
             "tick → signal",
             "tick → intent",
             "of which entries",
+            "entries ≥ 1 ms (host stalled ≥ 0.3 ms in the close)",
             "host: fixed 50 µs at bar closes",
         ],
         rows,

@@ -14,7 +14,7 @@ import pytest
 from smartflow.bench.api import run_api_bench
 from smartflow.bench.decode import run_decode_bench
 from smartflow.bench.detectors import run_detectors_bench
-from smartflow.bench.e2e import run_e2e_bench
+from smartflow.bench.e2e import DaemonRun, entries_over_1ms, host_stalls, run_e2e_bench
 from smartflow.bench.greeks import run_greeks_bench
 from smartflow.bench.replay import run_replay_bench
 
@@ -67,7 +67,12 @@ def test_replay_bench_runs_the_whole_pipeline() -> None:
 @pytest.mark.slow
 def test_e2e_bench_measures_every_latency_and_quotes_no_percentile_from_few_samples() -> None:
     report = run_e2e_bench(
-        rates=(1_000,), seconds=3.0, flood=20_000, flood_seconds=2.0, bare_seconds=2.0
+        rates=(1_000,),
+        seconds=3.0,
+        flood=20_000,
+        flood_seconds=2.0,
+        bare_seconds=2.0,
+        host_seconds=0.5,
     )
     rows = _rows(report)
     assert [r[0] for r in rows] == ["1,000", "flood"]
@@ -84,7 +89,31 @@ def test_e2e_bench_measures_every_latency_and_quotes_no_percentile_from_few_samp
         assert cell.startswith("n<200 ("), cell
         assert "/" not in cell
     assert _numbers(at_rate[7])[-1] >= 2
+    # Every sampled entry is counted against 1 ms, with the host's share attributed.
+    over, entries, host = _numbers(at_rate[11])
+    assert entries == _numbers(at_rate[10])[-1]
+    assert host <= over <= entries
+    assert re.search(
+        r"host alone .*: off CPU [\d.]+% of the time, \d+ stalls ≥ 1 ms a minute", report
+    )
     assert "goal tick → intent p99 < 1 ms from 500 to 10,000 packets/s: n<200 at 1,000" in report
+
+
+def test_entries_over_1ms_are_attributed_to_the_host_only_when_it_stalled_their_close() -> None:
+    run = DaemonRun(
+        entry_ns=[400_000, 1_200_000, 2_500_000, 1_000_000],
+        entry_off_cpu_ns=[900_000, 100_000, 2_000_000, 300_000],
+    )
+    # The 0.4 ms entry lost time too but stayed under 1 ms: not counted.
+    assert entries_over_1ms(run) == "3 of 4 (2 host)"
+    assert entries_over_1ms(DaemonRun()) == "0 of 0 (0 host)"
+
+
+def test_host_stalls_is_a_share_of_the_spin() -> None:
+    share, per_minute, longest_ms = host_stalls(0.2)
+    assert 0.0 <= share < 1.0
+    assert per_minute >= 0.0
+    assert 0.0 <= longest_ms < 200.0
 
 
 def test_api_bench_measures_both_phases_of_both_daemons() -> None:
