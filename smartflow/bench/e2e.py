@@ -346,11 +346,14 @@ async def daemon_run(url: str, seconds: float, tmp: Path) -> DaemonRun:
             out.host_ns.append(time.perf_counter_ns() - t)
 
         def entry_queued(intent: OrderIntent) -> None:
-            # After the observer's own hook: ``entry_ns`` has this entry if it is sampled.
-            if close_start[0] and intent.purpose == "ENTRY" and observer.samples is not None:
+            # After the observer's own hook, on the same condition: one value per ``entry_ns``.
+            if intent.purpose != "ENTRY" or not intent.tick_ns or observer.samples is None:
+                return
+            off_cpu = 0  # an entry outside a bar close: not attributed
+            if close_start[0]:
                 wall = time.perf_counter_ns() - close_start[0]
-                cpu = time.thread_time_ns() - close_start[1]
-                out.entry_off_cpu_ns.append(max(0, wall - cpu))
+                off_cpu = max(0, wall - (time.thread_time_ns() - close_start[1]))
+            out.entry_off_cpu_ns.append(off_cpu)
 
         fixed_work(JITTER_STEPS)
         book.on_close = close_and_probe
@@ -405,13 +408,12 @@ def host_stalls(seconds: float) -> tuple[float, float, float]:
 
 def entries_over_1ms(run: DaemonRun) -> str:
     """Entries at 1 ms or more, and how many of them the host stalled: "k of n (h host)"."""
-    over = [i for i, ns in enumerate(run.entry_ns) if ns >= 1_000_000]
+    over = sum(ns >= 1_000_000 for ns in run.entry_ns)
     stalls = sum(
-        1
-        for i in over
-        if i < len(run.entry_off_cpu_ns) and run.entry_off_cpu_ns[i] >= HOST_STALL_NS
+        ns >= 1_000_000 and off >= HOST_STALL_NS
+        for ns, off in zip(run.entry_ns, run.entry_off_cpu_ns, strict=True)
     )
-    return f"{len(over)} of {len(run.entry_ns)} ({stalls} host)"
+    return f"{over} of {len(run.entry_ns)} ({stalls} host)"
 
 
 def _cpus(cpus: set[int]) -> str:
